@@ -1,0 +1,188 @@
+"""The runner end to end: units, records, store, resume after a kill, failures and coverage."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vbench_flow.cli import main
+from vbench_flow.store import Store
+from vbench_flow.video_io import write_video
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def vbf(*args: str) -> int:
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    return info.value.code
+
+
+def write_suite(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "suite.yaml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+
+
+SLOW_SUITE = """\
+name: slow
+data: {{type: shapes, size: 16, fps: 4}}
+clip_seconds: [1, 2]
+prompts: {{source: data, split: val, count: 4, seeds: [0, 1]}}
+models:
+  - name: slow
+    type: python
+    args: {{entry: "slow_generator:make", path: "{fixtures}", kwargs: {{delay: {delay}, log: "{log}"}}}}
+metrics:
+  - {{name: flicker, args: {{segment_seconds: 1}}}}
+"""
+
+
+def test_smoke_suite_runs_end_to_end(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert vbf("run", "suites/smoke.yaml", "--runs-dir", str(runs), "--run-id", "s1", "--quiet") == 0
+    run_dir = runs / "s1"
+    lines = records(run_dir)
+    assert len(lines) == 6 and all(r["status"] == "ok" for r in lines)
+    assert all((run_dir / r["video"]).exists() for r in lines)
+    store = Store(runs / "vbf.sqlite")
+    agg = store.aggregates(["s1"])
+    assert list(agg["metric"]) == ["flicker"] and int(agg["n"].iloc[0]) == 6
+    assert agg["ci_low"].iloc[0] <= agg["value"].iloc[0] <= agg["ci_high"].iloc[0]
+    assert agg["value"].iloc[0] == pytest.approx(np.mean([r["metrics"]["flicker"] for r in lines]))
+    assert store.run("s1")["status"] == "complete"
+    html = (run_dir / "report.html").read_text()
+    assert "flicker" in html and "real" in html and "data:video/mp4;base64," in html
+    assert json.loads((run_dir / "environment.json").read_text())["packages"]["torch"]
+
+
+def test_rerun_without_resume_refuses_to_overwrite(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert vbf("run", "suites/smoke.yaml", "--runs-dir", str(runs), "--run-id", "s", "--quiet") == 0
+    assert vbf("run", "suites/smoke.yaml", "--runs-dir", str(runs), "--run-id", "s", "--quiet") == 4
+    assert "already exists" in capsys.readouterr().err
+    assert vbf("run", "suites/smoke.yaml", "--runs-dir", str(runs), "--run-id", "s", "--resume", "--quiet") == 0
+    assert len(records(runs / "s")) == 6  # nothing recomputed
+
+
+def test_misspelt_metric_stops_before_any_compute(tmp_path, capsys):
+    suite = write_suite(tmp_path, Path("suites/smoke.yaml").read_text().replace("name: flicker", "name: flikcer"))
+    assert vbf("validate", str(suite)) == 4
+    assert "did you mean 'flicker'" in capsys.readouterr().err
+    assert vbf("run", str(suite), "--runs-dir", str(tmp_path / "runs")) == 4
+    assert not (tmp_path / "runs").exists()
+
+
+def test_killed_run_resumes_without_recomputing(tmp_path):
+    log = tmp_path / "generated.log"
+    suite = write_suite(tmp_path, SLOW_SUITE.format(fixtures=FIXTURES, delay=0.3, log=log))
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "vbench_flow", "run", str(suite), "--runs-dir", str(runs), "--run-id", "k", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    samples = runs / "k" / "samples.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if samples.exists() and len(samples.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished_before = len(records(runs / "k"))
+    assert 3 <= finished_before < 16, "the kill should land mid-run"
+
+    done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = records(runs / "k")
+    assert len(lines) == 16 and len({r["unit_id"] for r in lines}) == 16
+    generated = log.read_text().splitlines()
+    # each unit generated once, except at most the one in flight when the kill landed
+    assert len(generated) - len(set(generated)) <= 1
+    assert len(set(generated)) == 16
+    store = Store(runs / "vbf.sqlite")
+    assert len(store.units("k")) == 16 and len(store.sample_metrics("k")) == 16
+    assert store.run("k")["status"] == "complete"
+
+
+def test_folder_model_with_corrupt_video_records_failure(tmp_path, capsys):
+    from vbench_flow.data.shapes import ShapesWorld
+
+    world = ShapesWorld("test", size=32, fps=4)
+    rows = []
+    for i in range(3):
+        clip = world.clip(i, 9)
+        path = tmp_path / "gen" / f"clip{i}.mp4"
+        write_video(path, clip.frames, 4)
+        rows.append({"video": f"gen/clip{i}.mp4", "prompt_id": world.prompt_id(i)})
+    (tmp_path / "gen" / "clip1.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(300))
+    truncated = (tmp_path / "gen" / "clip2.mp4").read_bytes()
+    (tmp_path / "gen" / "clip2.mp4").write_bytes(truncated[: len(truncated) // 3])
+    pd.DataFrame(rows).to_csv(tmp_path / "generated.csv", index=False)
+    suite = write_suite(tmp_path, """\
+        name: folder-test
+        data: {type: shapes, size: 32, fps: 4}
+        clip_seconds: [2]
+        prompts: {source: data, split: test, count: 3}
+        models:
+          - {name: external, type: folder, args: {manifest: generated.csv}}
+        metrics:
+          - {name: flicker}
+        """)
+    runs = tmp_path / "runs"
+    code = vbf("run", str(suite), "--runs-dir", str(runs), "--run-id", "f")
+    out = capsys.readouterr()
+    assert code == 2
+    assert "coverage: expected 3 / done 1 / failed 2" in out.out
+    by_id = {r["prompt_id"]: r for r in records(runs / "f")}
+    assert by_id["test-000000"]["status"] == "ok"
+    for pid in ("test-000001", "test-000002"):
+        assert by_id[pid]["status"] == "failed" and f"clip{pid[-1]}.mp4" in by_id[pid]["error"]
+    html = (runs / "f" / "report.html").read_text()
+    assert "2 failed unit(s)" in html and "clip1.mp4" in html
+    assert Store(runs / "vbf.sqlite").run("f")["status"] == "partial"
+
+
+def test_generator_errors_are_isolated_per_unit(tmp_path, capsys):
+    suite = write_suite(tmp_path, f"""\
+        name: iso
+        data: {{type: shapes, size: 16, fps: 4}}
+        clip_seconds: [1]
+        prompts: {{source: data, split: val, count: 3}}
+        models:
+          - name: gen
+            type: python
+            batch_size: 3
+            args: {{entry: "slow_generator:make", path: "{FIXTURES}", kwargs: {{fail_prompt: val-000001}}}}
+        metrics:
+          - {{name: flicker}}
+        """)
+    assert vbf("run", str(suite), "--runs-dir", str(tmp_path / "runs"), "--run-id", "i", "--quiet") == 2
+    status = {r["prompt_id"]: (r["status"], r.get("error") or "") for r in records(tmp_path / "runs" / "i")}
+    assert status["val-000000"][0] == status["val-000002"][0] == "ok"
+    assert status["val-000001"][0] == "failed" and "refusing val-000001" in status["val-000001"][1]
+
+
+def test_export_formats(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert vbf("run", "suites/smoke.yaml", "--runs-dir", str(runs), "--run-id", "e", "--quiet") == 0
+    for fmt in ("csv", "json", "parquet"):
+        out = tmp_path / f"e.{fmt}"
+        assert vbf("runs", "export", "e", "-o", str(out), "--runs-dir", str(runs)) == 0
+        table = {"csv": pd.read_csv, "json": pd.read_json, "parquet": pd.read_parquet}[fmt](out)
+        assert len(table) == 6 and set(table["metric"]) == {"flicker"}
+    assert vbf("runs", "ls", "--runs-dir", str(runs)) == 0
+    assert "e" in capsys.readouterr().out
+    assert vbf("report", "nope", "--runs-dir", str(runs)) == 4

@@ -1,0 +1,3 @@
+from vbench_flow.cli import main
+
+main()

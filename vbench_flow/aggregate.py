@@ -1,0 +1,48 @@
+"""Aggregates over units: the mean of each metric per (model, task, clip length), with a
+percentile-bootstrap confidence interval over units."""
+
+from __future__ import annotations
+
+import zlib
+from collections import defaultdict
+
+import numpy as np
+from scipy import stats
+
+from vbench_flow.store import AggregateRow, SampleRecord
+
+
+def bootstrap_ci(values: np.ndarray, *, confidence: float, resamples: int, seed: int) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the mean; a single value (or identical values) gives a point."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < 2 or np.all(values == values[0]):
+        return float(values.mean()), float(values.mean())
+    result = stats.bootstrap((values,), np.mean, confidence_level=confidence, n_resamples=resamples,
+                             method="percentile", vectorized=True, random_state=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def group_seed(run_seed: int, *key: object) -> int:
+    """A stable per-group seed, so adding a model does not change another model's interval."""
+    return (run_seed * 1_000_003 + zlib.crc32("|".join(map(str, key)).encode())) % (2**32)
+
+
+def aggregate_records(records: list[SampleRecord], metric_info: dict[str, dict], *, confidence: float,
+                      resamples: int, seed: int) -> list[AggregateRow]:
+    """One row per (model, task, clip length, metric) over the units that finished."""
+    groups: dict[tuple, list[float]] = defaultdict(list)
+    for record in records:
+        if record.status != "ok":
+            continue
+        for metric, value in record.metrics.items():
+            groups[(record.model, record.task, record.clip_seconds, metric)].append(value)
+    rows = []
+    for (model, task, seconds, metric), values in sorted(groups.items()):
+        info = metric_info[metric]
+        low, high = bootstrap_ci(np.array(values), confidence=confidence, resamples=resamples,
+                                 seed=group_seed(seed, model, task, seconds, metric))
+        rows.append(AggregateRow(model=model, task=task, clip_seconds=seconds, metric=metric,
+                                 value=float(np.mean(values)), ci_low=low, ci_high=high, n=len(values),
+                                 higher_is_better=info["higher_is_better"], metric_version=info["version"],
+                                 extractor=info["extractor"]))
+    return rows

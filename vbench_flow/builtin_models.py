@@ -1,0 +1,222 @@
+"""Generator types the harness ships: real data, pre-generated folders, and user Python code."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from pydantic import ConfigDict, Field
+
+from vbench_flow.errors import ConfigError, VideoReadError
+from vbench_flow.protocol import Generator, Prompt
+from vbench_flow.registry import Args, BuildContext, ModelType, register_model
+from vbench_flow.video_io import num_frames_for
+
+
+# ---------------------------------------------------------------- dataset: the "real data" row
+
+class DatasetArgs(Args):
+    pass
+
+
+class DatasetGenerator:
+    """Returns each prompt's ground-truth clip: the real-data row every report compares against."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+    def generate(self, prompts: Sequence[str], seconds: float, fps: float, seed: int, task: str = "t2v",
+                 condition_frames: Sequence[np.ndarray] | None = None, **sampler_opts: Any) -> list[np.ndarray]:
+        num_frames = num_frames_for(seconds, fps)
+        videos = []
+        for prompt in prompts:
+            if not isinstance(prompt, Prompt) or "index" not in prompt.meta:
+                raise ConfigError(f"the dataset model needs data-set prompts, got plain text {str(prompt)[:60]!r}",
+                                  fix="set prompts.source: data")
+            videos.append(self.data.ground_truth(prompt, num_frames, fps))
+        return videos
+
+    def info(self) -> dict[str, Any]:
+        return {"name": "dataset", "parameters": 0, "checkpoint_sha256": None, "data": self.data.describe()}
+
+
+register_model(ModelType(
+    name="dataset",
+    summary="the ground-truth clip of each data-set prompt (the real-data row of every report)",
+    args_model=DatasetArgs,
+    build=lambda args, ctx: DatasetGenerator(ctx.data),
+    needs_data_prompts=True,
+))
+
+
+# ---------------------------------------------------------------- python: a user's own generator
+
+class PythonArgs(Args):
+    entry: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$",
+                       description="module:attribute — a generator object, or a factory called with kwargs")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    path: str | None = Field(None, description="folder added to sys.path (default: the suite's folder)")
+
+
+class OpenSamplerOptions(Args):
+    """User generators document their own options; the harness passes them through."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+def _import_root(args: PythonArgs, ctx: BuildContext) -> Path:
+    root = Path(args.path).expanduser() if args.path else ctx.suite_dir
+    return root if root.is_absolute() else ctx.suite_dir / root
+
+
+def _check_python(args: PythonArgs, ctx: BuildContext) -> list[str]:
+    module = args.entry.split(":")[0]
+    root = str(_import_root(args, ctx))
+    added = root not in sys.path
+    if added:
+        sys.path.insert(0, root)
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    finally:
+        if added:
+            sys.path.remove(root)
+    if not found:
+        return [f"args.entry: module {module!r} not found on the Python path or in {root}"]
+    return []
+
+
+def _build_python(args: PythonArgs, ctx: BuildContext) -> Generator:
+    module_name, attr_path = args.entry.split(":")
+    root = str(_import_root(args, ctx))
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import {module_name!r}: {exc}", where=f"models.{ctx.model_name}.args.entry") from None
+    for part in attr_path.split("."):
+        if not hasattr(target, part):
+            raise ConfigError(f"{module_name!r} has no attribute {attr_path!r}", where=f"models.{ctx.model_name}.args.entry")
+        target = getattr(target, part)
+    generator = target if hasattr(target, "generate") else target(**args.kwargs)
+    if not isinstance(generator, Generator):
+        raise ConfigError(f"{args.entry} did not give an object with generate() and info()",
+                          where=f"models.{ctx.model_name}.args.entry",
+                          fix="see `help(vbench_flow.protocol)` for the generator protocol")
+    return generator
+
+
+register_model(ModelType(
+    name="python",
+    summary="your own generator: args.entry = 'module:attribute' (an object with generate()/info(), or a factory)",
+    args_model=PythonArgs,
+    build=_build_python,
+    check=_check_python,
+    sampler_model=OpenSamplerOptions,
+))
+
+
+# ---------------------------------------------------------------- folder: videos made elsewhere
+
+class FolderModelArgs(Args):
+    manifest: str = Field(description="CSV or JSONL: video, and prompt_id or prompt; optional seed, task, clip_seconds")
+    root: str | None = Field(None, description="videos are relative to this (default: the manifest's folder)")
+
+
+MATCH_FIELDS = ("seed", "task", "clip_seconds")
+
+
+class FolderGenerator:
+    """Scores videos some other program made: each unit's video is looked up in a manifest."""
+
+    def __init__(self, manifest: Path, root: Path | None = None) -> None:
+        from vbench_flow.data.folder import read_manifest_rows
+
+        self.manifest, self.root = manifest, root or manifest.parent
+        rows = list(read_manifest_rows(manifest, required=("video",)))
+        self.prompt_field = "prompt_id" if rows and "prompt_id" in rows[0][1] else "prompt"
+        self.fields = [f for f in MATCH_FIELDS if rows and f in rows[0][1]]
+        self.videos: dict[tuple, Path] = {}
+        for line, row in rows:
+            if not str(row.get("video") or "").strip():
+                raise ConfigError("needs a 'video' path", where=f"{manifest}:{line}", fix="add the video's path")
+            if not str(row.get(self.prompt_field) or "").strip():
+                raise ConfigError(f"needs a {self.prompt_field!r} to match the video to a prompt", where=f"{manifest}:{line}",
+                                  fix="add a prompt_id (or prompt) column")
+            key = self._key(str(row[self.prompt_field]), *(row.get(f) for f in self.fields))
+            if key in self.videos:
+                raise ConfigError(f"a second video for the same unit {key}", where=f"{manifest}:{line}",
+                                  fix="add seed / task / clip_seconds columns to tell them apart, or drop the duplicate")
+            self.videos[key] = self.root / str(row["video"])
+
+    def _key(self, prompt: str, *values: Any) -> tuple:
+        converters = {"seed": int, "task": str, "clip_seconds": float}
+        return (prompt.strip(), *(converters[f](v) for f, v in zip(self.fields, values)))
+
+    def _lookup(self, prompt: str, seed: int, task: str, seconds: float) -> Path:
+        wanted = prompt.id if self.prompt_field == "prompt_id" and isinstance(prompt, Prompt) else str(prompt)
+        given = {"seed": seed, "task": task, "clip_seconds": seconds}
+        key = self._key(wanted, *(given[f] for f in self.fields))
+        if key not in self.videos:
+            described = ", ".join(f"{n}={v!r}" for n, v in zip([self.prompt_field, *self.fields], key))
+            raise VideoReadError(f"no video listed for {described}", where=str(self.manifest),
+                                 fix="add a row for this unit to the manifest")
+        return self.videos[key]
+
+    def generate(self, prompts: Sequence[str], seconds: float, fps: float, seed: int, task: str = "t2v",
+                 condition_frames: Sequence[np.ndarray] | None = None, **sampler_opts: Any) -> list[np.ndarray]:
+        from vbench_flow.video_io import read_video
+
+        num_frames = num_frames_for(seconds, fps)
+        videos = []
+        for prompt in prompts:
+            path = self._lookup(prompt, seed, task, seconds)
+            frames, _ = read_video(path, fps=fps)
+            if frames.shape[0] < num_frames:
+                raise VideoReadError(f"has {frames.shape[0]} frames at {fps:g} fps; the suite asks for {num_frames} "
+                                     f"({seconds:g} s)", where=str(path), fix="provide a longer video or shorten clip_seconds")
+            videos.append(frames[:num_frames])
+        return videos
+
+    def missing_videos(self) -> list[str]:
+        return [str(p) for p in self.videos.values() if not p.is_file()]
+
+    def info(self) -> dict[str, Any]:
+        return {"name": "folder", "parameters": 0, "checkpoint_sha256": None, "manifest": str(self.manifest)}
+
+
+def _folder_paths(args: FolderModelArgs, ctx: BuildContext) -> tuple[Path, Path | None]:
+    def resolve(p: str) -> Path:
+        path = Path(p).expanduser()
+        return path if path.is_absolute() else ctx.suite_dir / path
+
+    return resolve(args.manifest), resolve(args.root) if args.root else None
+
+
+def _check_folder(args: FolderModelArgs, ctx: BuildContext) -> list[str]:
+    manifest, root = _folder_paths(args, ctx)
+    if not manifest.is_file():
+        return [f"args.manifest: file not found: {manifest}"]
+    try:
+        missing = FolderGenerator(manifest, root).missing_videos()
+    except ConfigError as exc:
+        return [f"args.manifest: {exc.render()}"]
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        return [f"args.manifest: {len(missing)} listed video(s) not found: {shown}"]
+    return []
+
+
+register_model(ModelType(
+    name="folder",
+    summary="pre-generated videos from any model, matched to prompts by a manifest (video, prompt_id|prompt[, seed, task, clip_seconds])",
+    args_model=FolderModelArgs,
+    build=lambda args, ctx: FolderGenerator(*_folder_paths(args, ctx)),
+    check=_check_folder,
+))

@@ -1,0 +1,295 @@
+"""``vbf``: run suites, validate them, inspect results, gate and report.
+
+Exit codes (every command): 0 success; 1 a gated regression; 2 an evaluation error (a run
+finished with failed units); 3 inconclusive under ``--strict``; 4 a configuration or usage
+error (nothing was computed); 130 interrupted (finished work is kept; ``--resume`` continues).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from vbench_flow.errors import ConfigError, VbfError
+
+RUNS_DIR_OPTION = click.option(
+    "--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=None, envvar="VBF_RUNS_DIR",
+    show_envvar=True, help="Where runs and the results store (vbf.sqlite) live.  [default: ./runs]")
+
+
+def _runs_dir(value: Path | None) -> Path:
+    return value if value is not None else Path("runs")
+
+
+class RunInterrupted(VbfError):
+    exit_code = 130
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="vbench-flow")
+def cli() -> None:
+    """vbench-flow: measure whether video generators stay consistent over time.
+
+    \b
+    Typical session:
+      vbf validate suites/smoke.yaml      # check a suite before any compute
+      vbf run suites/smoke.yaml           # generate, score, store, report
+      vbf runs ls                         # list stored runs
+      vbf report RUN_ID -o report.html    # one self-contained HTML page
+
+    Exit codes: 0 ok, 1 regression, 2 evaluation error (failed units),
+    3 inconclusive (--strict), 4 configuration error, 130 interrupted.
+    """
+
+
+# ---------------------------------------------------------------- run / validate
+
+@cli.command()
+@click.argument("suite", type=click.Path(path_type=Path))
+@click.option("--run-id", default=None, help="Name of the run (default: SUITE-NAME-YYYYmmdd-HHMMSS).")
+@RUNS_DIR_OPTION
+@click.option("--resume", is_flag=True, help="Continue an interrupted run (the latest of this suite, or --run-id).")
+@click.option("--retry-failed", is_flag=True, help="With --resume: compute failed units again.")
+@click.option("--quiet", is_flag=True, help="No progress bars or tables.")
+def run(suite: Path, run_id: str | None, runs_dir: Path | None, resume: bool, retry_failed: bool, quiet: bool) -> int:
+    """Run SUITE: generate every unit, score it, store the results, write the report.
+
+    A unit is one (model, task, clip length, prompt, seed). Each finished unit is saved at
+    once, so a run that is killed loses nothing: rerun with --resume to compute only what is
+    missing. Units that fail (a corrupt video, a generator error) are recorded with their
+    reason; the others still run, and the exit code is then 2.
+
+    \b
+    Examples:
+      vbf run suites/smoke.yaml
+      vbf run suites/smoke.yaml --run-id nightly-42
+      vbf run suites/smoke.yaml --resume            # continue the latest smoke run
+    """
+    from vbench_flow.reporting import write_report
+    from vbench_flow.runner import open_store, run_suite
+    from vbench_flow.suite import load_suite
+
+    if retry_failed and not resume:
+        raise ConfigError("--retry-failed only makes sense with --resume", where="vbf run")
+    resolved = load_suite(suite)
+    runs_root = _runs_dir(runs_dir)
+    try:
+        outcomes = run_suite(resolved, runs_dir=runs_root, run_id=run_id, resume=resume,
+                             retry_failed=retry_failed, progress=not quiet)
+    except KeyboardInterrupt:
+        raise RunInterrupted("interrupted; every finished unit is saved",
+                             fix=f"continue with: vbf run {suite} --resume" + (f" --run-id {run_id}" if run_id else "")) from None
+    store = open_store(runs_root)
+    try:
+        for outcome, item in zip(outcomes, resolved):
+            outcome.report = write_report(store, [outcome.run_id], outcome.run_dir / "report.html")
+            if not quiet:
+                _print_outcome(store, outcome)
+        if resolved[0].suite.report.output:
+            combined = write_report(store, [o.run_id for o in outcomes], resolved[0].suite.report.output)
+            click.echo(f"report: {combined}")
+    finally:
+        store.close()
+    return max(o.exit_code for o in outcomes)
+
+
+def _print_outcome(store, outcome) -> None:
+    table = store.aggregates([outcome.run_id])
+    if not table.empty:
+        table = table.assign(ci=lambda t: t.apply(lambda r: f"[{r.ci_low:.4f}, {r.ci_high:.4f}]", axis=1))
+        click.echo(table[["model", "task", "clip_seconds", "metric", "value", "ci", "n"]].to_string(index=False, float_format="%.4f"))
+    click.echo(f"coverage: expected {outcome.expected} / done {outcome.done} / failed {outcome.failed}"
+               f"  (computed now: {outcome.computed})")
+    for unit_id, reason in outcome.failures[:10]:
+        click.echo(f"  failed {unit_id}: {reason.splitlines()[0]}", err=True)
+    if len(outcome.failures) > 10:
+        click.echo(f"  ... and {len(outcome.failures) - 10} more (see the report)", err=True)
+    click.echo(f"run {outcome.run_id}: {outcome.run_dir}")
+    click.echo(f"report: {outcome.report}")
+
+
+@cli.command()
+@click.argument("suite", type=click.Path(path_type=Path))
+@click.option("--no-files", is_flag=True, help="Skip checks that open files (manifests, prompts, checkpoints).")
+def validate(suite: Path, no_files: bool) -> int:
+    """Check SUITE without computing anything: keys, names, values, files.
+
+    Every problem is listed with its YAML key and line, and a suggestion where a name is
+    misspelt. Exit code 0 when the suite is ready to run, 4 otherwise.
+    """
+    from vbench_flow.suite import SuiteError, validate_suite
+
+    resolved, problems = validate_suite(suite, check_files=not no_files)
+    if problems:
+        raise SuiteError(str(suite), problems)
+    for item in resolved:
+        s = item.suite
+        units = len(s.models) * len(s.tasks) * len(s.clip_seconds) * (s.prompt_count() or 0) * len(s.prompts.seeds)
+        count = f"{units} units" if s.prompt_count() else "units: one per prompt in the file"
+        click.echo(f"ok: {item.run_name}: {len(s.models)} model(s) x {len(s.tasks)} task(s) x {len(s.clip_seconds)} "
+                   f"clip length(s) x prompts x {len(s.prompts.seeds)} seed(s) = {count}; metrics: "
+                   + ", ".join(m.name for m in s.metrics))
+    return 0
+
+
+# ---------------------------------------------------------------- ls
+
+@cli.command("ls")
+@click.argument("what", type=click.Choice(["models", "metrics", "suites"]))
+@click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("suites"), show_default=True,
+              help="Where to look for suites.")
+def ls(what: str, directory: Path) -> int:
+    """List model types, metrics, or the suites in a folder."""
+    from vbench_flow.registry import metric_types, model_types
+
+    if what == "models":
+        for name, entry in sorted(model_types().items()):
+            click.echo(f"{name:12s} {entry.summary}")
+    elif what == "metrics":
+        for name, entry in sorted(metric_types().items()):
+            arrow = "higher is better" if entry.higher_is_better else "lower is better"
+            click.echo(f"{name:12s} {entry.summary} [{arrow}]")
+    else:
+        if not directory.is_dir():
+            raise ConfigError(f"no suites folder at {directory}", fix="pass --dir PATH")
+        import yaml
+
+        for path in sorted(directory.glob("*.yaml")):
+            try:
+                description = (yaml.safe_load(path.read_text()) or {}).get("description", "")
+            except yaml.YAMLError:
+                description = "(not valid YAML)"
+            click.echo(f"{path.as_posix():32s} {str(description).strip().splitlines()[0] if description else ''}")
+    return 0
+
+
+# ---------------------------------------------------------------- data
+
+@cli.group()
+def data() -> None:
+    """Look at the data worlds suites draw prompts from."""
+
+
+@data.command("preview")
+@click.option("--split", default="train", show_default=True, help="train, val or test.")
+@click.option("--count", default=8, show_default=True, type=click.IntRange(1, 64), help="Number of clips.")
+@click.option("--start", default=0, show_default=True, type=click.IntRange(0), help="First index in the split.")
+@click.option("--seconds", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Clip length.")
+@click.option("--size", default=64, show_default=True, type=click.IntRange(8, 512), help="Frame side in pixels.")
+@click.option("--fps", default=8.0, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Frames per second.")
+@click.option("--columns", default=4, show_default=True, type=click.IntRange(1, 16))
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("shapes_preview.gif"), show_default=True,
+              help="A .gif or .mp4 file.")
+def data_preview(split: str, count: int, start: int, seconds: float, size: int, fps: float, columns: int, output: Path) -> int:
+    """Write a grid of shapes-world clips with their captions (GIF or MP4)."""
+    from vbench_flow.data.preview import make_grid
+    from vbench_flow.data.shapes import ShapesWorld
+    from vbench_flow.video_io import num_frames_for, write_video
+
+    world = ShapesWorld(split=split, size=size, fps=fps)
+    clips = [world.clip(i, num_frames_for(seconds, fps)) for i in range(start, start + count)]
+    grid = make_grid([c.frames for c in clips], [c.caption for c in clips], columns=columns)
+    write_video(output, grid, fps)
+    click.echo(f"wrote {output} ({count} clips, {grid.shape[0]} frames, {grid.shape[2]}x{grid.shape[1]})")
+    return 0
+
+
+# ---------------------------------------------------------------- runs and reports
+
+@cli.group()
+def runs() -> None:
+    """List and export stored runs."""
+
+
+@runs.command("ls")
+@RUNS_DIR_OPTION
+def runs_ls(runs_dir: Path | None) -> int:
+    """List the runs in the store, oldest first."""
+    from vbench_flow.runner import open_store
+
+    root = _runs_dir(runs_dir)
+    if not (root / "vbf.sqlite").exists():
+        click.echo(f"no runs yet in {root} (start one with `vbf run SUITE`)")
+        return 0
+    store = open_store(root)
+    try:
+        table = store.runs()
+    finally:
+        store.close()
+    if table.empty:
+        click.echo(f"no runs yet in {root}")
+    else:
+        click.echo(table[["run_id", "suite", "variant", "status", "created", "expected", "done", "failed"]]
+                   .fillna("").to_string(index=False))
+    return 0
+
+
+@runs.command("export")
+@click.argument("run_id")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="File to write.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "json"]), default=None,
+              help="Default: from the output's suffix.")
+@RUNS_DIR_OPTION
+def runs_export(run_id: str, output: Path, fmt: str | None, runs_dir: Path | None) -> int:
+    """Export a run's per-sample values (one row per unit and metric) to CSV, Parquet or JSON."""
+    from vbench_flow.runner import open_store
+
+    store = open_store(_runs_dir(runs_dir))
+    try:
+        path = store.export(run_id, output, fmt)
+    finally:
+        store.close()
+    click.echo(f"wrote {path}")
+    return 0
+
+
+@cli.command()
+@click.argument("run_ids", nargs=-1, required=True)
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("report.html"), show_default=True)
+@click.option("--title", default=None, help="Page title (default: from the suite).")
+@RUNS_DIR_OPTION
+def report(run_ids: tuple[str, ...], output: Path, title: str | None, runs_dir: Path | None) -> int:
+    """Render one self-contained HTML report for one or more runs (or ablation sweeps).
+
+    \b
+    Examples:
+      vbf report smoke-20261121-101500 -o smoke.html
+      vbf report RUN_A RUN_B -o compare.html     # side by side
+    """
+    from vbench_flow.reporting import write_report
+    from vbench_flow.runner import open_store
+
+    store = open_store(_runs_dir(runs_dir))
+    try:
+        expanded = [rid for given in run_ids for rid in (store.sweep_runs(given) or [given])]
+        path = write_report(store, expanded, output, title)
+    finally:
+        store.close()
+    click.echo(f"wrote {path}")
+    return 0
+
+
+# ---------------------------------------------------------------- entry point
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        code = cli.main(args=argv, prog_name="vbf", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except click.UsageError as exc:
+        exc.show()
+        sys.exit(ConfigError.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except VbfError as exc:
+        click.echo(f"error: {exc.render()}", err=True)
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

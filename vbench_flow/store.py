@@ -1,0 +1,224 @@
+"""Results store: SQLite (WAL) holding runs, units, per-sample metric values and aggregates.
+
+The per-sample JSONL log in each run folder is the record of truth, written first; the store is
+an index over it that :meth:`Store.record_sample` fills idempotently (upserts keyed by
+``(run, unit)``), so a run that died between the two writes loses nothing and duplicates
+nothing when it resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from vbench_flow.errors import ConfigError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, suite TEXT NOT NULL, variant TEXT, sweep TEXT, suite_path TEXT,
+    created TEXT NOT NULL, updated TEXT NOT NULL, status TEXT NOT NULL, seed INTEGER,
+    config_hash TEXT, config_json TEXT, env_json TEXT, run_dir TEXT,
+    expected INTEGER DEFAULT 0, done INTEGER DEFAULT 0, failed INTEGER DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS units (
+    run_id TEXT NOT NULL, unit_id TEXT NOT NULL, model TEXT, task TEXT, clip_seconds REAL,
+    prompt_id TEXT, seed INTEGER, prompt TEXT, status TEXT, error TEXT, video TEXT,
+    video_sha256 TEXT, num_frames INTEGER, fps REAL, generate_seconds REAL, score_seconds REAL,
+    finished TEXT, PRIMARY KEY (run_id, unit_id)
+);
+CREATE TABLE IF NOT EXISTS sample_metrics (
+    run_id TEXT NOT NULL, unit_id TEXT NOT NULL, metric TEXT NOT NULL, value REAL,
+    PRIMARY KEY (run_id, unit_id, metric)
+);
+CREATE TABLE IF NOT EXISTS sample_series (
+    run_id TEXT NOT NULL, unit_id TEXT NOT NULL, metric TEXT NOT NULL, t_seconds REAL NOT NULL, value REAL,
+    PRIMARY KEY (run_id, unit_id, metric, t_seconds)
+);
+CREATE TABLE IF NOT EXISTS metric_info (
+    run_id TEXT NOT NULL, metric TEXT NOT NULL, version TEXT, extractor TEXT, higher_is_better INTEGER,
+    PRIMARY KEY (run_id, metric)
+);
+CREATE TABLE IF NOT EXISTS aggregates (
+    run_id TEXT NOT NULL, model TEXT NOT NULL, task TEXT NOT NULL, clip_seconds REAL NOT NULL,
+    metric TEXT NOT NULL, value REAL, ci_low REAL, ci_high REAL, n INTEGER, higher_is_better INTEGER,
+    metric_version TEXT, extractor TEXT, PRIMARY KEY (run_id, model, task, clip_seconds, metric)
+);
+"""
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class SampleRecord(BaseModel):
+    """One line of a run's ``samples.jsonl``: one unit, generated and scored (or failed)."""
+
+    unit_id: str
+    model: str
+    task: str
+    clip_seconds: float
+    prompt_id: str
+    seed: int
+    prompt: str
+    status: Literal["ok", "failed"]
+    error: str | None = None
+    stage: str | None = Field(None, description="where a failed unit failed: generate, check, store or score")
+    video: str | None = Field(None, description="path relative to the run folder")
+    video_sha256: str | None = None
+    num_frames: int | None = None
+    fps: float | None = None
+    generate_seconds: float | None = None
+    score_seconds: float | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    series: dict[str, list[tuple[float, float]]] = Field(default_factory=dict)
+    finished: str = Field(default_factory=utc_now)
+
+
+class AggregateRow(BaseModel):
+    model: str
+    task: str
+    clip_seconds: float
+    metric: str
+    value: float
+    ci_low: float
+    ci_high: float
+    n: int
+    higher_is_better: bool
+    metric_version: str
+    extractor: str
+
+
+class Store:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(self.path, timeout=30)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._conn:
+            yield self._conn
+
+    # ------------------------------------------------------------ writes
+
+    def upsert_run(self, run_id: str, **fields: Any) -> None:
+        fields = {k: (json.dumps(v, sort_keys=True) if isinstance(v, dict) else v) for k, v in fields.items()}
+        fields["updated"] = utc_now()
+        with self._tx() as db:
+            exists = db.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone()
+            if exists:
+                sets = ", ".join(f"{k}=?" for k in fields)
+                db.execute(f"UPDATE runs SET {sets} WHERE run_id=?", (*fields.values(), run_id))
+            else:
+                fields.setdefault("created", fields["updated"])
+                cols = ", ".join(["run_id", *fields])
+                db.execute(f"INSERT INTO runs ({cols}) VALUES ({', '.join('?' * (len(fields) + 1))})", (run_id, *fields.values()))
+
+    def set_metric_info(self, run_id: str, metric: str, version: str, extractor: str, higher_is_better: bool) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO metric_info VALUES (?,?,?,?,?)", (run_id, metric, version, extractor, int(higher_is_better)))
+
+    def record_sample(self, run_id: str, record: SampleRecord) -> None:
+        unit_cols = ("unit_id", "model", "task", "clip_seconds", "prompt_id", "seed", "prompt", "status", "error",
+                     "video", "video_sha256", "num_frames", "fps", "generate_seconds", "score_seconds", "finished")
+        values = [getattr(record, c) for c in unit_cols]
+        with self._tx() as db:
+            db.execute(f"INSERT OR REPLACE INTO units (run_id, {', '.join(unit_cols)}) VALUES ({', '.join('?' * (len(unit_cols) + 1))})",
+                       (run_id, *values))
+            db.execute("DELETE FROM sample_metrics WHERE run_id=? AND unit_id=?", (run_id, record.unit_id))
+            db.execute("DELETE FROM sample_series WHERE run_id=? AND unit_id=?", (run_id, record.unit_id))
+            db.executemany("INSERT INTO sample_metrics VALUES (?,?,?,?)",
+                           [(run_id, record.unit_id, m, v) for m, v in record.metrics.items()])
+            db.executemany("INSERT INTO sample_series VALUES (?,?,?,?,?)",
+                           [(run_id, record.unit_id, m, t, v) for m, points in record.series.items() for t, v in points])
+
+    def set_aggregates(self, run_id: str, rows: list[AggregateRow]) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM aggregates WHERE run_id=?", (run_id,))
+            db.executemany(
+                "INSERT INTO aggregates VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(run_id, r.model, r.task, r.clip_seconds, r.metric, r.value, r.ci_low, r.ci_high, r.n,
+                  int(r.higher_is_better), r.metric_version, r.extractor) for r in rows],
+            )
+
+    # ------------------------------------------------------------ reads
+
+    def _frame(self, sql: str, params: tuple = ()) -> pd.DataFrame:
+        return pd.read_sql_query(sql, self._conn, params=params)
+
+    def runs(self) -> pd.DataFrame:
+        return self._frame("SELECT run_id, suite, variant, sweep, status, created, updated, expected, done, failed, run_dir "
+                           "FROM runs ORDER BY created, run_id")
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        row = self._conn.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        if row is None:
+            known = self._conn.execute("SELECT run_id FROM runs ORDER BY created DESC LIMIT 5").fetchall()
+            hint = ", ".join(r[0] for r in known) or "none yet"
+            raise ConfigError(f"no run {run_id!r} in {self.path}", fix=f"`vbf runs ls` lists runs (latest: {hint})")
+        out = dict(row)
+        for key in ("config_json", "env_json"):
+            out[key.removesuffix("_json")] = json.loads(out.pop(key) or "{}")
+        return out
+
+    def latest_run(self, suite_run_name: str) -> str | None:
+        row = self._conn.execute(
+            "SELECT run_id FROM runs WHERE (CASE WHEN variant IS NULL THEN suite ELSE suite || '.' || variant END)=? "
+            "ORDER BY created DESC, rowid DESC LIMIT 1", (suite_run_name,)).fetchone()
+        return row[0] if row else None
+
+    def sweep_runs(self, sweep: str) -> list[str]:
+        return [r[0] for r in self._conn.execute("SELECT run_id FROM runs WHERE sweep=? ORDER BY run_id", (sweep,))]
+
+    def units(self, run_id: str) -> pd.DataFrame:
+        return self._frame("SELECT * FROM units WHERE run_id=? ORDER BY unit_id", (run_id,))
+
+    def sample_metrics(self, run_id: str) -> pd.DataFrame:
+        return self._frame(
+            "SELECT u.run_id, u.model, u.task, u.clip_seconds, u.prompt_id, u.seed, u.unit_id, m.metric, m.value "
+            "FROM sample_metrics m JOIN units u USING (run_id, unit_id) WHERE m.run_id=? ORDER BY u.unit_id, m.metric",
+            (run_id,))
+
+    def sample_series(self, run_id: str) -> pd.DataFrame:
+        return self._frame(
+            "SELECT u.model, u.task, u.clip_seconds, u.prompt_id, u.seed, s.metric, s.t_seconds, s.value "
+            "FROM sample_series s JOIN units u USING (run_id, unit_id) WHERE s.run_id=?", (run_id,))
+
+    def metric_info(self, run_id: str) -> pd.DataFrame:
+        return self._frame("SELECT * FROM metric_info WHERE run_id=?", (run_id,))
+
+    def aggregates(self, run_ids: list[str]) -> pd.DataFrame:
+        marks = ", ".join("?" * len(run_ids))
+        return self._frame(f"SELECT * FROM aggregates WHERE run_id IN ({marks}) ORDER BY run_id, model, task, clip_seconds, metric",
+                           tuple(run_ids))
+
+    def export(self, run_id: str, path: str | Path, fmt: str | None = None) -> Path:
+        """Per-sample values (one row per unit and metric, failures included) as CSV, Parquet or JSON."""
+        self.run(run_id)  # raises a clear error for an unknown run
+        path = Path(path)
+        fmt = (fmt or path.suffix.lstrip(".")).lower()
+        units = self.units(run_id)
+        values = self.sample_metrics(run_id)[["unit_id", "metric", "value"]]
+        table = units.merge(values, on="unit_id", how="left")
+        writers = {"csv": lambda: table.to_csv(path, index=False),
+                   "parquet": lambda: table.to_parquet(path, index=False),
+                   "json": lambda: table.to_json(path, orient="records", indent=1)}
+        if fmt not in writers:
+            raise ConfigError(f"unknown export format {fmt!r}", fix="use --format csv, parquet or json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writers[fmt]()
+        return path
