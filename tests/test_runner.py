@@ -186,3 +186,66 @@ def test_export_formats(tmp_path, capsys):
     assert vbf("runs", "ls", "--runs-dir", str(runs)) == 0
     assert "e" in capsys.readouterr().out
     assert vbf("report", "nope", "--runs-dir", str(runs)) == 4
+
+
+@pytest.mark.parametrize("old, new, key", [
+    ("name: flicker", "name: flikcer", "metrics[0].name"),
+    ("split: test", "split: tset", "prompts.split"),
+    ("clip_seconds: [5]", "clip_seconds: five", "clip_seconds"),
+    ("count: 6", "count: -3", "prompts.count"),
+])
+def test_validate_cli_names_the_key_and_exits_4(tmp_path, capsys, old, new, key):
+    text = Path("suites/smoke.yaml").read_text()
+    assert old in text
+    suite = write_suite(tmp_path, text.replace(old, new))
+    assert vbf("validate", str(suite)) == 4
+    assert f": {key}:" in capsys.readouterr().err
+
+
+def test_validate_cli_missing_prompt_file(tmp_path, capsys):
+    text = Path("suites/smoke.yaml").read_text().replace("{source: data, split: test, count: 6, seeds: [0]}",
+                                                         "{source: file, file: missing_prompts.txt}")
+    suite = write_suite(tmp_path, text.replace("type: dataset", "type: python, args: {entry: 'slow_generator:make', path: '%s'}" % FIXTURES))
+    assert vbf("validate", str(suite)) == 4
+    assert "prompts.file: file not found" in capsys.readouterr().err
+
+
+def test_inline_prompts_are_escaped_in_the_report(tmp_path, capsys):
+    suite = write_suite(tmp_path, f"""\
+        name: esc
+        data: {{type: shapes, size: 16, fps: 4}}
+        clip_seconds: [1]
+        prompts: {{source: inline, texts: ["<script>alert('x')</script> a red circle"]}}
+        models:
+          - {{name: gen, type: python, args: {{entry: "slow_generator:make", path: "{FIXTURES}"}}}}
+        metrics:
+          - {{name: flicker}}
+        """)
+    assert vbf("run", str(suite), "--runs-dir", str(tmp_path / "runs"), "--run-id", "x", "--quiet") == 0
+    html = (tmp_path / "runs" / "x" / "report.html").read_text()
+    assert "<script>alert" not in html and "&lt;script&gt;alert" in html
+
+
+def test_ablation_sweep_runs_each_variant_and_reports_together(tmp_path, capsys):
+    suite = write_suite(tmp_path, f"""\
+        name: sweep
+        data: {{type: shapes, size: 16, fps: 4}}
+        clip_seconds: [2]
+        prompts: {{source: data, split: val, count: 2}}
+        models:
+          - {{name: gen, type: python, args: {{entry: "slow_generator:make", path: "{FIXTURES}"}}}}
+        metrics:
+          - {{name: flicker}}
+        ablations:
+          matrix: {{models.gen.sampler.step: [1, 40]}}
+        """)
+    runs = tmp_path / "runs"
+    assert vbf("run", str(suite), "--runs-dir", str(runs), "--run-id", "sw", "--quiet") == 0
+    store = Store(runs / "vbf.sqlite")
+    assert store.sweep_runs("sw") == ["sw.step=1", "sw.step=40"]
+    values = {r: store.aggregates([r])["value"].iloc[0] for r in store.sweep_runs("sw")}
+    # a larger per-frame step flickers more: the override reached the generator
+    assert values["sw.step=1"] > values["sw.step=40"]
+    assert vbf("report", "sw", "--runs-dir", str(runs), "-o", str(tmp_path / "sweep.html")) == 0
+    html = (tmp_path / "sweep.html").read_text()
+    assert "sw.step=1" in html and "sw.step=40" in html

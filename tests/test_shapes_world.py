@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from vbench_flow.data.preview import make_grid
+from vbench_flow.video_io import num_frames_for
 from vbench_flow.data.shapes import (
     BACKGROUNDS,
     COLORS,
@@ -20,7 +21,6 @@ from vbench_flow.data.shapes import (
     ObjectSpec,
     SceneSpec,
     ShapesWorld,
-    frames_for_duration,
     render_scene,
     sample_scene,
     states_table,
@@ -218,10 +218,10 @@ def test_objects_stay_inside_the_frame():
 
 
 def test_clip_lengths_for_durations():
-    assert frames_for_duration(5, 8) == 41 and frames_for_duration(30, 8) == 241
+    assert num_frames_for(5, 8) == 41 and num_frames_for(30, 8) == 241
     world = ShapesWorld()
-    assert world.clip(2, frames_for_duration(5, 8)).frames.shape == (41, 64, 64, 3)
-    clip = world.clip(2, frames_for_duration(30, 8))
+    assert world.clip(2, num_frames_for(5, 8)).frames.shape == (41, 64, 64, 3)
+    clip = world.clip(2, num_frames_for(30, 8))
     assert clip.frames.shape == (241, 64, 64, 3) and clip.frames.dtype == np.uint8
     assert len(clip.states) == 241 and clip.prompt_id == "train-000002" and clip.fps == 8.0
     assert ShapesWorld(size=32).clip(2, 3).frames.shape == (3, 32, 32, 3)

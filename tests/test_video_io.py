@@ -391,6 +391,19 @@ def test_mirrored_display_matrix_is_applied(tmp_path, degrees):
 
 # ---------------------------------------------------------------- resampling
 
+@pytest.mark.parametrize("kind", ["decord", "narrow", "rotated"])
+@pytest.mark.parametrize("fps", [3, 5, 8, 13])
+def test_resampled_read_equals_resampling_the_full_read(tmp_path, kind, fps):
+    # "narrow" and "rotated" take the PyAV path, which selects frames while streaming.
+    source = smooth_video(num_frames=6, height=32, width=48 if kind == "narrow" else 64)
+    path = pyav_write(tmp_path / "clip.mp4", source, 8, "libx264", rotation=90 if kind == "rotated" else 0)
+    full, _ = read_video(path)
+    frames, read_fps = read_video(path, fps=fps)
+    assert read_fps == fps
+    np.testing.assert_array_equal(frames, resample_fps(full, 8, fps))
+    np.testing.assert_array_equal(read_video(path, fps=fps, max_frames=2)[0], frames[:2])
+
+
 def test_resampled_indices_30_to_8():
     indices = resampled_indices(151, 30, 8)  # 5 s at 30 fps
     assert len(indices) == 41 == num_frames_for(5, 8)

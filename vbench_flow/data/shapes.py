@@ -241,11 +241,6 @@ def _check_name(value: str, valid: tuple[str, ...], what: str) -> None:
         raise ConfigError(f"unknown {what} {value!r}", where="shapes world", fix=f"use one of {', '.join(valid)}")
 
 
-def frames_for_duration(seconds: float, fps: float) -> int:
-    """Frames in a clip of ``seconds`` at ``fps``, counting both ends (5 s at 8 fps -> 41)."""
-    return int(round(seconds * fps)) + 1
-
-
 def frame_times(start_frame: int, num_frames: int, fps: float) -> np.ndarray:
     # integer / fps is correctly rounded, so the same instant gives the same float at any fps
     return np.arange(start_frame, start_frame + num_frames, dtype=np.float64) / float(fps)
