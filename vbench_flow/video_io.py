@@ -1,8 +1,9 @@
 """Reading, resampling and writing videos.
 
 In memory a video is a ``uint8`` array of shape ``(T, H, W, 3)`` (RGB) plus an fps float.
-Decoding uses decord; PyAV supplies metadata (the display matrix) and decodes the rotated
-files decord gets wrong; Pillow reads and writes GIFs; encoding is PyAV (libx264).
+Decoding uses decord; PyAV supplies metadata (the display matrix) and decodes whatever
+decord gets wrong (rotated files, some frame widths); Pillow reads and writes GIFs;
+encoding is PyAV (libx264).
 """
 
 from __future__ import annotations
@@ -45,9 +46,10 @@ _EPS = 1e-9
 _DECORD_CHUNK = 32
 # (a, b, c, d) of a display matrix snapped to a quarter turn; identity means "as stored".
 Orientation = tuple[int, int, int, int]
+_IDENTITY: Orientation = (1, 0, 0, 1)
+# Written into GIF comments: GIF delays are whole centiseconds, too coarse for most fps.
 _GIF_FPS_TAG = "vbench-flow fps="
 _GIF_MIN_DELAY_MS = 10
-_IDENTITY: Orientation = (1, 0, 0, 1)
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,10 @@ def num_frames_for(seconds: float, fps: float) -> int:
 def resampled_indices(num_frames: int, src_fps: float, dst_fps: float) -> np.ndarray:
     """Source frame for each target time k/dst_fps within the source duration.
 
-    The nearest source frame is taken, ties rounding up, so the choice is deterministic.
+    The nearest source frame is taken, ties rounding up, so the choice is deterministic. The last
+    target may lie up to half a target period past the last source frame (it then takes the last
+    frame): a 150-frame 30 fps file spans 4.97 s between first and last frame, and this is what
+    lets it yield the 41 frames of a 5 s clip at 8 fps.
     """
     _check_count("num_frames", num_frames)
     _check_positive("src_fps", src_fps)
@@ -85,7 +90,7 @@ def resampled_indices(num_frames: int, src_fps: float, dst_fps: float) -> np.nda
     if src_fps == dst_fps:
         return np.arange(num_frames, dtype=np.int64)
     count = _target_count(int(num_frames), src_fps, dst_fps)
-    return np.array([_nearest_source(k, src_fps, dst_fps) for k in range(count)], dtype=np.int64)
+    return np.array([min(_nearest_source(k, src_fps, dst_fps), num_frames - 1) for k in range(count)], dtype=np.int64)
 
 
 def resample_fps(frames: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
@@ -99,7 +104,7 @@ def resample_fps(frames: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarr
 
 def _target_count(num_frames: int, src_fps: float, dst_fps: float) -> int:
     duration = (num_frames - 1) / src_fps
-    return math.floor(duration * dst_fps + _EPS) + 1
+    return math.floor(duration * dst_fps + 0.5 + _EPS) + 1
 
 
 def _nearest_source(k: int, src_fps: float, dst_fps: float) -> int:
@@ -148,7 +153,7 @@ def read_video(path: str | Path, *, fps: float | None = None,
 
 
 def probe_video(path: str | Path) -> VideoInfo:
-    """Frame count, fps and displayed size of a video, without decoding every frame."""
+    """Frame count, fps and displayed size of a video (decodes it only where decord cannot)."""
     path = _existing_file(Path(path))
     if _is_gif(path):
         frames, native = _read_gif(path)
@@ -301,6 +306,7 @@ def _read_pyav(path: Path, fps: float | None, max_frames: int | None) -> tuple[n
     picked: list[np.ndarray] = []
     try:
         with av.open(str(path)) as container:
+            # No frame threading: it hides the decoder errors that reveal truncated files.
             stream = container.streams.video[0]
             native = _stream_fps(stream, path)
             count, reached_end = 0, True
