@@ -249,3 +249,13 @@ def test_ablation_sweep_runs_each_variant_and_reports_together(tmp_path, capsys)
     assert vbf("report", "sw", "--runs-dir", str(runs), "-o", str(tmp_path / "sweep.html")) == 0
     html = (tmp_path / "sweep.html").read_text()
     assert "sw.step=1" in html and "sw.step=40" in html
+
+
+def test_resume_refuses_a_changed_suite(tmp_path, capsys):
+    suite = write_suite(tmp_path, Path("suites/smoke.yaml").read_text())
+    runs = tmp_path / "runs"
+    assert vbf("run", str(suite), "--runs-dir", str(runs), "--run-id", "c", "--quiet") == 0
+    suite.write_text(suite.read_text().replace("count: 6", "count: 7"))
+    assert vbf("run", str(suite), "--runs-dir", str(runs), "--resume", "--quiet") == 4
+    assert "suite changed since run 'c' started (changed: prompts)" in capsys.readouterr().err
+    assert len(records(runs / "c")) == 6

@@ -83,7 +83,7 @@ def run(suite: Path, run_id: str | None, runs_dir: Path | None, resume: bool, re
                              fix=f"continue with: vbf run {suite} --resume" + (f" --run-id {run_id}" if run_id else "")) from None
     store = open_store(runs_root)
     try:
-        for outcome, item in zip(outcomes, resolved):
+        for outcome in outcomes:
             outcome.report = write_report(store, [outcome.run_id], outcome.run_dir / "report.html")
             if not quiet:
                 _print_outcome(store, outcome)

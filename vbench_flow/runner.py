@@ -319,11 +319,11 @@ class Runner:
         started = time.perf_counter()
         metrics: dict[str, float] = {}
         series: dict[str, list[tuple[float, float]]] = {}
+        needs_truth = any(get_metric(m.name).needs_ground_truth for m in self.suite.metrics)
+        ctx = SampleContext(fps=self.fps, prompt=str(unit.prompt), task=unit.task,
+                            num_condition_frames=task_condition_frames(self.suite, unit.task),
+                            ground_truth=self._truth(unit.prompt, num_frames) if needs_truth else None)
         for spec in self.suite.metrics:
-            ctx = SampleContext(fps=self.fps, prompt=str(unit.prompt), task=unit.task,
-                                num_condition_frames=task_condition_frames(self.suite, unit.task))
-            if get_metric(spec.name).needs_ground_truth:
-                ctx.ground_truth = self._truth(unit.prompt, num_frames)
             try:
                 score = self.scorers[spec.name].score(video, ctx)
             except Exception as exc:

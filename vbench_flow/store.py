@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from vbench_flow.errors import ConfigError
 
+SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, suite TEXT NOT NULL, variant TEXT, sweep TEXT, suite_path TEXT,
@@ -29,7 +30,7 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE TABLE IF NOT EXISTS units (
     run_id TEXT NOT NULL, unit_id TEXT NOT NULL, model TEXT, task TEXT, clip_seconds REAL,
-    prompt_id TEXT, seed INTEGER, prompt TEXT, status TEXT, error TEXT, video TEXT,
+    prompt_id TEXT, seed INTEGER, prompt TEXT, status TEXT, error TEXT, stage TEXT, video TEXT,
     video_sha256 TEXT, num_frames INTEGER, fps REAL, generate_seconds REAL, score_seconds REAL,
     finished TEXT, PRIMARY KEY (run_id, unit_id)
 );
@@ -103,7 +104,12 @@ class Store:
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            raise ConfigError(f"results store {self.path} has schema version {version}; this vbench-flow reads {SCHEMA_VERSION}",
+                              fix="use a newer vbench-flow, or point --runs-dir at a fresh folder")
         self._conn.executescript(SCHEMA)
+        self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         self._conn.close()
@@ -134,7 +140,7 @@ class Store:
 
     def record_sample(self, run_id: str, record: SampleRecord) -> None:
         unit_cols = ("unit_id", "model", "task", "clip_seconds", "prompt_id", "seed", "prompt", "status", "error",
-                     "video", "video_sha256", "num_frames", "fps", "generate_seconds", "score_seconds", "finished")
+                     "stage", "video", "video_sha256", "num_frames", "fps", "generate_seconds", "score_seconds", "finished")
         values = [getattr(record, c) for c in unit_cols]
         with self._tx() as db:
             db.execute(f"INSERT OR REPLACE INTO units (run_id, {', '.join(unit_cols)}) VALUES ({', '.join('?' * (len(unit_cols) + 1))})",
