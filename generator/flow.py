@@ -1,0 +1,206 @@
+"""Affine autoregressive flows (TarFlow blocks) and the global-local STARFlow-V stack.
+
+One block maps data tokens x to noise tokens z with a causal transformer that reads x_<t and
+predicts a shift mu_t and scale sigma_t for token t:
+
+    forward (one parallel pass):  z_t = (x_t - mu_t) / sigma_t,   log|det| = -sum_t log sigma_t
+    inverse (sequential in t):    x_t = mu_t + sigma_t * z_t
+
+``sigma = softplus(a + 0.5413)`` is 1 when a = 0, and the head is zero-initialised, so every
+block starts as the identity. The head output is soft-clipped with ``4 tanh(./4)``.
+
+The global-local stack: shallow blocks act on each latent frame on its own (no cross-frame
+attention, no text), alternating raster and reversed-raster token order; one deep block, next
+to the noise, is a single causal transformer over ``[text prefix, frame 0, frame 1, ...]``,
+so every dependency across time lives in the deep block.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from generator.transformer import KVCache, Transformer
+
+SIGMA_OFFSET = math.log(math.e - 1)  # 0.5413...: softplus of it is exactly 1, so sigma starts at one
+HEAD_CLIP = 4.0
+
+
+def guided_params(mu_c: Tensor, sigma_c: Tensor, mu_u: Tensor, sigma_u: Tensor, scale: float) -> tuple[Tensor, Tensor]:
+    """Classifier-free guidance as a tempered product of Gaussians (STARFlow-V's rule).
+
+    ``s = min(sc/su, 1)^2``, ``sigma = sc / sqrt(1 + w - w s)``,
+    ``mu = ((1 + w) mu_c - w s mu_u) / (1 + w - w s)``; w = 0 gives the conditional model.
+    """
+    s = torch.clamp(sigma_c / sigma_u, max=1.0) ** 2
+    denominator = 1.0 + scale - scale * s
+    return ((1.0 + scale) * mu_c - scale * s * mu_u) / denominator, sigma_c / torch.sqrt(denominator)
+
+
+class AutoregressiveFlow(nn.Module):
+    """One affine autoregressive flow block over a sequence of ``token_dim``-vectors.
+
+    The owner supplies the conditioning ``prefix`` (P vectors of the transformer width; its last
+    output predicts token 0) and the positional embedding of each token.
+    """
+
+    def __init__(self, token_dim: int, width: int, depth: int, heads: int) -> None:
+        super().__init__()
+        self.token_dim = token_dim
+        self.embed = nn.Linear(token_dim, width)
+        self.transformer = Transformer(width, depth, heads)
+        self.head = nn.Linear(width, 2 * token_dim)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def affine(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        out = HEAD_CLIP * torch.tanh(self.head(hidden) / HEAD_CLIP)
+        mu, a = out.chunk(2, dim=-1)
+        return mu, F.softplus(a + SIGMA_OFFSET)
+
+    def forward(self, x: Tensor, prefix: Tensor, pos: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, N, D) -> z (B, N, D) and log|det dz/dx| (B,)."""
+        p = prefix.shape[1]
+        inputs = torch.cat([prefix, self.embed(x[:, :-1]) + pos[:-1]], dim=1)
+        hidden = self.transformer(inputs)[:, p - 1:]
+        mu, sigma = self.affine(hidden)
+        z = (x - mu) / sigma
+        return z, -torch.log(sigma).flatten(1).sum(dim=1)
+
+    def start(self, prefix: Tensor, max_tokens: int) -> tuple[KVCache, Tensor]:
+        """A cache filled with the prefix, and the hidden state that predicts token 0."""
+        cache = self.transformer.new_cache(prefix.shape[0], prefix.shape[1] + max_tokens, prefix)
+        hidden = self.transformer(prefix, cache=cache)[:, -1:]
+        return cache, hidden
+
+    def step(self, x: Tensor, pos: Tensor, cache: KVCache, commit: bool = True) -> Tensor:
+        """Feed tokens x (B, n, D) at positions ``pos`` (n, W); returns their n hidden states."""
+        return self.transformer(self.embed(x) + pos, cache=cache, commit=commit)
+
+    @torch.no_grad()
+    def inverse(self, z: Tensor, prefix: Tensor, pos: Tensor, *, uncond_prefix: Tensor | None = None,
+                guidance: float = 0.0) -> Tensor:
+        """Sequential inverse, one token at a time with a KV cache (the exact reference)."""
+        guided = uncond_prefix is not None and guidance != 0.0
+        b, n, _ = z.shape
+        cache, hidden = self.start(torch.cat([prefix, uncond_prefix]) if guided else prefix, n)
+        tokens = []
+        for t in range(n):
+            mu, sigma = self.affine(hidden)
+            if guided:
+                mu, sigma = guided_params(mu[:b], sigma[:b], mu[b:], sigma[b:], guidance)
+            x_t = mu + sigma * z[:, t:t + 1]
+            tokens.append(x_t)
+            if t + 1 < n:
+                hidden = self.step(torch.cat([x_t, x_t]) if guided else x_t, pos[t:t + 1], cache)
+        return torch.cat(tokens, dim=1)
+
+
+@dataclass
+class FlowConfig:
+    token_dim: int = 8            # latent channels: one token is one latent pixel
+    frame_height: int = 8         # latent frame size
+    frame_width: int = 8
+    max_frames: int = 9           # latent frames the deep block has positions for (the training length)
+    shallow_blocks: int = 4
+    shallow_depth: int = 2
+    shallow_width: int = 128
+    deep_depth: int = 8
+    deep_width: int = 192
+    heads: int = 4
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return self.frame_height * self.frame_width
+
+
+class GlobalLocalFlow(nn.Module):
+    """Shallow per-frame blocks (local) under one deep causal block over all frames (global)."""
+
+    def __init__(self, config: FlowConfig) -> None:
+        super().__init__()
+        self.config = config
+        c, s = config, config.tokens_per_frame
+        self.shallow = nn.ModuleList(
+            AutoregressiveFlow(c.token_dim, c.shallow_width, c.shallow_depth, c.heads) for _ in range(c.shallow_blocks))
+        self.shallow_start = nn.Parameter(torch.zeros(c.shallow_blocks, 1, 1, c.shallow_width))
+        self.shallow_pos = nn.Parameter(torch.randn(c.shallow_blocks, s, c.shallow_width) * 0.02)
+        self.deep = AutoregressiveFlow(c.token_dim, c.deep_width, c.deep_depth, c.heads)
+        self.spatial_pos = nn.Parameter(torch.randn(s, c.deep_width) * 0.02)
+        self.frame_pos = nn.Parameter(torch.randn(c.max_frames, c.deep_width) * 0.02)
+
+    # ------------------------------------------------------------ token layout
+
+    def deep_positions(self, num_frames: int, first_frame: int = 0) -> Tensor:
+        if first_frame + num_frames > self.config.max_frames:
+            raise ValueError(f"the deep block has positions for {self.config.max_frames} latent frames; "
+                             f"asked for frames {first_frame}..{first_frame + num_frames - 1}")
+        frames = self.frame_pos[first_frame:first_frame + num_frames]
+        return (frames[:, None, :] + self.spatial_pos[None]).reshape(-1, self.config.deep_width)
+
+    @staticmethod
+    def _frames_as_sequences(x: Tensor, reverse: bool) -> Tensor:
+        b, f, s, d = x.shape
+        seq = x.reshape(b * f, s, d)
+        return seq.flip(1) if reverse else seq
+
+    @staticmethod
+    def _sequences_as_frames(seq: Tensor, shape: torch.Size, reverse: bool) -> Tensor:
+        return (seq.flip(1) if reverse else seq).reshape(shape)
+
+    # ------------------------------------------------------------ shallow (local) stack
+
+    def shallow_forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Every shallow block on every frame independently: (B, F, S, D) -> same, logdet (B,)."""
+        b, f = x.shape[:2]
+        logdet = x.new_zeros(b)
+        for i, block in enumerate(self.shallow):
+            reverse = i % 2 == 1
+            seq = self._frames_as_sequences(x, reverse)
+            start = self.shallow_start[i].expand(seq.shape[0], 1, -1)
+            z, ld = block(seq, start, self.shallow_pos[i].flip(0) if reverse else self.shallow_pos[i])
+            x = self._sequences_as_frames(z, x.shape, reverse)
+            logdet = logdet + ld.view(b, f).sum(dim=1)
+        return x, logdet
+
+    @torch.no_grad()
+    def shallow_inverse(self, y: Tensor) -> Tensor:
+        for i in reversed(range(len(self.shallow))):
+            reverse = i % 2 == 1
+            seq = self._frames_as_sequences(y, reverse)
+            start = self.shallow_start[i].expand(seq.shape[0], 1, -1)
+            pos = self.shallow_pos[i].flip(0) if reverse else self.shallow_pos[i]
+            y = self._sequences_as_frames(self.shallow[i].inverse(seq, start, pos), y.shape, reverse)
+        return y
+
+    # ------------------------------------------------------------ the whole flow
+
+    def forward(self, x: Tensor, text: Tensor) -> tuple[Tensor, Tensor]:
+        """Latent video tokens (B, F, S, D) and text prefix (B, L, W_deep) -> z (B, F, S, D), logdet (B,)."""
+        b, f, s, d = x.shape
+        y, logdet = self.shallow_forward(x)
+        z, deep_logdet = self.deep(y.reshape(b, f * s, d), text, self.deep_positions(f))
+        return z.view(b, f, s, d), logdet + deep_logdet
+
+    @torch.no_grad()
+    def inverse(self, z: Tensor, text: Tensor, *, uncond_text: Tensor | None = None, guidance: float = 0.0) -> Tensor:
+        b, f, s, d = z.shape
+        y = self.deep.inverse(z.reshape(b, f * s, d), text, self.deep_positions(f),
+                              uncond_prefix=uncond_text, guidance=guidance)
+        return self.shallow_inverse(y.view(b, f, s, d))
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)
+
+
+def gaussian_nll(z: Tensor, logdet: Tensor) -> Tensor:
+    """-log p(x) in nats per sample: 0.5 ||z||^2 + D/2 log(2 pi) - log|det|."""
+    dims = z[0].numel()
+    return 0.5 * z.flatten(1).pow(2).sum(dim=1) + 0.5 * dims * math.log(2 * math.pi) - logdet

@@ -1,0 +1,141 @@
+"""STARFlow-V: text encoder + global-local flow + causal denoiser, over standardised latents.
+
+The model works on latent token grids ``(B, F, S, D)``: F latent frames of S = h*w tokens, each
+token one latent pixel of D channels. The autoencoder that maps videos to these latents is a
+separate, frozen module (``generator.autoencoder``); the pipeline joins the two.
+
+Training (``training_losses``): latents get noise ``sigma_n * eps``; the flow's exact NLL of the
+noisy latents is the loss (per dimension); the gradient of that NLL with respect to the noisy
+input, detached and scaled by ``sigma_n``, is the denoiser's regression target.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from generator.denoiser import CausalDenoiser, DenoiserConfig
+from generator.flow import FlowConfig, GlobalLocalFlow, gaussian_nll
+from generator.text import TextConfig, TextEncoder
+
+
+@dataclass
+class StarFlowConfig:
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    noise_sigma: float = 0.5          # noise augmentation on standardised latents
+    caption_dropout: float = 0.1      # trains the unconditional model for guidance
+    first_frame_dropout: float = 0.25  # clips that start mid-video (sliding windows need them)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "StarFlowConfig":
+        return cls(flow=FlowConfig(**data["flow"]), text=TextConfig(**data["text"]),
+                   denoiser=DenoiserConfig(**data["denoiser"]),
+                   **{k: v for k, v in data.items() if k not in ("flow", "text", "denoiser")})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def latents_to_tokens(latents: Tensor) -> Tensor:
+    """Autoencoder latents (B, C, F, h, w) -> tokens (B, F, h*w, C)."""
+    b, c, f, h, w = latents.shape
+    return latents.permute(0, 2, 3, 4, 1).reshape(b, f, h * w, c)
+
+
+def tokens_to_latents(tokens: Tensor, height: int, width: int) -> Tensor:
+    b, f, s, c = tokens.shape
+    return tokens.view(b, f, height, width, c).permute(0, 4, 1, 2, 3).contiguous()
+
+
+class StarFlowV(nn.Module):
+    def __init__(self, config: StarFlowConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.text_encoder = TextEncoder(config.text)
+        self.text_proj = nn.Linear(config.text.width, config.flow.deep_width)
+        self.flow = GlobalLocalFlow(config.flow)
+        self.denoiser = CausalDenoiser(config.denoiser, config.flow.token_dim, config.flow.tokens_per_frame,
+                                       config.flow.max_frames)
+
+    # ------------------------------------------------------------ conditioning
+
+    def caption_tokens(self, captions: list[str], drop: Tensor | None = None) -> Tensor:
+        """Token ids; rows where ``drop`` is True get the empty caption (the unconditional model)."""
+        tokens = self.text_encoder.tokenize(captions)
+        if drop is not None and bool(drop.any()):
+            empty = self.text_encoder.tokenize([""])
+            tokens = torch.where(drop[:, None].cpu(), empty, tokens)
+        return tokens.to(self.text_proj.weight.device)
+
+    def text_prefix(self, tokens: Tensor) -> Tensor:
+        return self.text_proj(self.text_encoder(tokens))
+
+    # ------------------------------------------------------------ likelihood
+
+    def forward(self, noisy: Tensor, tokens: Tensor) -> Tensor:
+        """Exact NLL in nats of each noisy latent clip (B,), given caption tokens."""
+        z, logdet = self.flow(noisy, self.text_prefix(tokens))
+        return gaussian_nll(z, logdet)
+
+    def bits_per_dim(self, latents: Tensor, captions: list[str], generator: torch.Generator | None = None) -> Tensor:
+        """Exact bits per latent dimension of the noise-augmented latents ``x + sigma_n eps`` (B,)."""
+        noise = torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
+        noisy = latents + self.config.noise_sigma * noise
+        return self(noisy, self.caption_tokens(captions)) / (latents[0].numel() * math.log(2))
+
+    # ------------------------------------------------------------ training
+
+    def training_losses(self, latents: Tensor, captions: list[str], generator: torch.Generator,
+                        flow_module: nn.Module | None = None, denoiser_module: nn.Module | None = None) -> dict[str, Tensor]:
+        """Flow NLL per dimension and the flow-score-matching denoiser loss for one batch.
+
+        ``flow_module`` / ``denoiser_module`` may be DistributedDataParallel wrappers of ``self``
+        and ``self.denoiser``; they default to the bare modules.
+        """
+        c = self.config
+        flow_module = flow_module or self
+        denoiser_module = denoiser_module or self.denoiser
+        b = latents.shape[0]
+        if latents.shape[1] > 1 and torch.rand((), generator=generator) < c.first_frame_dropout:
+            latents = latents[:, 1:]
+        drop = torch.rand(b, generator=generator) < c.caption_dropout
+        noise = torch.randn(latents.shape, generator=generator).to(latents)
+        noisy = (latents + c.noise_sigma * noise).requires_grad_(True)
+        nll = flow_module(noisy, self.caption_tokens(captions, drop))
+        dims = latents[0].numel()
+        # the score target: gradient of each clip's own NLL w.r.t. its noisy input
+        (grad,) = torch.autograd.grad(nll.sum(), noisy, retain_graph=True)
+        target = (c.noise_sigma * grad).detach()
+        denoiser_loss = F.mse_loss(denoiser_module(noisy.detach()), target)
+        return {"flow_loss": nll.mean() / dims, "denoiser_loss": denoiser_loss,
+                "bits_per_dim": (nll.detach().mean() / (dims * math.log(2)))}
+
+    # ------------------------------------------------------------ sampling (sequential reference)
+
+    @torch.no_grad()
+    def denoise(self, noisy: Tensor) -> Tensor:
+        return noisy - self.config.noise_sigma * self.denoiser(noisy)
+
+    @torch.no_grad()
+    def sample(self, captions: list[str], num_frames: int, *, generator: torch.Generator | None = None,
+               guidance: float = 0.0, denoise: bool = True, temperature: float = 1.0) -> Tensor:
+        """Latent tokens (B, F, S, D) for each caption, by the exact sequential inverse."""
+        f = self.config.flow
+        device = self.text_proj.weight.device
+        z = torch.randn((len(captions), num_frames, f.tokens_per_frame, f.token_dim), generator=generator).to(device)
+        text = self.text_prefix(self.caption_tokens(captions))
+        uncond = self.text_prefix(self.caption_tokens([""] * len(captions))) if guidance else None
+        noisy = self.flow.inverse(z * temperature, text, uncond_text=uncond, guidance=guidance)
+        return self.denoise(noisy) if denoise else noisy
+
+    def num_parameters(self) -> dict[str, int]:
+        count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+        return {"text": count(self.text_encoder) + count(self.text_proj), "flow": count(self.flow),
+                "denoiser": count(self.denoiser), "total": count(self)}

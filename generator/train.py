@@ -1,0 +1,185 @@
+"""Training STARFlow-V: AdamW, EMA, gradient clipping, checkpoints, resume, validation bits/dim.
+
+Runs in one process, or data-parallel under ``torchrun --nproc_per_node N`` (gloo on CPU, nccl
+on GPUs) with no change: each rank draws its own batches, DistributedDataParallel averages the
+gradients, rank 0 validates and writes checkpoints. The flow (with its text encoder) and the
+denoiser have separate optimisers: the denoiser regresses a detached target computed from the
+flow's gradient, so neither loss moves the other's weights.
+
+Batches are dicts ``{"latents": (B, F, S, D) standardised latent tokens, "caption": list[str]}``;
+the caller decides where they come from.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+from generator.starflow import StarFlowConfig, StarFlowV
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 3000
+    lr: float = 5e-4
+    denoiser_lr: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    val_every: int = 250
+    checkpoint_every: int = 250
+    log_every: int = 25
+    seed: int = 0
+
+
+# ---------------------------------------------------------------- distributed helpers
+
+def distributed_setup() -> tuple[int, int, torch.device]:
+    """(rank, world size, device); initialises the process group when launched by torchrun."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return 0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device("cpu")
+
+
+def wrap_ddp(module: nn.Module, device: torch.device) -> nn.Module:
+    if not (dist.is_available() and dist.is_initialized()):
+        return module
+    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def save_checkpoint(path: Path, model: StarFlowV, ema: AveragedModel, optimizers: dict[str, torch.optim.Optimizer],
+                    step: int, history: list[dict[str, float]], extra: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"config": model.config.to_dict(), "model": model.state_dict(), "ema": ema.module.state_dict(),
+             "optimizers": {k: o.state_dict() for k, o in optimizers.items()}, "step": step, "history": history,
+             "rng": torch.get_rng_state(), "extra": extra}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def export_weights(path: Path, model: StarFlowV, info: dict[str, Any]) -> None:
+    """The shippable file: config + EMA weights (float32) + info; no optimiser state."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"config": model.config.to_dict(), "weights": model.state_dict(), "info": info}, path)
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[StarFlowV, dict[str, Any]]:
+    """A model from an exported file (``weights``) or a training checkpoint (its EMA weights)."""
+    state = torch.load(path, map_location=map_location, weights_only=False)
+    model = StarFlowV(StarFlowConfig.from_dict(state["config"]))
+    model.load_state_dict(state["weights"] if "weights" in state else state["ema"])
+    return model.eval(), state.get("info", state.get("extra", {}))
+
+
+# ---------------------------------------------------------------- the loop
+
+def _lr_at(step: int, config: TrainConfig, base: float) -> float:
+    if step < config.warmup_steps:
+        return base * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+@torch.no_grad()
+def validation_bits_per_dim(model: StarFlowV, batches: list[dict[str, Any]], seed: int = 1234) -> float:
+    """Mean exact bits/dim of held-out noisy latents (fixed noise, so values are comparable across steps)."""
+    generator = torch.Generator().manual_seed(seed)
+    model.eval()
+    values = [model.bits_per_dim(b["latents"].to(model.text_proj.weight.device), b["caption"], generator) for b in batches]
+    return float(torch.cat(values).mean())
+
+
+def train_starflow(model: StarFlowV, train_batches: Iterator[dict[str, Any]], val_batches: list[dict[str, Any]],
+                   config: TrainConfig, *, checkpoint: Path | None = None, resume: bool = False,
+                   progress: bool = True, on_log: Callable[[dict[str, float]], None] | None = None) -> dict[str, Any]:
+    """Train ``model`` in place; returns the history and the EMA model's final validation bits/dim."""
+    rank, world, device = distributed_setup()
+    torch.manual_seed(config.seed)
+    model.to(device)
+    flow_params = [p for n, p in model.named_parameters() if not n.startswith("denoiser.")]
+    optimizers = {
+        "flow": torch.optim.AdamW(flow_params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay),
+        "denoiser": torch.optim.AdamW(model.denoiser.parameters(), lr=config.denoiser_lr, betas=config.betas,
+                                      weight_decay=config.weight_decay),
+    }
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
+    step, history = 0, []
+    if resume and checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        ema.module.load_state_dict(state["ema"])
+        for name, opt in optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        step, history = state["step"], state["history"]
+        torch.set_rng_state(state["rng"])
+    generator = torch.Generator().manual_seed(config.seed * 1000 + rank + step * 7919)
+    flow_module = wrap_ddp(model, device)
+    denoiser_module = wrap_ddp(model.denoiser, device)
+    bar = tqdm(total=config.steps, initial=step, desc="train starflow", disable=not progress or rank != 0)
+    started, tokens_seen = time.perf_counter(), 0
+    while step < config.steps:
+        model.train()
+        batch = next(train_batches)
+        latents = batch["latents"].to(device)
+        for name, opt in optimizers.items():
+            for group in opt.param_groups:
+                group["lr"] = _lr_at(step, config, config.lr if name == "flow" else config.denoiser_lr)
+        losses = model.training_losses(latents, batch["caption"], generator, flow_module, denoiser_module)
+        for opt in optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        (losses["flow_loss"] + losses["denoiser_loss"]).backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(flow_params, config.grad_clip)
+        torch.nn.utils.clip_grad_norm_(model.denoiser.parameters(), config.grad_clip)
+        for opt in optimizers.values():
+            opt.step()
+        ema.update_parameters(model)
+        step += 1
+        tokens_seen += latents.shape[0] * latents.shape[1] * latents.shape[2] * world
+        bar.update()
+        record = None
+        if step % config.log_every == 0 or step == config.steps:
+            elapsed = time.perf_counter() - started
+            record = {"step": step, "flow_loss": float(losses["flow_loss"]), "denoiser_loss": float(losses["denoiser_loss"]),
+                      "train_bits_per_dim": float(losses["bits_per_dim"]), "grad_norm": float(grad_norm),
+                      "tokens_per_second": tokens_seen / elapsed}
+        if rank == 0 and val_batches and (step % config.val_every == 0 or step == config.steps):
+            record = record or {"step": step}
+            record["val_bits_per_dim"] = validation_bits_per_dim(ema.module, val_batches)
+        if record is not None and rank == 0:
+            history.append(record)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k != "step"})
+            if on_log:
+                on_log(record)
+        if rank == 0 and checkpoint is not None and (step % config.checkpoint_every == 0 or step == config.steps):
+            save_checkpoint(checkpoint, model, ema, optimizers, step, history, {"train_config": asdict(config)})
+    bar.close()
+    if world > 1:
+        dist.barrier()
+    model.load_state_dict(ema.module.state_dict())
+    final = {"history": history, "steps": step, "world_size": world,
+             "val_bits_per_dim": history[-1].get("val_bits_per_dim") if history else None}
+    return final
