@@ -284,15 +284,17 @@ class VideoAutoencoder(nn.Module):
 
     # --- checkpoints ------------------------------------------------------------------------
 
-    def checkpoint(self) -> dict[str, Any]:
-        return {"format": CHECKPOINT_FORMAT, "config": asdict(self.config),
-                "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()}, "info": dict(self.info)}
-
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | Path, train_state: dict[str, Any] | None = None) -> None:
+        """Write config, weights (latent stats included) and info; a trainer adds its train_state
+        to make the file resumable, and the finished model is saved without one."""
+        ckpt = {"format": CHECKPOINT_FORMAT, "config": asdict(self.config), "info": dict(self.info),
+                "state_dict": {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}}
+        if train_state is not None:
+            ckpt["train_state"] = train_state
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.checkpoint(), tmp)
+        torch.save(ckpt, tmp)
         tmp.replace(path)  # never leave a half-written checkpoint behind an interrupted run
 
     @classmethod

@@ -54,35 +54,62 @@ def tokens_to_latents(tokens: Tensor, height: int, width: int) -> Tensor:
     return tokens.view(b, f, height, width, c).permute(0, 4, 1, 2, 3).contiguous()
 
 
+class TextConditionedFlow(nn.Module):
+    """Text encoder + global-local flow: the exact likelihood of latent clips given captions.
+
+    Kept apart from the denoiser so that data-parallel training can wrap each in its own
+    DistributedDataParallel (a wrapper expects gradients for every parameter it holds).
+    """
+
+    def __init__(self, config: StarFlowConfig) -> None:
+        super().__init__()
+        self.text_encoder = TextEncoder(config.text)
+        self.text_proj = nn.Linear(config.text.width, config.flow.deep_width)
+        self.flow = GlobalLocalFlow(config.flow)
+
+    def text_prefix(self, tokens: Tensor) -> Tensor:
+        return self.text_proj(self.text_encoder(tokens.to(self.text_proj.weight.device)))
+
+    def forward(self, noisy: Tensor, tokens: Tensor) -> Tensor:
+        """Exact NLL in nats of each latent clip (B,), given caption tokens."""
+        z, logdet = self.flow(noisy, self.text_prefix(tokens))
+        return gaussian_nll(z, logdet)
+
+
 class StarFlowV(nn.Module):
     def __init__(self, config: StarFlowConfig) -> None:
         super().__init__()
         self.config = config
-        self.text_encoder = TextEncoder(config.text)
-        self.text_proj = nn.Linear(config.text.width, config.flow.deep_width)
-        self.flow = GlobalLocalFlow(config.flow)
+        self.prior = TextConditionedFlow(config)
         self.denoiser = CausalDenoiser(config.denoiser, config.flow.token_dim, config.flow.tokens_per_frame,
                                        config.flow.max_frames)
+
+    @property
+    def flow(self) -> GlobalLocalFlow:
+        return self.prior.flow
+
+    @property
+    def device(self) -> torch.device:
+        return self.prior.text_proj.weight.device
 
     # ------------------------------------------------------------ conditioning
 
     def caption_tokens(self, captions: list[str], drop: Tensor | None = None) -> Tensor:
         """Token ids; rows where ``drop`` is True get the empty caption (the unconditional model)."""
-        tokens = self.text_encoder.tokenize(captions)
+        tokens = self.prior.text_encoder.tokenize(captions)
         if drop is not None and bool(drop.any()):
-            empty = self.text_encoder.tokenize([""])
+            empty = self.prior.text_encoder.tokenize([""])
             tokens = torch.where(drop[:, None].cpu(), empty, tokens)
-        return tokens.to(self.text_proj.weight.device)
+        return tokens.to(self.device)
 
     def text_prefix(self, tokens: Tensor) -> Tensor:
-        return self.text_proj(self.text_encoder(tokens))
+        return self.prior.text_prefix(tokens)
 
     # ------------------------------------------------------------ likelihood
 
     def forward(self, noisy: Tensor, tokens: Tensor) -> Tensor:
         """Exact NLL in nats of each noisy latent clip (B,), given caption tokens."""
-        z, logdet = self.flow(noisy, self.text_prefix(tokens))
-        return gaussian_nll(z, logdet)
+        return self.prior(noisy, tokens)
 
     def bits_per_dim(self, latents: Tensor, captions: list[str], generator: torch.Generator | None = None) -> Tensor:
         """Exact bits per latent dimension of the noise-augmented latents ``x + sigma_n eps`` (B,)."""
@@ -96,26 +123,31 @@ class StarFlowV(nn.Module):
                         flow_module: nn.Module | None = None, denoiser_module: nn.Module | None = None) -> dict[str, Tensor]:
         """Flow NLL per dimension and the flow-score-matching denoiser loss for one batch.
 
-        ``flow_module`` / ``denoiser_module`` may be DistributedDataParallel wrappers of ``self``
-        and ``self.denoiser``; they default to the bare modules.
+        ``flow_module`` / ``denoiser_module`` may be DistributedDataParallel wrappers of
+        ``self.prior`` and ``self.denoiser``; they default to the bare modules.
         """
         c = self.config
-        flow_module = flow_module or self
+        flow_module = flow_module or self.prior
         denoiser_module = denoiser_module or self.denoiser
         b = latents.shape[0]
         if latents.shape[1] > 1 and torch.rand((), generator=generator) < c.first_frame_dropout:
             latents = latents[:, 1:]
         drop = torch.rand(b, generator=generator) < c.caption_dropout
         noise = torch.randn(latents.shape, generator=generator).to(latents)
-        noisy = (latents + c.noise_sigma * noise).requires_grad_(True)
-        nll = flow_module(noisy, self.caption_tokens(captions, drop))
+        noisy = latents + c.noise_sigma * noise
+        nll, target = self.score_target(noisy, self.caption_tokens(captions, drop), flow_module)
         dims = latents[0].numel()
-        # the score target: gradient of each clip's own NLL w.r.t. its noisy input
-        (grad,) = torch.autograd.grad(nll.sum(), noisy, retain_graph=True)
-        target = (c.noise_sigma * grad).detach()
-        denoiser_loss = F.mse_loss(denoiser_module(noisy.detach()), target)
+        denoiser_loss = F.mse_loss(denoiser_module(noisy), target)
         return {"flow_loss": nll.mean() / dims, "denoiser_loss": denoiser_loss,
                 "bits_per_dim": (nll.detach().mean() / (dims * math.log(2)))}
+
+    def score_target(self, noisy: Tensor, tokens: Tensor, flow_module: nn.Module | None = None) -> tuple[Tensor, Tensor]:
+        """Each clip's NLL (B,), differentiable for the flow's loss, and the denoiser's target
+        ``sigma_n * d NLL_i / d x~_i`` (detached: flow score matching never trains the flow)."""
+        noisy = noisy.detach().requires_grad_(True)
+        nll = (flow_module or self.prior)(noisy, tokens)
+        (grad,) = torch.autograd.grad(nll.sum(), noisy, retain_graph=True)
+        return nll, (self.config.noise_sigma * grad).detach()
 
     # ------------------------------------------------------------ sampling (sequential reference)
 
@@ -128,7 +160,7 @@ class StarFlowV(nn.Module):
                guidance: float = 0.0, denoise: bool = True, temperature: float = 1.0) -> Tensor:
         """Latent tokens (B, F, S, D) for each caption, by the exact sequential inverse."""
         f = self.config.flow
-        device = self.text_proj.weight.device
+        device = self.device
         z = torch.randn((len(captions), num_frames, f.tokens_per_frame, f.token_dim), generator=generator).to(device)
         text = self.text_prefix(self.caption_tokens(captions))
         uncond = self.text_prefix(self.caption_tokens([""] * len(captions))) if guidance else None
@@ -137,5 +169,5 @@ class StarFlowV(nn.Module):
 
     def num_parameters(self) -> dict[str, int]:
         count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-        return {"text": count(self.text_encoder) + count(self.text_proj), "flow": count(self.flow),
+        return {"text": count(self.prior.text_encoder) + count(self.prior.text_proj), "flow": count(self.flow),
                 "denoiser": count(self.denoiser), "total": count(self)}

@@ -109,7 +109,7 @@ def validation_bits_per_dim(model: StarFlowV, batches: list[dict[str, Any]], see
     """Mean exact bits/dim of held-out noisy latents (fixed noise, so values are comparable across steps)."""
     generator = torch.Generator().manual_seed(seed)
     model.eval()
-    values = [model.bits_per_dim(b["latents"].to(model.text_proj.weight.device), b["caption"], generator) for b in batches]
+    values = [model.bits_per_dim(b["latents"].to(model.device), b["caption"], generator) for b in batches]
     return float(torch.cat(values).mean())
 
 
@@ -120,7 +120,7 @@ def train_starflow(model: StarFlowV, train_batches: Iterator[dict[str, Any]], va
     rank, world, device = distributed_setup()
     torch.manual_seed(config.seed)
     model.to(device)
-    flow_params = [p for n, p in model.named_parameters() if not n.startswith("denoiser.")]
+    flow_params = list(model.prior.parameters())
     optimizers = {
         "flow": torch.optim.AdamW(flow_params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay),
         "denoiser": torch.optim.AdamW(model.denoiser.parameters(), lr=config.denoiser_lr, betas=config.betas,
@@ -137,7 +137,7 @@ def train_starflow(model: StarFlowV, train_batches: Iterator[dict[str, Any]], va
         step, history = state["step"], state["history"]
         torch.set_rng_state(state["rng"])
     generator = torch.Generator().manual_seed(config.seed * 1000 + rank + step * 7919)
-    flow_module = wrap_ddp(model, device)
+    flow_module = wrap_ddp(model.prior, device)
     denoiser_module = wrap_ddp(model.denoiser, device)
     bar = tqdm(total=config.steps, initial=step, desc="train starflow", disable=not progress or rank != 0)
     started, tokens_seen = time.perf_counter(), 0

@@ -1,0 +1,167 @@
+"""STARFlow-V training: the flow-score-matching target, learning, determinism, resume, and DDP."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from generator.denoiser import DenoiserConfig, frame_window_mask
+from generator.flow import FlowConfig
+from generator.starflow import StarFlowConfig, StarFlowV
+from generator.text import TextConfig, TextEncoder, build_vocab
+from generator.train import TrainConfig, load_model, train_starflow
+
+CAPTIONS = ["a red circle bouncing", "a blue square orbiting", "a green star spinning"]
+
+
+def tiny_config(**overrides) -> StarFlowConfig:
+    config = StarFlowConfig(
+        flow=FlowConfig(token_dim=2, frame_height=2, frame_width=2, max_frames=4, shallow_blocks=2, shallow_depth=1,
+                        shallow_width=16, deep_depth=2, deep_width=32, heads=2),
+        text=TextConfig(vocab=build_vocab(CAPTIONS), max_len=12, width=16, depth=1, heads=2),
+        denoiser=DenoiserConfig(width=16, depth=1, heads=2, window=2, lookahead=1),
+    )
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+def structured_batches(seed: int, batch: int = 8, frames: int = 4):
+    """Latent clips whose frames are strongly correlated in time: there is something to learn."""
+    g = torch.Generator().manual_seed(seed)
+    while True:
+        base = 1.5 * torch.randn(batch, 1, 4, 2, generator=g)
+        drift = 0.3 * torch.randn(batch, 1, 4, 2, generator=g)
+        t = torch.arange(frames, dtype=torch.float32).view(1, frames, 1, 1)
+        captions = [CAPTIONS[int(i)] for i in torch.randint(0, 3, (batch,), generator=g)]
+        yield {"latents": base + drift * t, "caption": captions}
+
+
+def test_score_target_is_sigma_times_the_nll_gradient():
+    torch.manual_seed(0)
+    model = StarFlowV(tiny_config()).double()
+    for p in model.flow.parameters():  # non-trivial flow
+        torch.nn.init.normal_(p, std=0.2)
+    noisy = torch.randn(2, 3, 4, 2, dtype=torch.float64)
+    tokens = model.caption_tokens(CAPTIONS[:2])
+    nll, target = model.score_target(noisy, tokens)
+    eps = 1e-6
+    for index in [(0, 0, 0, 0), (1, 2, 3, 1), (0, 1, 2, 1)]:
+        plus, minus = noisy.clone(), noisy.clone()
+        plus[index] += eps
+        minus[index] -= eps
+        b = index[0]
+        numeric = (model(plus, tokens)[b] - model(minus, tokens)[b]) / (2 * eps)
+        assert float(target[index]) == pytest.approx(model.config.noise_sigma * float(numeric), rel=1e-5, abs=1e-7)
+
+
+def test_denoiser_window_has_one_frame_of_lookahead():
+    mask = frame_window_mask(num_frames=5, tokens_per_frame=2, window=2, lookahead=1)
+    frame_allowed = mask[::2, ::2]  # one token per frame
+    expected = torch.tensor([[1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 1, 1, 1], [0, 0, 0, 1, 1]], dtype=torch.bool)
+    assert torch.equal(frame_allowed, expected)
+    torch.manual_seed(0)
+    model = StarFlowV(tiny_config())
+    torch.nn.init.normal_(model.denoiser.head.weight, std=0.5)
+    x = torch.randn(1, 4, 4, 2)
+    out = model.denoiser(x)
+    later = x.clone()
+    later[:, 3] += 1.0
+    changed = model.denoiser(later)
+    assert torch.equal(out[:, :2], changed[:, :2])  # frame 3 is more than one frame ahead of frames 0-1
+    assert (out[:, 2] - changed[:, 2]).abs().max() > 1e-4  # but within frame 2's look-ahead
+
+
+def test_text_encoder_vocabulary():
+    encoder = TextEncoder(TextConfig(vocab=build_vocab(CAPTIONS), max_len=12, width=8, depth=1, heads=2))
+    known, unknown = encoder.tokenize(["a red circle", "a purple circle"])
+    assert (known > 1).sum() == 5  # start, a, red, circle, end
+    assert (unknown == 1).sum() == 1  # 'purple' never occurred in training
+    empty = encoder.tokenize([""])[0]
+    assert (empty > 0).sum() == 2  # start and end only: the unconditional caption
+
+
+def _train(seed: int, steps: int, tmp_path=None, resume=False, checkpoint_every=1000):
+    torch.manual_seed(seed)
+    model = StarFlowV(tiny_config())
+    val = [next(structured_batches(99, batch=16))]
+    config = TrainConfig(steps=steps, lr=3e-3, denoiser_lr=3e-3, warmup_steps=10, val_every=max(steps, 1), ema_decay=0.9,
+                         checkpoint_every=checkpoint_every, log_every=10, seed=seed)
+    ckpt = tmp_path / "ckpt.pt" if tmp_path else None
+    result = train_starflow(model, structured_batches(seed), val, config, checkpoint=ckpt, resume=resume, progress=False)
+    return model, result
+
+
+def test_training_lowers_validation_bits_per_dim():
+    from generator.train import validation_bits_per_dim
+
+    torch.manual_seed(0)
+    untrained = StarFlowV(tiny_config())
+    val = [next(structured_batches(99, batch=16))]
+    before = validation_bits_per_dim(untrained, val)
+    model, result = _train(seed=0, steps=150)
+    after = result["val_bits_per_dim"]
+    assert after < before - 0.5, (before, after)
+    assert result["history"][-1]["denoiser_loss"] < result["history"][0]["denoiser_loss"]
+
+
+def test_training_is_deterministic_and_resumes(tmp_path):
+    a, _ = _train(seed=3, steps=8)
+    b, _ = _train(seed=3, steps=8)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(pa, pb), name
+    _train(seed=3, steps=4, tmp_path=tmp_path, checkpoint_every=4)
+    state = torch.load(tmp_path / "ckpt.pt", weights_only=False)
+    assert state["step"] == 4
+    resumed, result = _train(seed=3, steps=8, tmp_path=tmp_path, resume=True, checkpoint_every=4)
+    assert result["steps"] == 8 and torch.load(tmp_path / "ckpt.pt", weights_only=False)["step"] == 8
+    loaded, _ = load_model(tmp_path / "ckpt.pt")
+    for (name, pa), pb in zip(resumed.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(pa, pb), name
+
+
+# ---------------------------------------------------------------- data parallel
+
+def _flow_grads(model: StarFlowV, module, noisy: torch.Tensor, captions: list[str]) -> dict[str, torch.Tensor]:
+    model.zero_grad()
+    nll, _ = model.score_target(noisy, model.caption_tokens(captions), module)
+    (nll.mean() / noisy[0].numel()).backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _ddp_worker(rank: int, world: int, port: int, noisy: torch.Tensor, captions: list[str], state: dict, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    model = StarFlowV(tiny_config()).double()
+    model.load_state_dict(state)
+    ddp = torch.nn.parallel.DistributedDataParallel(model.prior)
+    share = noisy.shape[0] // world
+    grads = _flow_grads(model, ddp, noisy[rank * share:(rank + 1) * share], captions[rank * share:(rank + 1) * share])
+    if rank == 0:
+        torch.save(grads, out)
+    dist.destroy_process_group()
+
+
+def test_two_process_ddp_gradients_match_single_process(tmp_path):
+    torch.manual_seed(0)
+    model = StarFlowV(tiny_config()).double()
+    for p in model.flow.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    noisy = torch.randn(4, 3, 4, 2, dtype=torch.float64)
+    captions = [CAPTIONS[i % 3] for i in range(4)]
+    single = _flow_grads(model, model, noisy, captions)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = str(tmp_path / "grads.pt")
+    mp.spawn(_ddp_worker, args=(2, port, noisy, captions, model.state_dict(), out), nprocs=2, join=True)
+    parallel = torch.load(out)
+    assert set(parallel) == set(single)
+    for name in single:
+        assert torch.allclose(parallel[name], single[name], atol=1e-10, rtol=1e-8), name
