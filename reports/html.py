@@ -60,7 +60,7 @@ def format_value(value: float, low: float, high: float) -> str:
     """Value with its interval's half-width, at a precision the interval justifies."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
-    half = (high - low) / 2 if high is not None and low is not None else 0.0
+    half = (high - low) / 2 if not (low is None or high is None or math.isnan(low) or math.isnan(high)) else 0.0
     digits = 4 if half == 0 else max(2, min(6, 1 - int(math.floor(math.log10(half))) + 1))
     return f"{value:.{digits}f} ± {half:.{digits}f}" if half > 0 else f"{value:.{digits}f}"
 
@@ -75,8 +75,9 @@ def aggregate_table(aggregates: pd.DataFrame) -> dict[str, Any]:
     for key, group in aggregates.groupby(keys, sort=False):
         cells = {}
         for _, r in group.iterrows():
-            cells[r["metric"]] = {"text": format_value(r["value"], r["ci_low"], r["ci_high"]), "n": int(r["n"]),
-                                  "title": f"{r['ci_low']:.6g} – {r['ci_high']:.6g} (95% bootstrap CI over units)"}
+            interval = ("no interval from a single prompt" if math.isnan(r["ci_low"]) else
+                        f"{r['ci_low']:.6g} – {r['ci_high']:.6g} (bootstrap interval over prompts)")
+            cells[r["metric"]] = {"text": format_value(r["value"], r["ci_low"], r["ci_high"]), "n": int(r["n"]), "title": interval}
         rows.append({"key": dict(zip(keys, key)), "cells": cells})
     return {"metrics": metrics, "rows": rows}
 
@@ -146,6 +147,7 @@ def render_report(data: ReportInput, output: str | Path, *, embed_budget: int = 
         title=data.title,
         runs=[{**run.__dict__, "config_yaml": yaml.safe_dump(run.config, sort_keys=False)} for run in data.runs],
         table=aggregate_table(data.aggregates),
+        confidence=sorted({int(round(100 * run.config.get("gate", {}).get("confidence", 0.95))) for run in data.runs}),
         metric_info=_metric_info(data.runs),
         plots=series_plots(data.series),
         gallery=embed_gallery(data.gallery, output, embed_budget),

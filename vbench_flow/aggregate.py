@@ -1,5 +1,10 @@
 """Aggregates over units: the mean of each metric per (model, task, clip length), with a
-percentile-bootstrap confidence interval over units."""
+percentile-bootstrap confidence interval.
+
+Seeds of one prompt are not independent samples of what a model does on prompts in general, so
+each prompt's seeds are averaged first and the bootstrap resamples prompts (a cluster
+bootstrap); ``n`` counts units. With one prompt there is no interval (NaN bounds).
+"""
 
 from __future__ import annotations
 
@@ -13,10 +18,12 @@ from vbench_flow.store import AggregateRow, SampleRecord
 
 
 def bootstrap_ci(values: np.ndarray, *, confidence: float, resamples: int, seed: int) -> tuple[float, float]:
-    """Percentile-bootstrap interval of the mean; a single value (or identical values) gives a point."""
+    """Percentile-bootstrap interval of the mean; NaN for one value, a point for identical values."""
     values = np.asarray(values, dtype=np.float64)
-    if values.size < 2 or np.all(values == values[0]):
-        return float(values.mean()), float(values.mean())
+    if values.size < 2:
+        return float("nan"), float("nan")
+    if np.all(values == values[0]):
+        return float(values[0]), float(values[0])
     result = stats.bootstrap((values,), np.mean, confidence_level=confidence, n_resamples=resamples,
                              method="percentile", vectorized=True, random_state=np.random.default_rng(seed))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
@@ -30,19 +37,21 @@ def group_seed(run_seed: int, *key: object) -> int:
 def aggregate_records(records: list[SampleRecord], metric_info: dict[str, dict], *, confidence: float,
                       resamples: int, seed: int) -> list[AggregateRow]:
     """One row per (model, task, clip length, metric) over the units that finished."""
-    groups: dict[tuple, list[float]] = defaultdict(list)
+    groups: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for record in records:
         if record.status != "ok":
             continue
         for metric, value in record.metrics.items():
-            groups[(record.model, record.task, record.clip_seconds, metric)].append(value)
+            groups[(record.model, record.task, record.clip_seconds, metric)][record.prompt_id].append(value)
     rows = []
-    for (model, task, seconds, metric), values in sorted(groups.items()):
+    for (model, task, seconds, metric), by_prompt in sorted(groups.items()):
         info = metric_info[metric]
-        low, high = bootstrap_ci(np.array(values), confidence=confidence, resamples=resamples,
+        prompt_means = np.array([np.mean(v) for v in by_prompt.values()])
+        low, high = bootstrap_ci(prompt_means, confidence=confidence, resamples=resamples,
                                  seed=group_seed(seed, model, task, seconds, metric))
         rows.append(AggregateRow(model=model, task=task, clip_seconds=seconds, metric=metric,
-                                 value=float(np.mean(values)), ci_low=low, ci_high=high, n=len(values),
+                                 value=float(prompt_means.mean()), ci_low=low, ci_high=high,
+                                 n=sum(len(v) for v in by_prompt.values()),
                                  higher_is_better=info["higher_is_better"], metric_version=info["version"],
                                  extractor=info["extractor"]))
     return rows

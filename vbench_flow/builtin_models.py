@@ -11,10 +11,12 @@ from typing import Any, Sequence
 import numpy as np
 from pydantic import ConfigDict, Field
 
+from vbench_flow.data.folder import missing_files_message, read_manifest_rows
 from vbench_flow.errors import ConfigError, VideoReadError
 from vbench_flow.protocol import Generator, Prompt
 from vbench_flow.registry import Args, BuildContext, ModelType, register_model
-from vbench_flow.video_io import num_frames_for
+from vbench_flow.prompts import resolve_relative
+from vbench_flow.video_io import num_frames_for, read_clip
 
 
 # ---------------------------------------------------------------- dataset: the "real data" row
@@ -69,8 +71,7 @@ class OpenSamplerOptions(Args):
 
 
 def _import_root(args: PythonArgs, ctx: BuildContext) -> Path:
-    root = Path(args.path).expanduser() if args.path else ctx.suite_dir
-    return root if root.is_absolute() else ctx.suite_dir / root
+    return resolve_relative(args.path, ctx.suite_dir) if args.path else ctx.suite_dir
 
 
 def _check_python(args: PythonArgs, ctx: BuildContext) -> list[str]:
@@ -104,7 +105,8 @@ def _build_python(args: PythonArgs, ctx: BuildContext) -> Generator:
         if not hasattr(target, part):
             raise ConfigError(f"{module_name!r} has no attribute {attr_path!r}", where=f"models.{ctx.model_name}.args.entry")
         target = getattr(target, part)
-    generator = target if hasattr(target, "generate") else target(**args.kwargs)
+    # a class or factory is called with kwargs; an object that already generates is used as is
+    generator = target(**args.kwargs) if isinstance(target, type) or not hasattr(target, "generate") else target
     if not isinstance(generator, Generator):
         raise ConfigError(f"{args.entry} did not give an object with generate() and info()",
                           where=f"models.{ctx.model_name}.args.entry",
@@ -136,7 +138,6 @@ class FolderGenerator:
     """Scores videos some other program made: each unit's video is looked up in a manifest."""
 
     def __init__(self, manifest: Path, root: Path | None = None) -> None:
-        from vbench_flow.data.folder import read_manifest_rows
 
         self.manifest, self.root = manifest, root or manifest.parent
         rows = list(read_manifest_rows(manifest, required=("video",)))
@@ -149,7 +150,12 @@ class FolderGenerator:
             if not str(row.get(self.prompt_field) or "").strip():
                 raise ConfigError(f"needs a {self.prompt_field!r} to match the video to a prompt", where=f"{manifest}:{line}",
                                   fix="add a prompt_id (or prompt) column")
-            key = self._key(str(row[self.prompt_field]), *(row.get(f) for f in self.fields))
+            try:
+                key = self._key(str(row[self.prompt_field]), *(row.get(f) for f in self.fields))
+            except (TypeError, ValueError):
+                values = {f: row.get(f) for f in self.fields}
+                raise ConfigError(f"cannot read {values}: seed must be an integer, clip_seconds a number",
+                                  where=f"{manifest}:{line}", fix="correct the value in the manifest") from None
             if key in self.videos:
                 raise ConfigError(f"a second video for the same unit {key}", where=f"{manifest}:{line}",
                                   fix="add seed / task / clip_seconds columns to tell them apart, or drop the duplicate")
@@ -171,18 +177,8 @@ class FolderGenerator:
 
     def generate(self, prompts: Sequence[str], seconds: float, fps: float, seed: int, task: str = "t2v",
                  condition_frames: Sequence[np.ndarray] | None = None, **sampler_opts: Any) -> list[np.ndarray]:
-        from vbench_flow.video_io import read_video
-
         num_frames = num_frames_for(seconds, fps)
-        videos = []
-        for prompt in prompts:
-            path = self._lookup(prompt, seed, task, seconds)
-            frames, _ = read_video(path, fps=fps)
-            if frames.shape[0] < num_frames:
-                raise VideoReadError(f"has {frames.shape[0]} frames at {fps:g} fps; the suite asks for {num_frames} "
-                                     f"({seconds:g} s)", where=str(path), fix="provide a longer video or shorten clip_seconds")
-            videos.append(frames[:num_frames])
-        return videos
+        return [read_clip(self._lookup(prompt, seed, task, seconds), num_frames, fps) for prompt in prompts]
 
     def missing_videos(self) -> list[str]:
         return [str(p) for p in self.videos.values() if not p.is_file()]
@@ -192,11 +188,8 @@ class FolderGenerator:
 
 
 def _folder_paths(args: FolderModelArgs, ctx: BuildContext) -> tuple[Path, Path | None]:
-    def resolve(p: str) -> Path:
-        path = Path(p).expanduser()
-        return path if path.is_absolute() else ctx.suite_dir / path
-
-    return resolve(args.manifest), resolve(args.root) if args.root else None
+    root = resolve_relative(args.root, ctx.suite_dir) if args.root else None
+    return resolve_relative(args.manifest, ctx.suite_dir), root
 
 
 def _check_folder(args: FolderModelArgs, ctx: BuildContext) -> list[str]:
@@ -207,10 +200,7 @@ def _check_folder(args: FolderModelArgs, ctx: BuildContext) -> list[str]:
         missing = FolderGenerator(manifest, root).missing_videos()
     except ConfigError as exc:
         return [f"args.manifest: {exc.render()}"]
-    if missing:
-        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-        return [f"args.manifest: {len(missing)} listed video(s) not found: {shown}"]
-    return []
+    return [f"args.manifest: {missing_files_message(missing)}"] if missing else []
 
 
 register_model(ModelType(

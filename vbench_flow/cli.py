@@ -1,30 +1,36 @@
-"""``vbf``: run suites, validate them, inspect results, gate and report.
+"""``vbf``: run suites, validate them, inspect results and report.
 
-Exit codes (every command): 0 success; 1 a gated regression; 2 an evaluation error (a run
-finished with failed units); 3 inconclusive under ``--strict``; 4 a configuration or usage
-error (nothing was computed); 130 interrupted (finished work is kept; ``--resume`` continues).
+Exit codes (every command): 0 success; 2 an evaluation error (a run finished with failed
+units; the others are stored); 4 a configuration or usage error (nothing was computed);
+70 an internal error (a bug: please report it); 130 interrupted (finished work is kept;
+``--resume`` continues).
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 from pathlib import Path
 
 import click
 
 from vbench_flow.errors import ConfigError, VbfError
+from vbench_flow.runner import DEFAULT_RUNS_DIR, STORE_NAME, open_store
+from vbench_flow.suite import MAX_FRAME_SIZE, MIN_FRAME_SIZE
 
+INTERNAL_ERROR = 70
 RUNS_DIR_OPTION = click.option(
-    "--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=None, envvar="VBF_RUNS_DIR",
-    show_envvar=True, help="Where runs and the results store (vbf.sqlite) live.  [default: ./runs]")
+    "--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_RUNS_DIR, envvar="VBF_RUNS_DIR",
+    show_envvar=True, show_default=True, help="Where runs and the results store (vbf.sqlite) live.")
 
 
-def _runs_dir(value: Path | None) -> Path:
-    return value if value is not None else Path("runs")
-
-
-class RunInterrupted(VbfError):
-    exit_code = 130
+def _existing_store(runs_dir: Path):
+    """The store of ``runs_dir``; a clear error (not a new empty store) when there is none."""
+    if not (runs_dir / STORE_NAME).exists():
+        raise ConfigError(f"no results store at {runs_dir / STORE_NAME}",
+                          fix="run a suite first (`vbf run SUITE`), or pass --runs-dir where your runs are")
+    return open_store(runs_dir)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -39,8 +45,8 @@ def cli() -> None:
       vbf runs ls                         # list stored runs
       vbf report RUN_ID -o report.html    # one self-contained HTML page
 
-    Exit codes: 0 ok, 1 regression, 2 evaluation error (failed units),
-    3 inconclusive (--strict), 4 configuration error, 130 interrupted.
+    Exit codes: 0 ok, 2 evaluation error (some units failed; the rest is stored),
+    4 configuration error (nothing computed), 70 internal error, 130 interrupted.
     """
 
 
@@ -52,8 +58,8 @@ def cli() -> None:
 @RUNS_DIR_OPTION
 @click.option("--resume", is_flag=True, help="Continue an interrupted run (the latest of this suite, or --run-id).")
 @click.option("--retry-failed", is_flag=True, help="With --resume: compute failed units again.")
-@click.option("--quiet", is_flag=True, help="No progress bars or tables.")
-def run(suite: Path, run_id: str | None, runs_dir: Path | None, resume: bool, retry_failed: bool, quiet: bool) -> int:
+@click.option("--quiet", is_flag=True, help="No progress bars or result tables (coverage and failures are still shown).")
+def run(suite: Path, run_id: str | None, runs_dir: Path, resume: bool, retry_failed: bool, quiet: bool) -> int:
     """Run SUITE: generate every unit, score it, store the results, write the report.
 
     A unit is one (model, task, clip length, prompt, seed). Each finished unit is saved at
@@ -68,46 +74,42 @@ def run(suite: Path, run_id: str | None, runs_dir: Path | None, resume: bool, re
       vbf run suites/smoke.yaml --resume            # continue the latest smoke run
     """
     from vbench_flow.reporting import write_report
-    from vbench_flow.runner import open_store, run_suite
+    from vbench_flow.runner import run_suite
     from vbench_flow.suite import load_suite
 
     if retry_failed and not resume:
         raise ConfigError("--retry-failed only makes sense with --resume", where="vbf run")
     resolved = load_suite(suite)
-    runs_root = _runs_dir(runs_dir)
-    try:
-        outcomes = run_suite(resolved, runs_dir=runs_root, run_id=run_id, resume=resume,
-                             retry_failed=retry_failed, progress=not quiet)
-    except KeyboardInterrupt:
-        raise RunInterrupted("interrupted; every finished unit is saved",
-                             fix=f"continue with: vbf run {suite} --resume" + (f" --run-id {run_id}" if run_id else "")) from None
-    store = open_store(runs_root)
+    outcomes = run_suite(resolved, runs_dir=runs_dir, run_id=run_id, resume=resume,
+                         retry_failed=retry_failed, progress=not quiet)
+    store = open_store(runs_dir)
     try:
         for outcome in outcomes:
             outcome.report = write_report(store, [outcome.run_id], outcome.run_dir / "report.html")
-            if not quiet:
-                _print_outcome(store, outcome)
+            _print_outcome(store, outcome, tables=not quiet)
         if resolved[0].suite.report.output:
-            combined = write_report(store, [o.run_id for o in outcomes], resolved[0].suite.report.output)
+            combined = write_report(store, [o.run_id for o in outcomes], resolved[0].resolve_path(resolved[0].suite.report.output))
             click.echo(f"report: {combined}")
     finally:
         store.close()
     return max(o.exit_code for o in outcomes)
 
 
-def _print_outcome(store, outcome) -> None:
+def _print_outcome(store, outcome, *, tables: bool) -> None:
     table = store.aggregates([outcome.run_id])
-    if not table.empty:
-        table = table.assign(ci=lambda t: t.apply(lambda r: f"[{r.ci_low:.4f}, {r.ci_high:.4f}]", axis=1))
-        click.echo(table[["model", "task", "clip_seconds", "metric", "value", "ci", "n"]].to_string(index=False, float_format="%.4f"))
+    if tables and not table.empty:
+        table = table.assign(ci=lambda t: t.apply(lambda r: f"[{r.ci_low:.4f}, {r.ci_high:.4f}]", axis=1),
+                             clip=lambda t: t.clip_seconds.map(lambda v: f"{v:g} s"))
+        click.echo(table[["model", "task", "clip", "metric", "value", "ci", "n"]].to_string(index=False, float_format="%.4f"))
     click.echo(f"coverage: expected {outcome.expected} / done {outcome.done} / failed {outcome.failed}"
                f"  (computed now: {outcome.computed})")
     for unit_id, reason in outcome.failures[:10]:
         click.echo(f"  failed {unit_id}: {reason.splitlines()[0]}", err=True)
     if len(outcome.failures) > 10:
         click.echo(f"  ... and {len(outcome.failures) - 10} more (see the report)", err=True)
-    click.echo(f"run {outcome.run_id}: {outcome.run_dir}")
-    click.echo(f"report: {outcome.report}")
+    if tables:
+        click.echo(f"run {outcome.run_id}: {outcome.run_dir}")
+        click.echo(f"report: {outcome.report}")
 
 
 @cli.command()
@@ -124,13 +126,17 @@ def validate(suite: Path, no_files: bool) -> int:
     resolved, problems = validate_suite(suite, check_files=not no_files)
     if problems:
         raise SuiteError(str(suite), problems)
+    from vbench_flow.prompts import load_prompts, plan_units
+    from vbench_flow.suite import open_data_source
+
     for item in resolved:
         s = item.suite
-        units = len(s.models) * len(s.tasks) * len(s.clip_seconds) * (s.prompt_count() or 0) * len(s.prompts.seeds)
-        count = f"{units} units" if s.prompt_count() else "units: one per prompt in the file"
-        click.echo(f"ok: {item.run_name}: {len(s.models)} model(s) x {len(s.tasks)} task(s) x {len(s.clip_seconds)} "
-                   f"clip length(s) x prompts x {len(s.prompts.seeds)} seed(s) = {count}; metrics: "
-                   + ", ".join(m.name for m in s.metrics))
+        summary = (f"{len(s.models)} model(s) x {len(s.tasks)} task(s) x {len(s.clip_seconds)} clip length(s) "
+                   f"x prompts x {len(s.prompts.seeds)} seed(s)")
+        if not no_files:
+            prompts = load_prompts(s, open_data_source(s, item.directory), item.directory)
+            summary = summary.replace("x prompts", f"x {len(prompts)} prompt(s)") + f" = {len(plan_units(s, prompts))} units"
+        click.echo(f"ok: {item.run_name}: {summary}; metrics: " + ", ".join(m.name for m in s.metrics))
     return 0
 
 
@@ -177,7 +183,7 @@ def data() -> None:
 @click.option("--count", default=8, show_default=True, type=click.IntRange(1, 64), help="Number of clips.")
 @click.option("--start", default=0, show_default=True, type=click.IntRange(0), help="First index in the split.")
 @click.option("--seconds", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Clip length.")
-@click.option("--size", default=64, show_default=True, type=click.IntRange(8, 512), help="Frame side in pixels.")
+@click.option("--size", default=64, show_default=True, type=click.IntRange(MIN_FRAME_SIZE, MAX_FRAME_SIZE), help="Frame side in pixels.")
 @click.option("--fps", default=8.0, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Frames per second.")
 @click.option("--columns", default=4, show_default=True, type=click.IntRange(1, 16))
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("shapes_preview.gif"), show_default=True,
@@ -205,21 +211,18 @@ def runs() -> None:
 
 @runs.command("ls")
 @RUNS_DIR_OPTION
-def runs_ls(runs_dir: Path | None) -> int:
+def runs_ls(runs_dir: Path) -> int:
     """List the runs in the store, oldest first."""
-    from vbench_flow.runner import open_store
-
-    root = _runs_dir(runs_dir)
-    if not (root / "vbf.sqlite").exists():
-        click.echo(f"no runs yet in {root} (start one with `vbf run SUITE`)")
+    if not (runs_dir / STORE_NAME).exists():
+        click.echo(f"no runs yet in {runs_dir} (start one with `vbf run SUITE`)")
         return 0
-    store = open_store(root)
+    store = _existing_store(runs_dir)
     try:
         table = store.runs()
     finally:
         store.close()
     if table.empty:
-        click.echo(f"no runs yet in {root}")
+        click.echo(f"no runs yet in {runs_dir}")
     else:
         click.echo(table[["run_id", "suite", "variant", "status", "created", "expected", "done", "failed"]]
                    .fillna("").to_string(index=False))
@@ -232,11 +235,9 @@ def runs_ls(runs_dir: Path | None) -> int:
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "json"]), default=None,
               help="Default: from the output's suffix.")
 @RUNS_DIR_OPTION
-def runs_export(run_id: str, output: Path, fmt: str | None, runs_dir: Path | None) -> int:
+def runs_export(run_id: str, output: Path, fmt: str | None, runs_dir: Path) -> int:
     """Export a run's per-sample values (one row per unit and metric) to CSV, Parquet or JSON."""
-    from vbench_flow.runner import open_store
-
-    store = open_store(_runs_dir(runs_dir))
+    store = _existing_store(runs_dir)
     try:
         path = store.export(run_id, output, fmt)
     finally:
@@ -250,7 +251,7 @@ def runs_export(run_id: str, output: Path, fmt: str | None, runs_dir: Path | Non
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("report.html"), show_default=True)
 @click.option("--title", default=None, help="Page title (default: from the suite).")
 @RUNS_DIR_OPTION
-def report(run_ids: tuple[str, ...], output: Path, title: str | None, runs_dir: Path | None) -> int:
+def report(run_ids: tuple[str, ...], output: Path, title: str | None, runs_dir: Path) -> int:
     """Render one self-contained HTML report for one or more runs (or ablation sweeps).
 
     \b
@@ -259,9 +260,8 @@ def report(run_ids: tuple[str, ...], output: Path, title: str | None, runs_dir: 
       vbf report RUN_A RUN_B -o compare.html     # side by side
     """
     from vbench_flow.reporting import write_report
-    from vbench_flow.runner import open_store
 
-    store = open_store(_runs_dir(runs_dir))
+    store = _existing_store(runs_dir)
     try:
         expanded = [rid for given in run_ids for rid in (store.sweep_runs(given) or [given])]
         path = write_report(store, expanded, output, title)
@@ -288,6 +288,13 @@ def main(argv: list[str] | None = None) -> None:
     except VbfError as exc:
         click.echo(f"error: {exc.render()}", err=True)
         sys.exit(exc.exit_code)
+    except Exception as exc:  # a bug, not a user mistake: say so, and keep the traceback for the report
+        if os.environ.get("VBF_DEBUG"):
+            traceback.print_exc()
+        else:
+            click.echo(f"internal error: {type(exc).__name__}: {exc}\n  this is a bug in vbench-flow or in a plugin; "
+                       "rerun with VBF_DEBUG=1 for the traceback and report it", err=True)
+        sys.exit(INTERNAL_ERROR)
     sys.exit(code if isinstance(code, int) else 0)
 
 

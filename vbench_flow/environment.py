@@ -32,9 +32,8 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-def capture_environment(cwd: Path | None = None) -> dict[str, Any]:
+def capture_environment() -> dict[str, Any]:
     code_dir = Path(__file__).resolve().parent.parent
-    cwd = cwd or code_dir
     env: dict[str, Any] = {
         "git_sha": _git(["rev-parse", "HEAD"], code_dir),
         "git_dirty": bool(_git(["status", "--porcelain", "--untracked-files=no"], code_dir)),

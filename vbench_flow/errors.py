@@ -36,3 +36,9 @@ class VideoReadError(VbfError):
     """A video file is missing, unreadable, corrupt, truncated or too short."""
 
     exit_code = 2
+
+
+class RunInterrupted(VbfError):
+    """Ctrl-C during a run: finished units are saved and ``--resume`` continues."""
+
+    exit_code = 130

@@ -26,30 +26,19 @@ import numpy as np
 import yaml
 from tqdm.auto import tqdm
 
+from metrics.video import check_video
 from vbench_flow.aggregate import aggregate_records
 from vbench_flow.environment import capture_environment
-from vbench_flow.errors import ConfigError, VbfError
+from vbench_flow.errors import ConfigError, RunInterrupted, VbfError
+from vbench_flow.prompts import Unit, load_prompts, plan_units
 from vbench_flow.protocol import Prompt
 from vbench_flow.registry import BuildContext, SampleContext, get_metric, get_model_type
 from vbench_flow.store import SampleRecord, Store
 from vbench_flow.suite import ResolvedSuite, Suite, open_data_source, task_condition_frames
 from vbench_flow.video_io import num_frames_for, write_video
 
-DEFAULT_RUNS_DIR = Path(os.environ.get("VBF_RUNS_DIR", "runs"))
+DEFAULT_RUNS_DIR = Path("runs")
 STORE_NAME = "vbf.sqlite"
-
-
-@dataclass(frozen=True)
-class Unit:
-    model: str
-    task: str
-    clip_seconds: float
-    prompt: Prompt
-    seed: int
-
-    @property
-    def unit_id(self) -> str:
-        return f"{self.model}/{self.task}/{self.clip_seconds:g}s/{self.prompt.id}/seed{self.seed}"
 
 
 @dataclass
@@ -64,48 +53,12 @@ class RunOutcome:
     report: Path | None = None
 
     @property
+    def status(self) -> str:
+        return "complete" if self.failed == 0 and self.done == self.expected else "partial"
+
+    @property
     def exit_code(self) -> int:
-        return 0 if self.failed == 0 and self.done == self.expected else 2
-
-
-# ---------------------------------------------------------------- prompts and units
-
-def _read_prompt_file(path: Path) -> list[tuple[str | None, str]]:
-    if path.suffix == ".jsonl":
-        out = []
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-                out.append((item.get("id"), str(item["text"])))
-            except (json.JSONDecodeError, KeyError, AttributeError):
-                raise ConfigError("each JSONL line needs a 'text' field (and optionally 'id')", where=f"{path}:{number}") from None
-        return out
-    return [(None, line.strip()) for line in path.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
-
-
-def load_prompts(resolved: ResolvedSuite, data: Any) -> list[Prompt]:
-    suite = resolved.suite
-    spec = suite.prompts
-    if spec.source == "data":
-        return data.prompts(spec.split, spec.start, suite.prompt_count() or 8)
-    if spec.source == "file":
-        items = _read_prompt_file(resolved.resolve_path(spec.file or ""))
-    else:
-        items = [(None, text) for text in spec.texts or []]
-    count = suite.prompt_count() or len(items)
-    selected = items[spec.start:spec.start + count]
-    if not selected:
-        raise ConfigError(f"no prompts selected (start {spec.start}, count {count}, {len(items)} available)", where="prompts")
-    return [Prompt(text, pid or f"{spec.source}-{spec.start + i:04d}", {"source": spec.source})
-            for i, (pid, text) in enumerate(selected)]
-
-
-def plan_units(suite: Suite, prompts: list[Prompt]) -> list[Unit]:
-    return [Unit(m.name, task, float(seconds), prompt, seed)
-            for m in suite.models for task in suite.tasks for seconds in suite.clip_seconds
-            for prompt in prompts for seed in suite.prompts.seeds]
+        return 0 if self.status == "complete" else 2
 
 
 # ---------------------------------------------------------------- the run folder
@@ -184,38 +137,52 @@ class Runner:
         self._ground_truth: dict[tuple[str, int], np.ndarray] = {}
         self.scorers = {m.name: get_metric(m.name).build(get_metric(m.name).args_model.model_validate(m.args))
                         for m in self.suite.metrics}
+        self.metric_info = {m.name: {"higher_is_better": get_metric(m.name).higher_is_better,
+                                     "version": self.scorers[m.name].version, "extractor": self.scorers[m.name].extractor}
+                            for m in self.suite.metrics}
+        self.model_info: dict[str, Any] = {}
 
     # ------------------------------------------------------------ set-up
 
-    def _prepare_folder(self, resuming: bool) -> None:
-        config_path = self.folder.root / "config.yaml"
-        if resuming:
-            stored = yaml.safe_load(config_path.read_text()) if config_path.exists() else None
-            if stored is not None and stored != self.resolved.config():
-                changed = sorted(k for k in set(stored) | set(self.resolved.config()) if stored.get(k) != self.resolved.config().get(k))
-                raise ConfigError(f"the suite changed since run {self.run_id!r} started (changed: {', '.join(changed)})",
-                                  fix="drop --resume to start a new run, or restore the suite as it was")
-        self.folder.root.mkdir(parents=True, exist_ok=True)
-        config_path.write_text(yaml.safe_dump(self.resolved.config(), sort_keys=False))
-        (self.folder.root / "environment.json").write_text(json.dumps(capture_environment(), indent=2))
+    def _check_unchanged(self) -> None:
+        stored_path = self.folder.root / "config.yaml"
+        stored = yaml.safe_load(stored_path.read_text()) if stored_path.exists() else None
+        current = self.resolved.config()
+        if stored is not None and stored != current:
+            changed = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+            raise ConfigError(f"the suite changed since run {self.run_id!r} started (changed: {', '.join(changed)})",
+                              fix="drop --resume to start a new run, or restore the suite as it was")
 
-    def _register(self, expected: int, status: str) -> None:
+    def _register(self, expected: int) -> None:
+        """Folder, resolved config and store row first, so an interrupt at any later point is resumable."""
+        self.folder.root.mkdir(parents=True, exist_ok=True)
+        (self.folder.root / "config.yaml").write_text(yaml.safe_dump(self.resolved.config(), sort_keys=False))
         self.store.upsert_run(
             self.run_id, suite=self.suite.name, variant=self.resolved.variant, sweep=self.sweep,
-            suite_path=str(self.resolved.path), status=status, seed=self.suite.seed,
+            suite_path=str(self.resolved.path), status="running", seed=self.suite.seed,
             config_hash=self.resolved.config_hash(), config_json=self.resolved.config(),
-            env_json=json.loads((self.folder.root / "environment.json").read_text()),
             run_dir=str(self.folder.root.resolve()), expected=expected)
-        for spec in self.suite.metrics:
-            scorer, entry = self.scorers[spec.name], get_metric(spec.name)
-            self.store.set_metric_info(self.run_id, spec.name, scorer.version, scorer.extractor, entry.higher_is_better)
+        for name, info in self.metric_info.items():
+            self.store.set_metric_info(self.run_id, name, info["version"], info["extractor"], info["higher_is_better"])
+        self._record_environment()
+
+    def _record_environment(self) -> None:
+        """The first session's environment is the run's; each resumed session is appended to sessions.jsonl."""
+        environment = capture_environment()
+        first = self.folder.root / "environment.json"
+        if not first.exists():
+            first.write_text(json.dumps(environment, indent=2))
+            self.store.upsert_run(self.run_id, env_json=environment)
+        with (self.folder.root / "sessions.jsonl").open("a") as handle:
+            handle.write(json.dumps(environment) + "\n")
 
     # ------------------------------------------------------------ execution
 
     def execute(self, *, resuming: bool = False) -> RunOutcome:
-        self._prepare_folder(resuming)
-        units = plan_units(self.suite, load_prompts(self.resolved, self.data))
-        self._register(len(units), "running")
+        units = plan_units(self.suite, load_prompts(self.suite, self.data, self.resolved.directory))
+        if resuming:
+            self._check_unchanged()
+        self._register(len(units))
         records = self.folder.read_records()
         for record in records.values():  # the log may be ahead of the store after a kill
             self.store.record_sample(self.run_id, record)
@@ -226,22 +193,24 @@ class Runner:
             for record in self._compute(pending):
                 records[record.unit_id] = record
         except KeyboardInterrupt:
-            self._finish(units, records, "interrupted")
+            self._finish(units, records, interrupted=True)
             raise
-        return self._finish(units, records, None, computed=len(pending))
+        return self._finish(units, records, computed=len(pending))
 
-    def _finish(self, units: list[Unit], records: dict[str, SampleRecord], status: str | None, computed: int = 0) -> RunOutcome:
+    def _finish(self, units: list[Unit], records: dict[str, SampleRecord], *, interrupted: bool = False,
+                computed: int = 0) -> RunOutcome:
         planned = {u.unit_id for u in units}
         mine = [r for uid, r in records.items() if uid in planned]
-        done = sum(r.status == "ok" for r in mine)
         failures = [(r.unit_id, r.error or "unknown error") for r in mine if r.status == "failed"]
-        status = status or ("complete" if not failures and done == len(units) else "partial")
-        self.store.upsert_run(self.run_id, status=status, expected=len(units), done=done, failed=len(failures))
-        info = {m.name: {"higher_is_better": get_metric(m.name).higher_is_better, "version": self.scorers[m.name].version,
-                         "extractor": self.scorers[m.name].extractor} for m in self.suite.metrics}
-        self.store.set_aggregates(self.run_id, aggregate_records(mine, info, confidence=self.suite.gate.confidence,
+        outcome = RunOutcome(self.run_id, self.folder.root, len(units), sum(r.status == "ok" for r in mine),
+                             len(failures), computed, failures)
+        self.store.upsert_run(self.run_id, status="interrupted" if interrupted else outcome.status,
+                              expected=outcome.expected, done=outcome.done, failed=outcome.failed)
+        if self.model_info:
+            self.store.upsert_run(self.run_id, models_json=self.model_info)
+        self.store.set_aggregates(self.run_id, aggregate_records(mine, self.metric_info, confidence=self.suite.gate.confidence,
                                                                  resamples=self.suite.gate.resamples, seed=self.suite.seed))
-        return RunOutcome(self.run_id, self.folder.root, len(units), done, len(failures), computed, failures)
+        return outcome
 
     def _compute(self, pending: list[Unit]) -> Iterator[SampleRecord]:
         by_model: dict[str, list[Unit]] = defaultdict(list)
@@ -254,6 +223,7 @@ class Runner:
             bar = tqdm(total=len(units), desc=f"{spec.name}", unit="clip", disable=not self.progress, file=sys.stderr, leave=True)
             try:
                 generator = self._build(spec)
+                self.model_info[spec.name] = {"type": spec.type, **_model_info(generator)}
             except Exception as exc:  # a model that cannot be built fails its units, not the run
                 reason = _describe(exc, "could not build the model")
                 for unit in units:
@@ -320,9 +290,13 @@ class Runner:
         metrics: dict[str, float] = {}
         series: dict[str, list[tuple[float, float]]] = {}
         needs_truth = any(get_metric(m.name).needs_ground_truth for m in self.suite.metrics)
+        try:
+            truth = self._truth(unit.prompt, num_frames) if needs_truth else None
+        except Exception as exc:
+            return self._failure(unit, _describe(exc, "could not read the ground truth"), "score",
+                                 generate_seconds=generate_seconds, video=relative, sha=sha)
         ctx = SampleContext(fps=self.fps, prompt=str(unit.prompt), task=unit.task,
-                            num_condition_frames=task_condition_frames(self.suite, unit.task),
-                            ground_truth=self._truth(unit.prompt, num_frames) if needs_truth else None)
+                            num_condition_frames=task_condition_frames(self.suite, unit.task), ground_truth=truth)
         for spec in self.suite.metrics:
             try:
                 score = self.scorers[spec.name].score(video, ctx)
@@ -346,6 +320,14 @@ class Runner:
             print(message, file=sys.stderr)
 
 
+def _model_info(generator: Any) -> dict[str, Any]:
+    """What the generator says about itself (name, parameters, checkpoint hash), JSON-safe."""
+    try:
+        return json.loads(json.dumps(generator.info(), default=str))
+    except Exception as exc:  # a broken info() must not fail the run
+        return {"info_error": f"{type(exc).__name__}: {exc}"}
+
+
 def _unit_fields(unit: Unit) -> dict[str, Any]:
     return {"unit_id": unit.unit_id, "model": unit.model, "task": unit.task, "clip_seconds": unit.clip_seconds,
             "prompt_id": unit.prompt.id, "seed": unit.seed, "prompt": str(unit.prompt)}
@@ -364,9 +346,10 @@ def _batches(units: list[Unit], size: int) -> Iterator[list[Unit]]:
 
 
 def _check_generated(video: Any, num_frames: int, seconds: float, fps: float) -> str | None:
-    if not isinstance(video, np.ndarray) or video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3:
-        described = f"{type(video).__name__} {getattr(video, 'dtype', '')} {getattr(video, 'shape', '')}".strip()
-        return f"the generator returned {described}; expected a uint8 array (T, H, W, 3)"
+    try:
+        check_video(video, name="generated video")
+    except ValueError as exc:
+        return str(exc)
     if video.shape[0] != num_frames:
         return f"the generator returned {video.shape[0]} frames; expected {num_frames} ({seconds:g} s at {fps:g} fps)"
     return None
@@ -392,7 +375,11 @@ def _new_run_id(resolved: list[ResolvedSuite]) -> str:
 
 def run_suite(resolved: list[ResolvedSuite], *, runs_dir: Path = DEFAULT_RUNS_DIR, run_id: str | None = None,
               resume: bool = False, retry_failed: bool = False, progress: bool = True) -> list[RunOutcome]:
-    """Run every variant of a suite; returns one outcome per run."""
+    """Run every variant of a suite; returns one outcome per run.
+
+    With ``resume``, each variant continues where it stopped; a variant of a sweep that never
+    started is started. Ctrl-C raises :class:`RunInterrupted` naming the run to resume.
+    """
     store = open_store(runs_dir)
     try:
         swept = len(resolved) > 1 or resolved[0].variant is not None
@@ -404,18 +391,24 @@ def run_suite(resolved: list[ResolvedSuite], *, runs_dir: Path = DEFAULT_RUNS_DI
                                   fix="drop --resume to start a new run")
             base_id = store.run(latest)["sweep"] or latest
         base_id = safe_id(base_id or _new_run_id(resolved))
-        outcomes = []
-        for item in resolved:
-            this_id = f"{base_id}.{safe_id(item.variant)}" if item.variant else base_id
-            run_dir = runs_dir / this_id
-            if run_dir.exists() and not resume:
+        plan = [(item, f"{base_id}.{safe_id(item.variant)}" if item.variant else base_id) for item in resolved]
+        for item, this_id in plan:
+            exists = (runs_dir / this_id).exists()
+            if exists and not resume:
                 raise ConfigError(f"run {this_id!r} already exists in {runs_dir}",
                                   fix="add --resume to continue it, or choose another --run-id")
-            if resume and not run_dir.exists():
-                raise ConfigError(f"cannot resume {this_id!r}: {run_dir} does not exist", fix="drop --resume to start it")
-            runner = Runner(item, store, run_dir, this_id, sweep=base_id if swept else None,
+            if resume and not exists and not swept:
+                raise ConfigError(f"cannot resume {this_id!r}: {runs_dir / this_id} does not exist", fix="drop --resume to start it")
+        outcomes = []
+        for item, this_id in plan:
+            runner = Runner(item, store, runs_dir / this_id, this_id, sweep=base_id if swept else None,
                             progress=progress, retry_failed=retry_failed)
-            outcomes.append(runner.execute(resuming=resume))
+            try:
+                outcomes.append(runner.execute(resuming=resume and (runs_dir / this_id).exists()))
+            except KeyboardInterrupt:
+                raise RunInterrupted(f"interrupted during run {this_id!r}; every finished unit is saved",
+                                     fix=f"continue with: vbf run {item.path} --resume --run-id {base_id}"
+                                         + (f" --runs-dir {runs_dir}" if runs_dir != DEFAULT_RUNS_DIR else "")) from None
         return outcomes
     finally:
         store.close()

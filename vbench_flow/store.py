@@ -25,7 +25,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, suite TEXT NOT NULL, variant TEXT, sweep TEXT, suite_path TEXT,
     created TEXT NOT NULL, updated TEXT NOT NULL, status TEXT NOT NULL, seed INTEGER,
-    config_hash TEXT, config_json TEXT, env_json TEXT, run_dir TEXT,
+    config_hash TEXT, config_json TEXT, env_json TEXT, models_json TEXT, run_dir TEXT,
     expected INTEGER DEFAULT 0, done INTEGER DEFAULT 0, failed INTEGER DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS units (
@@ -177,7 +177,7 @@ class Store:
             hint = ", ".join(r[0] for r in known) or "none yet"
             raise ConfigError(f"no run {run_id!r} in {self.path}", fix=f"`vbf runs ls` lists runs (latest: {hint})")
         out = dict(row)
-        for key in ("config_json", "env_json"):
+        for key in ("config_json", "env_json", "models_json"):
             out[key.removesuffix("_json")] = json.loads(out.pop(key) or "{}")
         return out
 
@@ -209,8 +209,10 @@ class Store:
 
     def aggregates(self, run_ids: list[str]) -> pd.DataFrame:
         marks = ", ".join("?" * len(run_ids))
-        return self._frame(f"SELECT * FROM aggregates WHERE run_id IN ({marks}) ORDER BY run_id, model, task, clip_seconds, metric",
-                           tuple(run_ids))
+        table = self._frame(f"SELECT * FROM aggregates WHERE run_id IN ({marks}) ORDER BY run_id, model, task, clip_seconds, metric",
+                            tuple(run_ids))
+        # SQLite keeps a missing interval (one prompt) as NULL: hand it back as NaN
+        return table.astype({"value": float, "ci_low": float, "ci_high": float})
 
     def export(self, run_id: str, path: str | Path, fmt: str | None = None) -> Path:
         """Per-sample values (one row per unit and metric, failures included) as CSV, Parquet or JSON."""

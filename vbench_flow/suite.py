@@ -32,10 +32,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vbench_flow.errors import ConfigError
+from vbench_flow.prompts import load_prompts, plan_units, resolve_relative
 from vbench_flow.protocol import TASKS
+from vbench_flow.video_io import num_frames_for
 from vbench_flow.registry import did_you_mean, get_metric, get_model_type, metric_types, model_types
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+MIN_FRAME_SIZE, MAX_FRAME_SIZE = 16, 1024  # the shapes world's range; real videos are resized into it
 Task = Literal["t2v", "i2v", "v2v"]
 
 
@@ -47,7 +50,7 @@ class DataSpec(Strict):
     """The data world: prompts and ground-truth clips come from here."""
 
     type: Literal["shapes", "folder"] = "shapes"
-    size: int | None = Field(64, ge=8, le=2048, description="frame side in pixels (folder: None keeps native)")
+    size: int | None = Field(64, ge=MIN_FRAME_SIZE, le=MAX_FRAME_SIZE, description="frame side in pixels (folder: None keeps native)")
     fps: float = Field(8.0, gt=0, le=240)
     max_objects: int = Field(3, ge=1, le=3, description="shapes world only")
     manifest: str | None = Field(None, description="folder only: CSV or JSONL with video, caption[, id, split]")
@@ -150,7 +153,16 @@ class Suite(Strict):
         for s in seconds:
             if not 0 < s <= 3600:
                 raise ValueError(f"clip length must be in (0, 3600] seconds, got {s}")
+        if len(set(seconds)) != len(seconds):
+            raise ValueError(f"clip_seconds has repeated values: {seconds}")
         return seconds
+
+    @field_validator("tasks")
+    @classmethod
+    def _distinct_tasks(cls, tasks: list[str]) -> list[str]:
+        if len(set(tasks)) != len(tasks):
+            raise ValueError(f"tasks has repeated values: {tasks}")
+        return tasks
 
     @property
     def generation_fps(self) -> float:
@@ -208,8 +220,7 @@ class ResolvedSuite:
 
     def resolve_path(self, relative: str) -> Path:
         """Paths in a suite are relative to the suite file's folder."""
-        path = Path(relative).expanduser()
-        return path if path.is_absolute() else self.directory / path
+        return resolve_relative(relative, self.directory)
 
 
 # ---------------------------------------------------------------- YAML loading and line numbers
@@ -361,7 +372,8 @@ def _model_at(loc: tuple, root: type[BaseModel] = Suite) -> list[type[BaseModel]
 
 def _problem_from_error(err: dict[str, Any], lines: dict[tuple, int], prefix: tuple = (),
                         args_model: type[BaseModel] | None = None) -> Problem:
-    loc = prefix + tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+    # drop pydantic's union-member tags ('list[AblationVariant]', 'AblationMatrix', 'function-...')
+    loc = prefix + tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p[:1].isupper() or p.startswith("function-"))))
     key, kind = _loc_to_key(loc), err["type"]
     line = lines.get(loc) or lines.get(loc[:-1])
     if kind == "extra_forbidden":
@@ -454,13 +466,8 @@ def open_data_source(suite: Suite, directory: Path) -> Any:
 
     if suite.data.type == "shapes":
         return ShapesSource(size=suite.data.size or 64, fps=suite.data.fps, max_objects=suite.data.max_objects)
-    manifest = Path(suite.data.manifest or "")
-    manifest = manifest if manifest.is_absolute() else directory / manifest
-    root = None
-    if suite.data.root:
-        root = Path(suite.data.root)
-        root = root if root.is_absolute() else directory / root
-    return FolderSource(manifest, root, size=suite.data.size)
+    root = resolve_relative(suite.data.root, directory) if suite.data.root else None
+    return FolderSource(resolve_relative(suite.data.manifest or "", directory), root, size=suite.data.size)
 
 
 def _check_data_and_prompts(suite: Suite, lines: dict[tuple, int], resolved: ResolvedSuite) -> tuple[list[Problem], Any]:
@@ -477,9 +484,9 @@ def _check_data_and_prompts(suite: Suite, lines: dict[tuple, int], resolved: Res
     if suite.data.type == "folder":
         missing = data_source.folder.missing_videos()
         if missing:
-            shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-            problems.append(Problem("data.manifest", f"{len(missing)} video file(s) listed but not found: {shown}",
-                                    line=lines.get(("data", "manifest"))))
+            from vbench_flow.data.folder import missing_files_message
+
+            problems.append(Problem("data.manifest", missing_files_message(missing), line=lines.get(("data", "manifest"))))
     splits_used = []
     if suite.prompts.source == "data":
         splits_used.append(("prompts", suite.prompts.split, suite.prompts.start, suite.prompt_count()))
@@ -489,16 +496,15 @@ def _check_data_and_prompts(suite: Suite, lines: dict[tuple, int], resolved: Res
         if split not in data_source.splits():
             problems.append(Problem(f"{block}.split", f"unknown split {split!r}{did_you_mean(split, data_source.splits())}",
                                     line=lines.get((block, "split"))))
-            continue
+        elif start + count > data_source.split_size(split):
+            problems.append(Problem(f"{block}.count", f"start {start} + count {count} exceeds the {data_source.split_size(split)} "
+                                    f"items of split {split!r}", fix="lower count or start", line=lines.get((block, "count"))))
+    if suite.prompts.source != "data" or not problems:
         try:
-            data_source.prompts(split, start, 1)
-            data_source.prompts(split, start + (count or 1) - 1, 1)
+            plan_units(suite, load_prompts(suite, data_source, resolved.directory))
         except ConfigError as exc:
-            problems.append(Problem(f"{block}.count", exc.what, fix=exc.fix, line=lines.get((block, "count"))))
-    if suite.prompts.source == "file":
-        path = resolved.resolve_path(suite.prompts.file or "")
-        if not path.is_file():
-            problems.append(Problem("prompts.file", f"file not found: {path}", line=lines.get(("prompts", "file"))))
+            key = exc.where or "prompts"
+            problems.append(Problem(key, exc.what, fix=exc.fix, line=lines.get(tuple(key.split(".")))))
     if suite.prompts.source != "data" and any(t != "t2v" for t in suite.tasks):
         problems.append(Problem("tasks", "i2v and v2v take their first frames from ground-truth clips, so prompts must come from the data set",
                                 fix="set prompts.source: data, or use tasks: [t2v]", line=lines.get(("tasks",))))
@@ -512,8 +518,11 @@ def _check_cross_references(suite: Suite, lines: dict[tuple, int]) -> list[Probl
         problems.append(Problem("report.baseline_model", f"no model named {suite.report.baseline_model!r}{did_you_mean(suite.report.baseline_model, names)}",
                                 line=lines.get(("report", "baseline_model"))))
     fps = suite.generation_fps
+    shortest = min(num_frames_for(s, fps) for s in suite.clip_seconds)
+    if shortest < 2:
+        problems.append(Problem("clip_seconds", f"{min(suite.clip_seconds):g} s at {fps:g} fps is a single frame; "
+                                "metrics over time need at least 2", line=lines.get(("clip_seconds",))))
     if "v2v" in suite.tasks:
-        shortest = min(round(s * fps) + 1 for s in suite.clip_seconds)
         if suite.v2v_frames >= shortest:
             problems.append(Problem("v2v_frames", f"v2v gives {suite.v2v_frames} frames but the shortest clip has only {shortest}",
                                     line=lines.get(("v2v_frames",))))
@@ -559,7 +568,11 @@ def validate_suite(path: str | Path, *, check_files: bool = True) -> tuple[list[
         return [], _dedupe(problems + _raw_name_checks(raw, lines))
     resolved: list[ResolvedSuite] = []
     seen: dict[str, str] = {}
-    for variant, doc in expand_ablations(raw):
+    try:
+        variants = expand_ablations(raw)
+    except ConfigError as exc:
+        return [], [Problem(exc.where or "ablations", exc.what, exc.fix, lines.get(("ablations",)))]
+    for variant, doc in variants:
         suite, variant_problems = _parse({k: v for k, v in doc.items() if k != "ablations"}, lines)
         tag = f"ablation {variant!r}: " if variant else ""
         if suite is None:

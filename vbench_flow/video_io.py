@@ -152,6 +152,19 @@ def read_video(path: str | Path, *, fps: float | None = None,
     return _orient(frames, orientation), fps or native
 
 
+def read_clip(path: str | Path, num_frames: int, fps: float) -> np.ndarray:
+    """The first ``num_frames`` frames of a video at ``fps``; VideoReadError when it is too short."""
+    frames, _ = read_video(path, fps=fps, max_frames=num_frames)
+    if len(frames) < num_frames:
+        info = probe_video(path)
+        raise VideoReadError(
+            f"video too short: it has {info.num_frames} frames at {info.fps:g} fps ({info.seconds:.2f} s), "
+            f"which gives {len(frames)} frames at {fps:g} fps; {num_frames} frames "
+            f"({(num_frames - 1) / fps:.2f} s) were asked for",
+            where=str(path), fix="use a longer video, or ask for fewer seconds or a lower fps")
+    return frames
+
+
 def probe_video(path: str | Path) -> VideoInfo:
     """Frame count, fps and displayed size of a video (decodes it only where decord cannot)."""
     path = _existing_file(Path(path))

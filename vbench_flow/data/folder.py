@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from vbench_flow.errors import ConfigError, VideoReadError
-from vbench_flow.video_io import probe_video, read_video
+from vbench_flow.video_io import read_clip
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
 REQUIRED_FIELDS = ("video", "caption")
@@ -72,9 +72,7 @@ class VideoFolder:
         if size is not None and (isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1):
             raise ConfigError(f"size must be a positive integer or None, got {size!r}")
         try:
-            frames, _ = read_video(record.video, fps=fps, max_frames=num_frames)
-            if len(frames) < num_frames:
-                raise self._too_short(record, len(frames), num_frames, fps)
+            frames = read_clip(record.video, num_frames, fps)
         except VideoReadError as exc:
             raise VideoReadError(exc.what, where=f"{exc.where} ({self._origin(record)})", fix=exc.fix) from exc
         if size is None:
@@ -83,15 +81,6 @@ class VideoFolder:
 
     def _origin(self, record: FolderRecord) -> str:
         return f"id {record.id!r}, {self.manifest} line {record.line}"
-
-    def _too_short(self, record: FolderRecord, available: int, wanted: int, fps: float) -> VideoReadError:
-        info = probe_video(record.video)
-        return VideoReadError(
-            f"video too short: it has {info.num_frames} frames at {info.fps:g} fps ({info.seconds:.2f} s), "
-            f"which gives {available} frames at {fps:g} fps; {wanted} frames "
-            f"({(wanted - 1) / fps:.2f} s) were asked for",
-            where=str(record.video),
-            fix="use a longer video, or ask for fewer seconds or a lower fps")
 
     def _build_records(self, rows: Iterator[tuple[int, dict[str, Any]]]) -> list[FolderRecord]:
         records: list[FolderRecord] = []
@@ -178,3 +167,9 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 raise ConfigError(f"expected a JSON object, got {type(row).__name__}", where=f"{path}:{line}",
                                   fix='write one object per line, e.g. {"video": "a.mp4", "caption": "..."}')
             yield line, row
+
+
+def missing_files_message(paths: list[str], what: str = "video file(s)") -> str:
+    """'N video file(s) listed but not found: a, b, c and K more'."""
+    shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+    return f"{len(paths)} {what} listed but not found: {shown}"

@@ -22,6 +22,8 @@ class DataSource(Protocol):
 
     def splits(self) -> tuple[str, ...]: ...
 
+    def split_size(self, split: str) -> int: ...
+
     def prompts(self, split: str, start: int, count: int) -> list[Prompt]: ...
 
     def ground_truth(self, prompt: Prompt, num_frames: int, fps: float) -> np.ndarray: ...
@@ -33,7 +35,7 @@ def _check_range(split: str, start: int, count: int, available: int) -> None:
     if start + count > available:
         raise ConfigError(
             f"asks for items {start}..{start + count - 1} of split {split!r}, which has {available}",
-            where="prompts", fix="lower prompts.count or prompts.start",
+            where="prompts", fix="lower count or start",
         )
 
 
@@ -53,6 +55,9 @@ class ShapesSource:
         from vbench_flow.data.shapes import SPLITS
 
         return tuple(SPLITS)
+
+    def split_size(self, split: str) -> int:
+        return len(self._world(split, self.fps))
 
     def prompts(self, split: str, start: int, count: int) -> list[Prompt]:
         world = self._world(split, self.fps)
@@ -86,6 +91,9 @@ class FolderSource:
 
     def splits(self) -> tuple[str, ...]:
         return tuple(sorted({str(r.meta.get("split", "all")) for r in self.folder.records} | {"all"}))
+
+    def split_size(self, split: str) -> int:
+        return len(self._indices(split))
 
     def prompts(self, split: str, start: int, count: int) -> list[Prompt]:
         indices = self._indices(split)
