@@ -20,8 +20,8 @@ from generator.transformer import Transformer
 
 @dataclass
 class DenoiserConfig:
-    width: int = 128
-    depth: int = 4
+    width: int = 64
+    depth: int = 2
     heads: int = 4
     window: int = 10
     lookahead: int = 1

@@ -102,15 +102,16 @@ class AutoregressiveFlow(nn.Module):
 
 @dataclass
 class FlowConfig:
+    # defaults: the shapes-world model, sized to train on a 2-core CPU
     token_dim: int = 8            # latent channels: one token is one latent pixel
     frame_height: int = 8         # latent frame size
     frame_width: int = 8
-    max_frames: int = 9           # latent frames the deep block has positions for (the training length)
-    shallow_blocks: int = 4
+    max_frames: int = 5           # latent frames the deep block has positions for (the training length)
+    shallow_blocks: int = 2
     shallow_depth: int = 2
-    shallow_width: int = 128
-    deep_depth: int = 8
-    deep_width: int = 192
+    shallow_width: int = 96
+    deep_depth: int = 4
+    deep_width: int = 128
     heads: int = 4
 
     @property

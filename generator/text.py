@@ -25,7 +25,7 @@ PAD, UNK = 0, 1
 class TextConfig:
     vocab: list[int] = field(default_factory=list)  # open_clip token ids, in compact-id order after PAD and UNK
     max_len: int = 40
-    width: int = 128
+    width: int = 64
     depth: int = 2
     heads: int = 4
 

@@ -163,8 +163,8 @@ def train_starflow(model: StarFlowV, train_batches: Iterator[dict[str, Any]], va
         record = None
         if step % config.log_every == 0 or step == config.steps:
             elapsed = time.perf_counter() - started
-            record = {"step": step, "flow_loss": float(losses["flow_loss"]), "denoiser_loss": float(losses["denoiser_loss"]),
-                      "train_bits_per_dim": float(losses["bits_per_dim"]), "grad_norm": float(grad_norm),
+            record = {"step": step, "flow_loss": losses["flow_loss"].item(), "denoiser_loss": losses["denoiser_loss"].item(),
+                      "train_bits_per_dim": losses["bits_per_dim"].item(), "grad_norm": grad_norm.item(),
                       "tokens_per_second": tokens_seen / elapsed}
         if rank == 0 and val_batches and (step % config.val_every == 0 or step == config.steps):
             record = record or {"step": step}

@@ -1,0 +1,118 @@
+"""Training the generators on the shapes world: data in, shipped checkpoint out.
+
+``generator/`` trains on any batches; this module supplies shapes-world batches. Clips are
+encoded once by the frozen autoencoder into a pool of latent token grids (clips start at random
+times, so mid-video starts are in the data), then sampled with a seeded generator. Under
+``torchrun`` every rank encodes its own pool (seed + rank) and rank 0 validates and exports.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from generator.autoencoder import VideoAutoencoder
+from generator.denoiser import DenoiserConfig
+from generator.flow import FlowConfig
+from generator.pipeline import file_sha256
+from generator.starflow import StarFlowConfig, StarFlowV, latents_to_tokens
+from generator.text import TextConfig, build_vocab
+from generator.train import TrainConfig, distributed_setup, export_weights, train_starflow
+from vbench_flow.data.shapes import ShapesWorld
+from vbench_flow.data.torch_data import ShapesClips, ShapesStream, collate_clips
+
+
+@dataclass
+class StarFlowRecipe:
+    """Everything that decides a shapes-world STARFlow-V training run (recorded in the checkpoint)."""
+
+    autoencoder: str = "vae-shapes64"
+    frames: int = 17                   # 1 + 4k video frames per training clip -> 1 + k latent frames
+    size: int = 64
+    fps: float = 8.0
+    pool_clips: int = 4096
+    val_clips: int = 64
+    max_start_seconds: float = 25.0
+    batch_size: int = 16
+    seed: int = 0
+    flow: dict[str, Any] = field(default_factory=dict)       # FlowConfig overrides
+    text: dict[str, Any] = field(default_factory=dict)       # TextConfig overrides
+    denoiser: dict[str, Any] = field(default_factory=dict)   # DenoiserConfig overrides
+    noise_sigma: float = 0.5
+
+
+def encode_clips(autoencoder: VideoAutoencoder, loader: Any, count: int, desc: str) -> tuple[torch.Tensor, list[str]]:
+    """Latent tokens (N, F, S, C) and captions of the first ``count`` clips a loader yields."""
+    tokens, captions = [], []
+    with tqdm(total=count, desc=desc, unit="clip") as bar:
+        for batch in loader:
+            take = min(len(batch["caption"]), count - len(captions))
+            tokens.append(latents_to_tokens(autoencoder.encode_frames(batch["video"][:take])))
+            captions.extend(batch["caption"][:take])
+            bar.update(take)
+            if len(captions) >= count:
+                break
+    return torch.cat(tokens), captions
+
+
+def pool_batches(tokens: torch.Tensor, captions: list[str], batch_size: int, seed: int) -> Iterator[dict[str, Any]]:
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        index = torch.randint(0, tokens.shape[0], (batch_size,), generator=generator)
+        yield {"latents": tokens[index], "caption": [captions[int(i)] for i in index]}
+
+
+def model_config(recipe: StarFlowRecipe, autoencoder: VideoAutoencoder) -> StarFlowConfig:
+    channels, latent_frames, height, width = autoencoder.latent_shape(recipe.frames, recipe.size, recipe.size)
+    # every caption the world can produce is covered by a large sample of training scenes
+    world = ShapesWorld("train", size=recipe.size, fps=recipe.fps)
+    text = TextConfig(**{"vocab": build_vocab(world.caption(i) for i in range(20_000)), **recipe.text})
+    flow = FlowConfig(**{"token_dim": channels, "frame_height": height, "frame_width": width,
+                         "max_frames": latent_frames, **recipe.flow})
+    denoiser = DenoiserConfig(**recipe.denoiser)
+    return StarFlowConfig(flow=flow, text=text, denoiser=denoiser, noise_sigma=recipe.noise_sigma)
+
+
+def train_starflow_on_shapes(recipe: StarFlowRecipe, train: TrainConfig, *, out: Path, checkpoint: Path,
+                             resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train STARFlow-V on the shapes world and export ``out``; returns the measurements."""
+    from generator import checkpoint_path, shipped_name_or_path
+
+    rank, world_size, _ = distributed_setup()
+    autoencoder_file = checkpoint_path(recipe.autoencoder)
+    autoencoder = VideoAutoencoder.load(autoencoder_file)
+    config = model_config(recipe, autoencoder)
+    torch.manual_seed(recipe.seed)
+    model = StarFlowV(config)
+    stream = ShapesStream("train", recipe.frames, size=recipe.size, fps=recipe.fps, seed=recipe.seed, rank=rank,
+                          max_start_seconds=recipe.max_start_seconds)
+    started = time.perf_counter()
+    pool, captions = encode_clips(autoencoder, DataLoader(stream, batch_size=64, collate_fn=collate_clips),
+                                  recipe.pool_clips, f"encode training pool (rank {rank})")
+    val_set = ShapesClips("val", recipe.frames, recipe.val_clips, size=recipe.size, fps=recipe.fps)
+    val_tokens, val_captions = encode_clips(autoencoder, DataLoader(val_set, batch_size=64, collate_fn=collate_clips),
+                                            recipe.val_clips, "encode validation clips")
+    val = [{"latents": val_tokens[i:i + 32], "caption": val_captions[i:i + 32]} for i in range(0, len(val_captions), 32)]
+    encode_seconds = time.perf_counter() - started
+    result = train_starflow(model, pool_batches(pool, captions, recipe.batch_size, recipe.seed * 7919 + rank), val,
+                            train, checkpoint=checkpoint, resume=resume, progress=progress)
+    train_seconds = time.perf_counter() - started - encode_seconds
+    history = result["history"]
+    info = {
+        "autoencoder": shipped_name_or_path(autoencoder_file), "autoencoder_sha256": file_sha256(autoencoder_file),
+        "recipe": recipe.__dict__, "train_config": train.__dict__, "steps": result["steps"],
+        "world_size": world_size, "train_seconds": round(train_seconds, 1), "encode_seconds": round(encode_seconds, 1),
+        "tokens_per_second": next((h["tokens_per_second"] for h in reversed(history) if "tokens_per_second" in h), None),
+        "val_bits_per_dim": result["val_bits_per_dim"], "parameters": model.num_parameters(),
+        "bits_per_dim_space": f"latent (standardised, noise-augmented sigma={config.noise_sigma})",
+        "history": history,
+    }
+    if rank == 0:
+        export_weights(out, model, info)
+    return info
