@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from generator.autoencoder import VideoAutoencoder
-from generator.starflow import StarFlowV, latents_to_tokens, tokens_to_latents
+from generator.starflow import StarFlowV
 
 
 def file_sha256(path: str | Path) -> str:
@@ -32,12 +32,10 @@ class StarFlowPipeline:
                  info: dict[str, Any] | None = None) -> None:
         self.model, self.autoencoder = model.eval(), autoencoder.eval()
         self.name, self._info = name, dict(info or {})
-        flow = model.config.flow
-        self.latent_height, self.latent_width = flow.frame_height, flow.frame_width
 
     @property
     def frame_size(self) -> int:
-        return self.latent_height * self.autoencoder.config.spatial_factor
+        return self.model.config.flow.frame_height * self.model.config.patch_size * self.autoencoder.config.spatial_factor
 
     def latent_frames_for(self, num_frames: int) -> int:
         return 1 + math.ceil((num_frames - 1) / self.autoencoder.config.temporal_factor)
@@ -45,14 +43,13 @@ class StarFlowPipeline:
     # ------------------------------------------------------------ video <-> tokens
 
     def encode(self, videos: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """uint8 (B, 1+4k, H, W, 3) -> standardised latent tokens (B, 1+k, h*w, C)."""
+        """uint8 (B, 1+4k, H, W, 3) -> standardised latent tokens (B, 1+k, tokens per frame, token dim)."""
         frames = torch.as_tensor(np.asarray(videos))
-        return latents_to_tokens(self.autoencoder.encode_frames(frames))
+        return self.model.tokens_from_latents(self.autoencoder.encode_frames(frames))
 
     def decode(self, tokens: torch.Tensor, num_frames: int) -> np.ndarray:
-        """Latent tokens (B, F, h*w, C) -> uint8 (B, num_frames, H, W, 3)."""
-        latents = tokens_to_latents(tokens, self.latent_height, self.latent_width)
-        return self.autoencoder.decode_to_frames(latents)[:, :num_frames].cpu().numpy()
+        """Latent tokens -> uint8 (B, num_frames, H, W, 3)."""
+        return self.autoencoder.decode_to_frames(self.model.latents_from_tokens(tokens))[:, :num_frames].cpu().numpy()
 
     # ------------------------------------------------------------ generation and likelihood
 

@@ -4,7 +4,7 @@ The model works on latent token grids ``(B, F, S, D)``: F latent frames of S = h
 token one latent pixel of D channels. The autoencoder that maps videos to these latents is a
 separate, frozen module (``generator.autoencoder``); the pipeline joins the two.
 
-Training (``training_losses``): latents get noise ``sigma_n * eps``; the flow's exact NLL of the
+Training (``training_step``): latents get noise ``sigma_n * eps``; the flow's exact NLL of the
 noisy latents is the loss (per dimension); the gradient of that NLL with respect to the noisy
 input, detached and scaled by ``sigma_n``, is the denoiser's regression target.
 """
@@ -29,6 +29,7 @@ class StarFlowConfig:
     flow: FlowConfig = field(default_factory=FlowConfig)
     text: TextConfig = field(default_factory=TextConfig)
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    patch_size: int = 2               # a token is a patch_size^2 patch of latent pixels
     noise_sigma: float = 0.5          # noise augmentation on standardised latents
     caption_dropout: float = 0.1      # trains the unconditional model for guidance
     first_frame_dropout: float = 0.25  # clips that start mid-video (sliding windows need them)
@@ -43,15 +44,19 @@ class StarFlowConfig:
         return asdict(self)
 
 
-def latents_to_tokens(latents: Tensor) -> Tensor:
-    """Autoencoder latents (B, C, F, h, w) -> tokens (B, F, h*w, C)."""
+def latents_to_tokens(latents: Tensor, patch: int) -> Tensor:
+    """Autoencoder latents (B, C, F, h, w) -> tokens (B, F, (h/p)(w/p), p*p*C), raster order."""
     b, c, f, h, w = latents.shape
-    return latents.permute(0, 2, 3, 4, 1).reshape(b, f, h * w, c)
+    x = latents.view(b, c, f, h // patch, patch, w // patch, patch)
+    return x.permute(0, 2, 3, 5, 4, 6, 1).reshape(b, f, (h // patch) * (w // patch), patch * patch * c)
 
 
-def tokens_to_latents(tokens: Tensor, height: int, width: int) -> Tensor:
-    b, f, s, c = tokens.shape
-    return tokens.view(b, f, height, width, c).permute(0, 4, 1, 2, 3).contiguous()
+def tokens_to_latents(tokens: Tensor, grid_height: int, grid_width: int, patch: int) -> Tensor:
+    """Inverse of :func:`latents_to_tokens`."""
+    b, f, _, d = tokens.shape
+    c = d // (patch * patch)
+    x = tokens.view(b, f, grid_height, grid_width, patch, patch, c)
+    return x.permute(0, 6, 1, 2, 4, 3, 5).reshape(b, c, f, grid_height * patch, grid_width * patch)
 
 
 class TextConditionedFlow(nn.Module):
@@ -105,6 +110,13 @@ class StarFlowV(nn.Module):
     def text_prefix(self, tokens: Tensor) -> Tensor:
         return self.prior.text_prefix(tokens)
 
+    def tokens_from_latents(self, latents: Tensor) -> Tensor:
+        return latents_to_tokens(latents, self.config.patch_size)
+
+    def latents_from_tokens(self, tokens: Tensor) -> Tensor:
+        f = self.config.flow
+        return tokens_to_latents(tokens, f.frame_height, f.frame_width, self.config.patch_size)
+
     # ------------------------------------------------------------ likelihood
 
     def forward(self, noisy: Tensor, tokens: Tensor) -> Tensor:
@@ -119,27 +131,33 @@ class StarFlowV(nn.Module):
 
     # ------------------------------------------------------------ training
 
-    def training_losses(self, latents: Tensor, captions: list[str], generator: torch.Generator,
-                        flow_module: nn.Module | None = None, denoiser_module: nn.Module | None = None) -> dict[str, Tensor]:
-        """Flow NLL per dimension and the flow-score-matching denoiser loss for one batch.
+    def training_step(self, latents: Tensor, captions: list[str], generator: torch.Generator,
+                      flow_module: nn.Module | None = None, denoiser_module: nn.Module | None = None) -> dict[str, float]:
+        """Backpropagate the flow's NLL per dimension and the flow-score-matching denoiser loss.
 
+        One backward pass through the flow gives both its parameter gradients and the input
+        gradient: clip i's NLL depends on clip i alone, so the gradient of the batch mean with
+        respect to clip i's input is dNLL_i/dx~_i / (B D). The denoiser regresses
+        ``sigma_n * dNLL_i/dx~_i`` (detached), in its own backward pass.
         ``flow_module`` / ``denoiser_module`` may be DistributedDataParallel wrappers of
         ``self.prior`` and ``self.denoiser``; they default to the bare modules.
         """
         c = self.config
-        flow_module = flow_module or self.prior
-        denoiser_module = denoiser_module or self.denoiser
         b = latents.shape[0]
         if latents.shape[1] > 1 and torch.rand((), generator=generator) < c.first_frame_dropout:
             latents = latents[:, 1:]
         drop = torch.rand(b, generator=generator) < c.caption_dropout
         noise = torch.randn(latents.shape, generator=generator).to(latents)
-        noisy = latents + c.noise_sigma * noise
-        nll, target = self.score_target(noisy, self.caption_tokens(captions, drop), flow_module)
+        noisy = (latents + c.noise_sigma * noise).requires_grad_(True)
         dims = latents[0].numel()
-        denoiser_loss = F.mse_loss(denoiser_module(noisy), target)
-        return {"flow_loss": nll.mean() / dims, "denoiser_loss": denoiser_loss,
-                "bits_per_dim": (nll.detach().mean() / (dims * math.log(2)))}
+        nll = (flow_module or self.prior)(noisy, self.caption_tokens(captions, drop))
+        flow_loss = nll.mean() / dims
+        flow_loss.backward()
+        target = (c.noise_sigma * noisy.grad * (b * dims)).detach()
+        denoiser_loss = F.mse_loss((denoiser_module or self.denoiser)(noisy.detach()), target)
+        denoiser_loss.backward()
+        return {"flow_loss": flow_loss.item(), "denoiser_loss": denoiser_loss.item(),
+                "bits_per_dim": nll.detach().mean().item() / (dims * math.log(2))}
 
     def score_target(self, noisy: Tensor, tokens: Tensor, flow_module: nn.Module | None = None) -> tuple[Tensor, Tensor]:
         """Each clip's NLL (B,), differentiable for the flow's loss, and the denoiser's target

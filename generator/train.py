@@ -148,10 +148,9 @@ def train_starflow(model: StarFlowV, train_batches: Iterator[dict[str, Any]], va
         for name, opt in optimizers.items():
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, config, config.lr if name == "flow" else config.denoiser_lr)
-        losses = model.training_losses(latents, batch["caption"], generator, flow_module, denoiser_module)
         for opt in optimizers.values():
             opt.zero_grad(set_to_none=True)
-        (losses["flow_loss"] + losses["denoiser_loss"]).backward()
+        losses = model.training_step(latents, batch["caption"], generator, flow_module, denoiser_module)
         grad_norm = torch.nn.utils.clip_grad_norm_(flow_params, config.grad_clip)
         torch.nn.utils.clip_grad_norm_(model.denoiser.parameters(), config.grad_clip)
         for opt in optimizers.values():
@@ -163,8 +162,8 @@ def train_starflow(model: StarFlowV, train_batches: Iterator[dict[str, Any]], va
         record = None
         if step % config.log_every == 0 or step == config.steps:
             elapsed = time.perf_counter() - started
-            record = {"step": step, "flow_loss": losses["flow_loss"].item(), "denoiser_loss": losses["denoiser_loss"].item(),
-                      "train_bits_per_dim": losses["bits_per_dim"].item(), "grad_norm": grad_norm.item(),
+            record = {"step": step, "flow_loss": losses["flow_loss"], "denoiser_loss": losses["denoiser_loss"],
+                      "train_bits_per_dim": losses["bits_per_dim"], "grad_norm": grad_norm.item(),
                       "tokens_per_second": tokens_seen / elapsed}
         if rank == 0 and val_batches and (step % config.val_every == 0 or step == config.steps):
             record = record or {"step": step}

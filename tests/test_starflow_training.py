@@ -57,7 +57,40 @@ def test_score_target_is_sigma_times_the_nll_gradient():
         minus[index] -= eps
         b = index[0]
         numeric = (model(plus, tokens)[b] - model(minus, tokens)[b]) / (2 * eps)
-        assert float(target[index]) == pytest.approx(model.config.noise_sigma * float(numeric), rel=1e-5, abs=1e-7)
+        assert target[index].item() == pytest.approx(model.config.noise_sigma * numeric.item(), rel=1e-5, abs=1e-7)
+
+
+def test_training_step_regresses_the_denoiser_on_the_score_target():
+    """The one-backward shortcut (batch-mean input gradient x B D) equals the per-clip NLL gradient."""
+    torch.manual_seed(0)
+    model = StarFlowV(tiny_config(first_frame_dropout=0.0, caption_dropout=0.0)).double()
+    for p in model.flow.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    torch.nn.init.normal_(model.denoiser.head.weight, std=0.1)
+    latents = torch.randn(3, 3, 4, 2, dtype=torch.float64)
+    captions = CAPTIONS
+    model.training_step(latents, captions, torch.Generator().manual_seed(5))
+    got = {n: p.grad.clone() for n, p in model.denoiser.named_parameters()}
+    # replay the step's random draws to rebuild its noisy input, then the loss from the definition
+    g = torch.Generator().manual_seed(5)
+    torch.rand((), generator=g), torch.rand(3, generator=g)
+    noisy = latents + model.config.noise_sigma * torch.randn(latents.shape, generator=g).double()
+    _, target = model.score_target(noisy, model.caption_tokens(captions))
+    model.zero_grad()
+    torch.nn.functional.mse_loss(model.denoiser(noisy), target).backward()
+    for name, p in model.denoiser.named_parameters():
+        assert torch.allclose(got[name], p.grad, rtol=1e-6, atol=1e-10), name
+
+
+def test_patch_tokens_round_trip():
+    from generator.starflow import latents_to_tokens, tokens_to_latents
+
+    latents = torch.arange(2 * 3 * 2 * 4 * 6, dtype=torch.float32).view(2, 3, 2, 4, 6)
+    tokens = latents_to_tokens(latents, 2)
+    assert tokens.shape == (2, 2, 6, 12)
+    # token 1 of frame 0 is the patch at rows 0-1, columns 2-3, all channels
+    assert torch.equal(tokens[0, 0, 1].view(2, 2, 3).permute(2, 0, 1), latents[0, :, 0, 0:2, 2:4])
+    assert torch.equal(tokens_to_latents(tokens, 2, 3, 2), latents)
 
 
 def test_denoiser_window_has_one_frame_of_lookahead():

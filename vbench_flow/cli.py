@@ -223,7 +223,7 @@ def train() -> None:
 @click.option("--pool-clips", default=4096, show_default=True, type=click.IntRange(1), help="Training clips encoded once per process.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0))
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="YAML with flow / text / denoiser overrides and noise_sigma.")
+              help="YAML with flow / text / denoiser overrides, noise_sigma, patch_size.")
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("generator/checkpoints/starflow-v-shapes64.pt"),
               show_default=True, help="The exported model (EMA weights, config, measurements).")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
@@ -240,9 +240,10 @@ def train_starflow_command(autoencoder: str, frames: int, steps: int, batch_size
     if (frames - 1) % 4:
         raise ConfigError(f"--frames must be 1 + 4k (e.g. 17, 33), got {frames}", where="vbf train starflow")
     overrides = yaml.safe_load(config_file.read_text()) if config_file else {}
-    unknown = set(overrides or {}) - {"flow", "text", "denoiser", "noise_sigma"}
+    unknown = set(overrides or {}) - {"flow", "text", "denoiser", "noise_sigma", "patch_size"}
     if unknown:
-        raise ConfigError(f"unknown keys {sorted(unknown)}", where=str(config_file), fix="use flow, text, denoiser, noise_sigma")
+        raise ConfigError(f"unknown keys {sorted(unknown)}", where=str(config_file),
+                          fix="use flow, text, denoiser, noise_sigma, patch_size")
     recipe = StarFlowRecipe(autoencoder=autoencoder, frames=frames, pool_clips=pool_clips, batch_size=batch_size,
                             seed=seed, **(overrides or {}))
     info = train_starflow_on_shapes(recipe, TrainConfig(steps=steps, lr=lr, denoiser_lr=lr, seed=seed), out=out,

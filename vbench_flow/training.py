@@ -45,15 +45,16 @@ class StarFlowRecipe:
     text: dict[str, Any] = field(default_factory=dict)       # TextConfig overrides
     denoiser: dict[str, Any] = field(default_factory=dict)   # DenoiserConfig overrides
     noise_sigma: float = 0.5
+    patch_size: int = 2
 
 
-def encode_clips(autoencoder: VideoAutoencoder, loader: Any, count: int, desc: str) -> tuple[torch.Tensor, list[str]]:
-    """Latent tokens (N, F, S, C) and captions of the first ``count`` clips a loader yields."""
+def encode_clips(autoencoder: VideoAutoencoder, loader: Any, count: int, desc: str, patch: int) -> tuple[torch.Tensor, list[str]]:
+    """Latent tokens (N, F, S, D) and captions of the first ``count`` clips a loader yields."""
     tokens, captions = [], []
     with tqdm(total=count, desc=desc, unit="clip") as bar:
         for batch in loader:
             take = min(len(batch["caption"]), count - len(captions))
-            tokens.append(latents_to_tokens(autoencoder.encode_frames(batch["video"][:take])))
+            tokens.append(latents_to_tokens(autoencoder.encode_frames(batch["video"][:take]), patch))
             captions.extend(batch["caption"][:take])
             bar.update(take)
             if len(captions) >= count:
@@ -73,10 +74,13 @@ def model_config(recipe: StarFlowRecipe, autoencoder: VideoAutoencoder) -> StarF
     # every caption the world can produce is covered by a large sample of training scenes
     world = ShapesWorld("train", size=recipe.size, fps=recipe.fps)
     text = TextConfig(**{"vocab": build_vocab(world.caption(i) for i in range(20_000)), **recipe.text})
-    flow = FlowConfig(**{"token_dim": channels, "frame_height": height, "frame_width": width,
+    p = recipe.patch_size
+    if height % p or width % p:
+        raise ValueError(f"latent frames of {height}x{width} do not split into {p}x{p} patches")
+    flow = FlowConfig(**{"token_dim": channels * p * p, "frame_height": height // p, "frame_width": width // p,
                          "max_frames": latent_frames, **recipe.flow})
     denoiser = DenoiserConfig(**recipe.denoiser)
-    return StarFlowConfig(flow=flow, text=text, denoiser=denoiser, noise_sigma=recipe.noise_sigma)
+    return StarFlowConfig(flow=flow, text=text, denoiser=denoiser, noise_sigma=recipe.noise_sigma, patch_size=p)
 
 
 def train_starflow_on_shapes(recipe: StarFlowRecipe, train: TrainConfig, *, out: Path, checkpoint: Path,
@@ -94,10 +98,10 @@ def train_starflow_on_shapes(recipe: StarFlowRecipe, train: TrainConfig, *, out:
                           max_start_seconds=recipe.max_start_seconds)
     started = time.perf_counter()
     pool, captions = encode_clips(autoencoder, DataLoader(stream, batch_size=64, collate_fn=collate_clips),
-                                  recipe.pool_clips, f"encode training pool (rank {rank})")
+                                  recipe.pool_clips, f"encode training pool (rank {rank})", recipe.patch_size)
     val_set = ShapesClips("val", recipe.frames, recipe.val_clips, size=recipe.size, fps=recipe.fps)
     val_tokens, val_captions = encode_clips(autoencoder, DataLoader(val_set, batch_size=64, collate_fn=collate_clips),
-                                            recipe.val_clips, "encode validation clips")
+                                            recipe.val_clips, "encode validation clips", recipe.patch_size)
     val = [{"latents": val_tokens[i:i + 32], "caption": val_captions[i:i + 32]} for i in range(0, len(val_captions), 32)]
     encode_seconds = time.perf_counter() - started
     result = train_starflow(model, pool_batches(pool, captions, recipe.batch_size, recipe.seed * 7919 + rank), val,
