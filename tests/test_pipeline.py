@@ -61,3 +61,24 @@ def test_load_checks_the_autoencoder(exported, tmp_path):
         generator.load(tmp_path / "tampered.pt")
     with pytest.raises(FileNotFoundError, match="no shipped checkpoint named 'nope'"):
         generator.load("nope")
+
+
+def test_torchrun_two_cpu_processes_train_and_export(tmp_path):
+    """`torchrun --nproc_per_node 2 -m vbench_flow train starflow` runs data-parallel on CPU (gloo)."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    torch.manual_seed(0)
+    VideoAutoencoder(AutoencoderConfig(latent_channels=4, base_channels=8)).save(tmp_path / "vae.pt")
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY_MODEL))
+    out = tmp_path / "flow.pt"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "vbench_flow", "train", "starflow", "--autoencoder", str(tmp_path / "vae.pt"), "--frames", "5",
+           "--steps", "2", "--batch-size", "2", "--pool-clips", "4", "--val-clips", "2", "--config", str(tmp_path / "tiny.yaml"),
+           "-o", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    info = torch.load(out, weights_only=False)["info"]
+    assert info["world_size"] == 2 and info["steps"] == 2

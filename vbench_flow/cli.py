@@ -221,6 +221,7 @@ def train() -> None:
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
 @click.option("--lr", default=5e-4, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--pool-clips", default=4096, show_default=True, type=click.IntRange(1), help="Training clips encoded once per process.")
+@click.option("--val-clips", default=64, show_default=True, type=click.IntRange(1), help="Validation clips (bits/dim).")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0))
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="YAML with flow / text / denoiser overrides, noise_sigma, patch_size.")
@@ -230,7 +231,8 @@ def train() -> None:
               help="Training state for --resume (default: OUT with .train.pt).")
 @click.option("--resume", is_flag=True, help="Continue from --checkpoint.")
 def train_starflow_command(autoencoder: str, frames: int, steps: int, batch_size: int, lr: float, pool_clips: int,
-                           seed: int, config_file: Path | None, out: Path, checkpoint: Path | None, resume: bool) -> int:
+                           val_clips: int, seed: int, config_file: Path | None, out: Path, checkpoint: Path | None,
+                           resume: bool) -> int:
     """Train STARFlow-V (text encoder, global-local flow, denoiser) on shapes-world latents."""
     import yaml
 
@@ -244,10 +246,12 @@ def train_starflow_command(autoencoder: str, frames: int, steps: int, batch_size
     if unknown:
         raise ConfigError(f"unknown keys {sorted(unknown)}", where=str(config_file),
                           fix="use flow, text, denoiser, noise_sigma, patch_size")
-    recipe = StarFlowRecipe(autoencoder=autoencoder, frames=frames, pool_clips=pool_clips, batch_size=batch_size,
-                            seed=seed, **(overrides or {}))
+    recipe = StarFlowRecipe(autoencoder=autoencoder, frames=frames, pool_clips=pool_clips, val_clips=val_clips,
+                            batch_size=batch_size, seed=seed, **(overrides or {}))
     info = train_starflow_on_shapes(recipe, TrainConfig(steps=steps, lr=lr, denoiser_lr=lr, seed=seed), out=out,
                                     checkpoint=checkpoint or out.with_suffix(".train.pt"), resume=resume)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 validates and reports
+        return 0
     click.echo(f"val bits/dim {info['val_bits_per_dim']:.4f} ({info['bits_per_dim_space']}); "
                f"{info['parameters']['total']:,} parameters; {info['train_seconds']:.0f} s training, "
                f"{info['tokens_per_second']:.0f} tokens/s; wrote {out}")
