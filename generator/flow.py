@@ -82,12 +82,20 @@ class AutoregressiveFlow(nn.Module):
         return self.transformer(self.embed(x) + pos, cache=cache, commit=commit)
 
     @torch.no_grad()
-    def inverse(self, z: Tensor, prefix: Tensor, pos: Tensor, *, uncond_prefix: Tensor | None = None,
-                guidance: float = 0.0) -> Tensor:
-        """Sequential inverse, one token at a time with a KV cache (the exact reference)."""
+    def inverse(self, z: Tensor, prefix: Tensor, pos: Tensor, *, given: Tensor | None = None,
+                uncond_prefix: Tensor | None = None, guidance: float = 0.0) -> Tensor:
+        """Sequential inverse, one token at a time with a KV cache (the exact reference).
+
+        ``given`` (B, G, D) are known leading tokens (conditioning frames): they only fill the
+        cache, and ``z`` (B, n, D) is inverted into the n tokens after them (positions G..G+n-1).
+        """
         guided = uncond_prefix is not None and guidance != 0.0
+        both = (lambda t: torch.cat([t, t])) if guided else (lambda t: t)  # noqa: E731
         b, n, _ = z.shape
-        cache, hidden = self.start(torch.cat([prefix, uncond_prefix]) if guided else prefix, n)
+        g = 0 if given is None else given.shape[1]
+        cache, hidden = self.start(torch.cat([prefix, uncond_prefix]) if guided else prefix, g + n)
+        if g:
+            hidden = self.step(both(given), pos[:g], cache)[:, -1:]
         tokens = []
         for t in range(n):
             mu, sigma = self.affine(hidden)
@@ -96,7 +104,7 @@ class AutoregressiveFlow(nn.Module):
             x_t = mu + sigma * z[:, t:t + 1]
             tokens.append(x_t)
             if t + 1 < n:
-                hidden = self.step(torch.cat([x_t, x_t]) if guided else x_t, pos[t:t + 1], cache)
+                hidden = self.step(both(x_t), pos[g + t:g + t + 1], cache)
         return torch.cat(tokens, dim=1)
 
 
@@ -188,9 +196,17 @@ class GlobalLocalFlow(nn.Module):
         return z.view(b, f, s, d), logdet + deep_logdet
 
     @torch.no_grad()
-    def inverse(self, z: Tensor, text: Tensor, *, uncond_text: Tensor | None = None, guidance: float = 0.0) -> Tensor:
+    def inverse(self, z: Tensor, text: Tensor, *, given: Tensor | None = None, uncond_text: Tensor | None = None,
+                guidance: float = 0.0) -> Tensor:
+        """z (B, F, S, D) -> the F latent frames after the ``given`` ones (B, K, S, D), if any.
+
+        Given frames condition the clip the way the model reads any clip: they run forward
+        through the shallow blocks and fill the deep block's cache, then generation continues.
+        """
         b, f, s, d = z.shape
-        y = self.deep.inverse(z.reshape(b, f * s, d), text, self.deep_positions(f),
+        k = 0 if given is None else given.shape[1]
+        given_tokens = self.shallow_forward(given)[0].reshape(b, k * s, d) if k else None
+        y = self.deep.inverse(z.reshape(b, f * s, d), text, self.deep_positions(k + f), given=given_tokens,
                               uncond_prefix=uncond_text, guidance=guidance)
         return self.shallow_inverse(y.view(b, f, s, d))
 

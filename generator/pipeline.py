@@ -53,13 +53,24 @@ class StarFlowPipeline:
 
     # ------------------------------------------------------------ generation and likelihood
 
+    def condition_tokens(self, frames: np.ndarray) -> torch.Tensor:
+        """Given first frames uint8 (B, K, H, W, 3) -> latent tokens of their first 1 + 4*floor((K-1)/4)
+        frames (the autoencoder encodes whole groups of 4 after the first frame)."""
+        usable = 1 + (frames.shape[1] - 1) // self.autoencoder.config.temporal_factor * self.autoencoder.config.temporal_factor
+        return self.encode(frames[:, :usable])
+
     @torch.no_grad()
     def sample(self, captions: list[str], num_frames: int, *, seed: int = 0, guidance: float = 0.0,
-               denoise: bool = True) -> np.ndarray:
-        """uint8 videos (B, num_frames, H, W, 3), one per caption, by the exact sequential inverse."""
+               denoise: bool = True, condition_frames: np.ndarray | None = None) -> np.ndarray:
+        """uint8 videos (B, num_frames, H, W, 3), one per caption, by the exact sequential inverse.
+
+        ``condition_frames`` (B, K, H, W, 3): the clips start with these frames (i2v: K = 1;
+        continuation: K > 1) and the model continues them.
+        """
         generator = torch.Generator().manual_seed(seed)
+        condition = None if condition_frames is None else self.condition_tokens(condition_frames)
         tokens = self.model.sample(captions, self.latent_frames_for(num_frames), generator=generator,
-                                   guidance=guidance, denoise=denoise)
+                                   guidance=guidance, denoise=denoise, condition=condition)
         return self.decode(tokens, num_frames)
 
     @torch.no_grad()

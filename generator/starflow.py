@@ -175,15 +175,27 @@ class StarFlowV(nn.Module):
 
     @torch.no_grad()
     def sample(self, captions: list[str], num_frames: int, *, generator: torch.Generator | None = None,
-               guidance: float = 0.0, denoise: bool = True, temperature: float = 1.0) -> Tensor:
-        """Latent tokens (B, F, S, D) for each caption, by the exact sequential inverse."""
+               guidance: float = 0.0, denoise: bool = True, temperature: float = 1.0,
+               condition: Tensor | None = None) -> Tensor:
+        """Latent tokens (B, num_frames, S, D) for each caption, by the exact sequential inverse.
+
+        ``condition`` (B, K, S, D) are clean latent tokens of given first frames (image- or
+        video-to-video): they get the training noise, run forward to fill the caches, and are
+        returned unchanged as the first K frames.
+        """
         f = self.config.flow
-        device = self.device
-        z = torch.randn((len(captions), num_frames, f.tokens_per_frame, f.token_dim), generator=generator).to(device)
+        k = 0 if condition is None else condition.shape[1]
+        if not 0 <= k < num_frames:
+            raise ValueError(f"{k} given latent frames leave nothing to generate in {num_frames}")
+        noise = lambda *shape: torch.randn(shape, generator=generator).to(self.device)  # noqa: E731
+        given = None if condition is None else condition.to(self.device) + self.config.noise_sigma * noise(*condition.shape)
+        z = noise(len(captions), num_frames - k, f.tokens_per_frame, f.token_dim)
         text = self.text_prefix(self.caption_tokens(captions))
         uncond = self.text_prefix(self.caption_tokens([""] * len(captions))) if guidance else None
-        noisy = self.flow.inverse(z * temperature, text, uncond_text=uncond, guidance=guidance)
-        return self.denoise(noisy) if denoise else noisy
+        generated = self.flow.inverse(z * temperature, text, given=given, uncond_text=uncond, guidance=guidance)
+        noisy = generated if given is None else torch.cat([given, generated], dim=1)
+        clean = self.denoise(noisy) if denoise else noisy
+        return clean if condition is None else torch.cat([condition.to(clean), clean[:, k:]], dim=1)
 
     def num_parameters(self) -> dict[str, int]:
         count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731

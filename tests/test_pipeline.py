@@ -52,6 +52,19 @@ def test_load_sample_and_likelihood(exported):
     assert len(bpd) == 1 and np.isfinite(bpd[0])
 
 
+def test_image_conditioning_keeps_the_given_frame(exported):
+    folder, _ = exported
+    pipe = generator.load(folder / "flow.pt")
+    clip = ShapesWorld("test", size=32).clip(1, 9)
+    condition = pipe.condition_tokens(clip.frames[None, :6])  # 6 frames: 1 + 4 usable -> 2 latent frames
+    assert condition.shape[1] == 2
+    tokens = pipe.model.sample([clip.caption], 2, generator=torch.Generator().manual_seed(0), condition=condition[:, :1])
+    assert torch.equal(tokens[:, :1], condition[:, :1])
+    video = pipe.sample([clip.caption], 5, seed=0, condition_frames=clip.frames[None, :1])
+    first = pipe.decode(pipe.encode(clip.frames[None, :1]), 1)
+    assert np.array_equal(video[:, :1], first)  # i2v: the first frame is the given one, through the autoencoder
+
+
 def test_load_checks_the_autoencoder(exported, tmp_path):
     folder, _ = exported
     state = torch.load(folder / "flow.pt", weights_only=False)
