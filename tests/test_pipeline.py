@@ -37,6 +37,10 @@ def test_export_records_measurements_and_autoencoder_hash(exported):
     assert info["autoencoder_sha256"] == file_sha256(folder / "vae-tiny.pt")
     assert "noise-augmented" in info["bits_per_dim_space"]
     assert (folder / "flow.train.pt").exists()
+    from vbench_flow.video_io import read_video
+
+    grid, _ = read_video(folder / "flow-samples.gif")  # 8 real + 8 generated clips with captions
+    assert grid.shape[0] == 5 and grid.shape[1] > 4 * 32
 
 
 def test_load_sample_and_likelihood(exported):

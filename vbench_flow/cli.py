@@ -230,12 +230,21 @@ def train() -> None:
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="Training state for --resume (default: OUT with .train.pt).")
 @click.option("--resume", is_flag=True, help="Continue from --checkpoint.")
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="torch threads per process (1 is fastest on a shared 2-core machine).")
 def train_starflow_command(autoencoder: str, frames: int, steps: int, batch_size: int, lr: float, pool_clips: int,
                            val_clips: int, seed: int, config_file: Path | None, out: Path, checkpoint: Path | None,
-                           resume: bool) -> int:
-    """Train STARFlow-V (text encoder, global-local flow, denoiser) on shapes-world latents."""
+                           resume: bool, threads: int | None) -> int:
+    """Train STARFlow-V (text encoder, global-local flow, denoiser) on shapes-world latents.
+
+    Writes OUT (EMA weights, config and measurements), its training state for --resume, and
+    OUT-samples.gif: generated clips beside real ones for validation captions.
+    """
+    import torch
     import yaml
 
+    if threads:
+        torch.set_num_threads(threads)
     from generator.train import TrainConfig
     from vbench_flow.training import StarFlowRecipe, train_starflow_on_shapes
 

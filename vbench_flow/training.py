@@ -119,4 +119,23 @@ def train_starflow_on_shapes(recipe: StarFlowRecipe, train: TrainConfig, *, out:
     }
     if rank == 0:
         export_weights(out, model, info)
+        write_sample_grid(out, recipe)
     return info
+
+
+def write_sample_grid(checkpoint: Path, recipe: StarFlowRecipe, count: int = 8, seed: int = 0) -> Path:
+    """A GIF grid of samples for validation captions beside the real clips, next to the checkpoint."""
+    import generator
+    from vbench_flow.data.preview import make_grid
+    from vbench_flow.video_io import write_video
+
+    pipe = generator.load(checkpoint)
+    world = ShapesWorld("val", size=recipe.size, fps=recipe.fps)
+    captions = [world.caption(i) for i in range(count)]
+    samples = pipe.sample(captions, recipe.frames, seed=seed)
+    real = [world.clip(i, recipe.frames).frames for i in range(count)]
+    grid = make_grid([v for pair in zip(real, samples) for v in pair],
+                     [text for c in captions for text in (f"real: {c}", f"generated: {c}")], columns=4)
+    path = checkpoint.with_name(checkpoint.stem + "-samples.gif")
+    write_video(path, grid, recipe.fps)
+    return path
