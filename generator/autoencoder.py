@@ -120,19 +120,53 @@ class ResBlock(nn.Module):
         return self.skip(x) + h
 
 
+def _fold(x: Tensor, channels: int) -> Tensor:
+    """Parameter-free 2x space-time downsampling (DC-AE's residual shortcut, Wan 2.2's AvgDown3D):
+    every 2x2x2 block goes into channels, then groups of channels are averaged down to `channels`.
+    One replicated past frame pairs frame 0 with itself, so output j holds frames 2j-1 and 2j."""
+    b, c, t, h, w = x.shape
+    x = torch.cat([x[:, :, :1], x], dim=2)
+    x = x.view(b, c, (t + 1) // 2, 2, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 7, 2, 4, 6)
+    return x.reshape(b, channels, c * 8 // channels, (t + 1) // 2, h // 2, w // 2).mean(dim=2)
+
+
+def _unfold(x: Tensor, channels: int) -> Tensor:
+    """The inverse shortcut (Wan 2.2's DupUp3D): channels are duplicated and spread over a 2x2x2
+    block; the copy of frame 0 that would precede it is dropped, so 1 + k frames become 1 + 2k."""
+    b, c, t, h, w = x.shape
+    x = x.repeat_interleave(channels * 8 // c, dim=1).view(b, channels, 2, 2, 2, t, h, w)
+    x = x.permute(0, 1, 5, 2, 6, 3, 7, 4).reshape(b, channels, 2 * t, 2 * h, 2 * w)
+    return x[:, :, 1:]
+
+
+class Downsample(nn.Module):
+    """2x in space and time: a stride-2 causal conv (output j reads frames 2j-2..2j) learning a
+    residual over the parameter-free fold, which from step 0 carries block averages of the
+    input through the bottleneck; the same trick makes DC-AE's high compression trainable."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv = CausalConv3d(c_in, c_out, stride=(2, 2, 2))
+        self.c_out = c_out
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x) + _fold(x, self.c_out)
+
+
 class Upsample(nn.Module):
-    """2x in space (nearest) and in time, mirroring the encoder's stride-2 causal conv: each
-    latent frame is repeated twice and the first copy of frame 0 dropped, so 1 + k frames become
-    1 + 2k and output t comes from input ceil(t/2), i.e. never from the future."""
+    """2x in space (nearest) and in time, mirroring Downsample: each frame is repeated twice and the
+    first copy of frame 0 dropped, so 1 + k frames become 1 + 2k and output t comes from input
+    ceil(t/2), never from the future; a causal conv learns a residual over the unfold shortcut."""
 
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__()
         self.conv = CausalConv3d(c_in, c_out)
+        self.c_out = c_out
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x.repeat_interleave(2, dim=2)[:, :, 1:]
-        x = F.interpolate(x, scale_factor=(1.0, 2.0, 2.0), mode="nearest")
-        return self.conv(x)
+        up = x.repeat_interleave(2, dim=2)[:, :, 1:]
+        up = F.interpolate(up, scale_factor=(1.0, 2.0, 2.0), mode="nearest")
+        return self.conv(up) + _unfold(x, self.c_out)
 
 
 def _blocks(c_in: int, c_out: int, n: int) -> list[nn.Module]:
@@ -148,7 +182,7 @@ class Encoder(nn.Module):
         for level, c in enumerate(chans):
             layers += _blocks(c, c, cfg.res_blocks)
             if level + 1 < len(chans):
-                layers.append(CausalConv3d(c, chans[level + 1], stride=(2, 2, 2)))
+                layers.append(Downsample(c, chans[level + 1]))
         self.body = nn.Sequential(*layers)
         self.norm_out = ChannelRMSNorm(chans[-1])
         self.conv_out = CausalConv3d(chans[-1], 2 * cfg.latent_channels)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -108,6 +109,19 @@ class AutoregressiveFlow(nn.Module):
         return torch.cat(tokens, dim=1)
 
 
+class BlockInverter(Protocol):
+    """Inverts one block: ``(block, z, prefix, pos, *, tokens_per_frame, given, uncond_prefix, guidance) -> x``."""
+
+    def __call__(self, block: AutoregressiveFlow, z: Tensor, prefix: Tensor, pos: Tensor, *, tokens_per_frame: int,
+                 given: Tensor | None = None, uncond_prefix: Tensor | None = None, guidance: float = 0.0) -> Tensor: ...
+
+
+def sequential_inverse(block: AutoregressiveFlow, z: Tensor, prefix: Tensor, pos: Tensor, *, tokens_per_frame: int,
+                       given: Tensor | None = None, uncond_prefix: Tensor | None = None, guidance: float = 0.0) -> Tensor:
+    """The exact token-by-token inverse (the reference every faster sampler is checked against)."""
+    return block.inverse(z, prefix, pos, given=given, uncond_prefix=uncond_prefix, guidance=guidance)
+
+
 @dataclass
 class FlowConfig:
     # defaults: the shapes-world model, sized to train on a 2-core CPU
@@ -177,13 +191,15 @@ class GlobalLocalFlow(nn.Module):
         return x, logdet
 
     @torch.no_grad()
-    def shallow_inverse(self, y: Tensor) -> Tensor:
+    def shallow_inverse(self, y: Tensor, invert: "BlockInverter | None" = None) -> Tensor:
+        invert = invert or sequential_inverse
         for i in reversed(range(len(self.shallow))):
             reverse = i % 2 == 1
             seq = self._frames_as_sequences(y, reverse)
             start = self.shallow_start[i].expand(seq.shape[0], 1, -1)
             pos = self.shallow_pos[i].flip(0) if reverse else self.shallow_pos[i]
-            y = self._sequences_as_frames(self.shallow[i].inverse(seq, start, pos), y.shape, reverse)
+            inverted = invert(self.shallow[i], seq, start, pos, tokens_per_frame=seq.shape[1])
+            y = self._sequences_as_frames(inverted, y.shape, reverse)
         return y
 
     # ------------------------------------------------------------ the whole flow
@@ -197,18 +213,21 @@ class GlobalLocalFlow(nn.Module):
 
     @torch.no_grad()
     def inverse(self, z: Tensor, text: Tensor, *, given: Tensor | None = None, uncond_text: Tensor | None = None,
-                guidance: float = 0.0) -> Tensor:
+                guidance: float = 0.0, invert: "BlockInverter | None" = None) -> Tensor:
         """z (B, F, S, D) -> the F latent frames after the ``given`` ones (B, K, S, D), if any.
 
         Given frames condition the clip the way the model reads any clip: they run forward
         through the shallow blocks and fill the deep block's cache, then generation continues.
+        ``invert`` inverts one block (default: the exact sequential reference; see
+        ``generator.samplers`` for Jacobi iteration).
         """
+        invert = invert or sequential_inverse
         b, f, s, d = z.shape
         k = 0 if given is None else given.shape[1]
         given_tokens = self.shallow_forward(given)[0].reshape(b, k * s, d) if k else None
-        y = self.deep.inverse(z.reshape(b, f * s, d), text, self.deep_positions(k + f), given=given_tokens,
-                              uncond_prefix=uncond_text, guidance=guidance)
-        return self.shallow_inverse(y.view(b, f, s, d))
+        y = invert(self.deep, z.reshape(b, f * s, d), text, self.deep_positions(k + f), tokens_per_frame=s,
+                   given=given_tokens, uncond_prefix=uncond_text, guidance=guidance)
+        return self.shallow_inverse(y.view(b, f, s, d), invert)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from generator.autoencoder import VideoAutoencoder
+from generator.samplers import JacobiInverter, JacobiOptions
 from generator.starflow import StarFlowV
 
 
@@ -32,6 +33,7 @@ class StarFlowPipeline:
                  info: dict[str, Any] | None = None) -> None:
         self.model, self.autoencoder = model.eval(), autoencoder.eval()
         self.name, self._info = name, dict(info or {})
+        self.last_sampling: dict[str, Any] = {}
 
     @property
     def frame_size(self) -> int:
@@ -61,16 +63,24 @@ class StarFlowPipeline:
 
     @torch.no_grad()
     def sample(self, captions: list[str], num_frames: int, *, seed: int = 0, guidance: float = 0.0,
-               denoise: bool = True, condition_frames: np.ndarray | None = None) -> np.ndarray:
-        """uint8 videos (B, num_frames, H, W, 3), one per caption, by the exact sequential inverse.
+               denoise: bool = True, condition_frames: np.ndarray | None = None,
+               jacobi: JacobiOptions | None = None) -> np.ndarray:
+        """uint8 videos (B, num_frames, H, W, 3), one per caption.
 
         ``condition_frames`` (B, K, H, W, 3): the clips start with these frames (i2v: K = 1;
-        continuation: K > 1) and the model continues them.
+        continuation: K > 1) and the model continues them. ``jacobi`` inverts the flow by
+        block-Jacobi iteration instead of token by token; ``last_sampling`` then holds its
+        iteration counts and network evaluations.
         """
         generator = torch.Generator().manual_seed(seed)
         condition = None if condition_frames is None else self.condition_tokens(condition_frames)
+        inverter = JacobiInverter(jacobi) if jacobi is not None else None
         tokens = self.model.sample(captions, self.latent_frames_for(num_frames), generator=generator,
-                                   guidance=guidance, denoise=denoise, condition=condition)
+                                   guidance=guidance, denoise=denoise, condition=condition, invert=inverter)
+        self.last_sampling = {"sampler": "jacobi" if inverter else "sequential"}
+        if inverter is not None:
+            self.last_sampling.update(iterations=inverter.stats.iterations,
+                                      network_evaluations=inverter.stats.network_evaluations)
         return self.decode(tokens, num_frames)
 
     @torch.no_grad()

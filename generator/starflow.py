@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from generator.denoiser import CausalDenoiser, DenoiserConfig
-from generator.flow import FlowConfig, GlobalLocalFlow, gaussian_nll
+from generator.flow import BlockInverter, FlowConfig, GlobalLocalFlow, gaussian_nll
 from generator.text import TextConfig, TextEncoder
 
 
@@ -176,12 +176,13 @@ class StarFlowV(nn.Module):
     @torch.no_grad()
     def sample(self, captions: list[str], num_frames: int, *, generator: torch.Generator | None = None,
                guidance: float = 0.0, denoise: bool = True, temperature: float = 1.0,
-               condition: Tensor | None = None) -> Tensor:
+               condition: Tensor | None = None, invert: BlockInverter | None = None) -> Tensor:
         """Latent tokens (B, num_frames, S, D) for each caption, by the exact sequential inverse.
 
         ``condition`` (B, K, S, D) are clean latent tokens of given first frames (image- or
         video-to-video): they get the training noise, run forward to fill the caches, and are
-        returned unchanged as the first K frames.
+        returned unchanged as the first K frames. ``invert`` picks the block inverter (default:
+        exact sequential; ``generator.samplers.JacobiInverter`` for Jacobi iteration).
         """
         f = self.config.flow
         k = 0 if condition is None else condition.shape[1]
@@ -192,7 +193,8 @@ class StarFlowV(nn.Module):
         z = noise(len(captions), num_frames - k, f.tokens_per_frame, f.token_dim)
         text = self.text_prefix(self.caption_tokens(captions))
         uncond = self.text_prefix(self.caption_tokens([""] * len(captions))) if guidance else None
-        generated = self.flow.inverse(z * temperature, text, given=given, uncond_text=uncond, guidance=guidance)
+        generated = self.flow.inverse(z * temperature, text, given=given, uncond_text=uncond, guidance=guidance,
+                                      invert=invert)
         noisy = generated if given is None else torch.cat([given, generated], dim=1)
         clean = self.denoise(noisy) if denoise else noisy
         return clean if condition is None else torch.cat([condition.to(clean), clean[:, k:]], dim=1)

@@ -56,6 +56,18 @@ def test_load_sample_and_likelihood(exported):
     assert len(bpd) == 1 and np.isfinite(bpd[0])
 
 
+def test_jacobi_sampling_matches_sequential_videos(exported):
+    from generator.samplers import JacobiOptions
+
+    folder, _ = exported
+    pipe = generator.load(folder / "flow.pt")
+    captions = ["a red circle bouncing on a black background"]
+    exact = pipe.sample(captions, 5, seed=1)
+    fast = pipe.sample(captions, 5, seed=1, jacobi=JacobiOptions(block_size=2, tolerance=1e-10))
+    assert pipe.last_sampling["sampler"] == "jacobi" and pipe.last_sampling["network_evaluations"] > 0
+    assert np.abs(fast.astype(int) - exact.astype(int)).max() <= 1  # same latents up to float rounding
+
+
 def test_image_conditioning_keeps_the_given_frame(exported):
     folder, _ = exported
     pipe = generator.load(folder / "flow.pt")
