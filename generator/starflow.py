@@ -171,31 +171,68 @@ class StarFlowV(nn.Module):
 
     @torch.no_grad()
     def denoise(self, noisy: Tensor) -> Tensor:
-        return noisy - self.config.noise_sigma * self.denoiser(noisy)
+        """One denoising step over any number of latent frames.
+
+        Clips longer than the denoiser's positions go in overlapping chunks: a chunk's first
+        frame only gives context and its last only look-ahead, so every kept frame sees one
+        frame before it and the frame after it, as in training.
+        """
+        frames, window = noisy.shape[1], self.config.flow.max_frames
+        if frames <= window:
+            return noisy - self.config.noise_sigma * self.denoiser(noisy)
+        if window < 3:
+            raise ValueError("chunked denoising needs the denoiser to cover at least 3 latent frames")
+        out = torch.empty_like(noisy)
+        start = 0
+        while True:
+            end = min(start + window, frames)
+            chunk = noisy[:, start:end] - self.config.noise_sigma * self.denoiser(noisy[:, start:end])
+            keep_from = 0 if start == 0 else 1
+            keep_to = end - start if end == frames else end - start - 1
+            out[:, start + keep_from:start + keep_to] = chunk[:, keep_from:keep_to]
+            if end == frames:
+                return out
+            start = end - 2
 
     @torch.no_grad()
     def sample(self, captions: list[str], num_frames: int, *, generator: torch.Generator | None = None,
                guidance: float = 0.0, denoise: bool = True, temperature: float = 1.0,
-               condition: Tensor | None = None, invert: BlockInverter | None = None) -> Tensor:
-        """Latent tokens (B, num_frames, S, D) for each caption, by the exact sequential inverse.
+               condition: Tensor | None = None, invert: BlockInverter | None = None,
+               context_frames: int | None = None) -> Tensor:
+        """Latent tokens (B, num_frames, S, D) for each caption.
 
         ``condition`` (B, K, S, D) are clean latent tokens of given first frames (image- or
         video-to-video): they get the training noise, run forward to fill the caches, and are
         returned unchanged as the first K frames. ``invert`` picks the block inverter (default:
         exact sequential; ``generator.samplers.JacobiInverter`` for Jacobi iteration).
+
+        Clips longer than the deep block's ``max_frames`` are made by a sliding window: after
+        each window the caches are dropped, the last ``context_frames`` generated frames
+        (default: half the window) are read forward afresh as given frames at positions 0..C-1,
+        and the window continues. Memory stays that of one window; time grows linearly.
         """
         f = self.config.flow
         k = 0 if condition is None else condition.shape[1]
         if not 0 <= k < num_frames:
             raise ValueError(f"{k} given latent frames leave nothing to generate in {num_frames}")
+        window = f.max_frames
+        context = context_frames if context_frames is not None else max(1, window // 2)
+        if not 1 <= context < window:
+            raise ValueError(f"context_frames must be in 1..{window - 1}, got {context}")
+        if k >= window:
+            raise ValueError(f"{k} given latent frames fill the {window}-frame window; give at most {window - 1}")
         noise = lambda *shape: torch.randn(shape, generator=generator).to(self.device)  # noqa: E731
-        given = None if condition is None else condition.to(self.device) + self.config.noise_sigma * noise(*condition.shape)
-        z = noise(len(captions), num_frames - k, f.tokens_per_frame, f.token_dim)
         text = self.text_prefix(self.caption_tokens(captions))
         uncond = self.text_prefix(self.caption_tokens([""] * len(captions))) if guidance else None
-        generated = self.flow.inverse(z * temperature, text, given=given, uncond_text=uncond, guidance=guidance,
-                                      invert=invert)
-        noisy = generated if given is None else torch.cat([given, generated], dim=1)
+        noisy = None if condition is None else condition.to(self.device) + self.config.noise_sigma * noise(*condition.shape)
+        while (0 if noisy is None else noisy.shape[1]) < num_frames:
+            have = 0 if noisy is None else noisy.shape[1]
+            given = None if noisy is None else noisy[:, max(0, have - (context if have > k else k)):]
+            start = 0 if given is None else given.shape[1]
+            new = min(window - start, num_frames - have)
+            z = noise(len(captions), new, f.tokens_per_frame, f.token_dim) * temperature
+            generated = self.flow.inverse(z, text, given=given, uncond_text=uncond, guidance=guidance, invert=invert)
+            noisy = generated if noisy is None else torch.cat([noisy, generated], dim=1)
         clean = self.denoise(noisy) if denoise else noisy
         return clean if condition is None else torch.cat([condition.to(clean), clean[:, k:]], dim=1)
 

@@ -198,3 +198,39 @@ def test_two_process_ddp_gradients_match_single_process(tmp_path):
     assert set(parallel) == set(single)
     for name in single:
         assert torch.allclose(parallel[name], single[name], atol=1e-10, rtol=1e-8), name
+
+
+def test_sliding_window_extends_past_the_training_length():
+    torch.manual_seed(0)
+    model = StarFlowV(tiny_config()).double().eval()  # max_frames = 4
+    for p in model.flow.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    g = lambda: torch.Generator().manual_seed(7)  # noqa: E731
+    one_window = model.sample(CAPTIONS[:1], 4, generator=g(), denoise=False)
+    long = model.sample(CAPTIONS[:1], 11, generator=g(), denoise=False)
+    assert long.shape[1] == 11 and torch.isfinite(long).all()
+    assert torch.allclose(long[:, :4], one_window, atol=1e-9)  # the first window is an ordinary clip
+    # after the first window, each window restarts with the last 2 frames re-read as context:
+    # replay the noise draws (4 frames, then 2 new per window, then the last 1)
+    gen = g()
+    draws = [torch.randn((1, n, 4, 2), generator=gen) for n in (4, 2, 2, 2, 1)]
+    text = model.text_prefix(model.caption_tokens(CAPTIONS[:1]))
+    frames = model.flow.inverse(draws[0], text)
+    for z in draws[1:]:
+        frames = torch.cat([frames, model.flow.inverse(z, text, given=frames[:, -2:])], dim=1)
+    assert torch.allclose(long, frames, atol=1e-9)
+
+
+def test_chunked_denoising_equals_one_pass_where_windows_agree():
+    torch.manual_seed(0)
+    model = StarFlowV(tiny_config()).double().eval()
+    torch.nn.init.normal_(model.denoiser.head.weight, std=0.3)
+    noisy = torch.randn(1, 9, 4, 2, dtype=torch.float64)
+    out = model.denoise(noisy)
+    assert out.shape == noisy.shape
+    # chunk [0, 4) keeps frames 0-2: they equal a pass over frames 0-3 alone
+    assert torch.allclose(out[:, :3], model.denoise(noisy[:, :4])[:, :3])
+    # chunk [2, 6) keeps frames 3-4 (frame 2 is context, frame 5 look-ahead)
+    assert torch.allclose(out[:, 3:5], model.denoise(noisy[:, 2:6])[:, 1:3])
+    # the last chunk keeps through the end
+    assert torch.allclose(out[:, -1:], model.denoise(noisy[:, 6:9])[:, -1:])
