@@ -38,7 +38,7 @@ class AutoencoderConfig:
     channel_mults: tuple[int, ...] = (1, 2, 4)
     res_blocks: int = 1
     patch_size: int = 2
-    kl_weight: float = 1e-6  # per latent element, against a per-pixel-mean L1 loss
+    kl_weight: float = 1e-6  # per latent element, against a per-pixel-mean MSE
 
     def __post_init__(self) -> None:
         # YAML and JSON round trips hand back lists; the dataclass is frozen and compared by value.

@@ -64,19 +64,21 @@ class StarFlowPipeline:
     @torch.no_grad()
     def sample(self, captions: list[str], num_frames: int, *, seed: int = 0, guidance: float = 0.0,
                denoise: bool = True, condition_frames: np.ndarray | None = None,
-               jacobi: JacobiOptions | None = None) -> np.ndarray:
+               jacobi: JacobiOptions | None = None, context_frames: int | None = None) -> np.ndarray:
         """uint8 videos (B, num_frames, H, W, 3), one per caption.
 
         ``condition_frames`` (B, K, H, W, 3): the clips start with these frames (i2v: K = 1;
         continuation: K > 1) and the model continues them. ``jacobi`` inverts the flow by
         block-Jacobi iteration instead of token by token; ``last_sampling`` then holds its
-        iteration counts and network evaluations.
+        iteration counts and network evaluations. Clips longer than the training length are made
+        by a sliding window that re-reads ``context_frames`` latent frames (see ``StarFlowV.sample``).
         """
         generator = torch.Generator().manual_seed(seed)
         condition = None if condition_frames is None else self.condition_tokens(condition_frames)
         inverter = JacobiInverter(jacobi) if jacobi is not None else None
         tokens = self.model.sample(captions, self.latent_frames_for(num_frames), generator=generator,
-                                   guidance=guidance, denoise=denoise, condition=condition, invert=inverter)
+                                   guidance=guidance, denoise=denoise, condition=condition, invert=inverter,
+                                   context_frames=context_frames)
         self.last_sampling = {"sampler": "jacobi" if inverter else "sequential"}
         if inverter is not None:
             self.last_sampling.update(iterations=inverter.stats.iterations,

@@ -1,11 +1,12 @@
 """Training and evaluation of the video autoencoder.
 
-The loss is L1 on [-1, 1] pixels plus a small KL. L1 rather than MSE: on flat colour regions it
-is minimised by the median, so a shape's exact colour survives even where the model is unsure of
-its edge, and edges come out sharper than under MSE's averaging (the usual finding in image
-restoration, where L1-trained models also score higher PSNR). The KL weight is per latent
-element against the per-pixel-mean L1, small enough that reconstruction dominates; it only keeps
-the posterior a proper, bounded distribution for the flow to model.
+The loss is MSE on [-1, 1] pixels plus a small KL. MSE rather than L1, measured: on this data
+most pixels are flat background, and L1's gradient has the same size for a one-grey-level
+background error as for a wrongly coloured object pixel, so training sat on a "right background,
+no objects" plateau; MSE weighs each pixel by its error, which is largest exactly on the objects
+and their colours (64x64 frames, equal steps: 17.9 dB with L1, 21.6 dB with MSE), and it is the
+quantity PSNR reports. The KL weight is per latent element against the per-pixel-mean MSE, small
+enough that reconstruction dominates; it only keeps the posterior a proper, bounded distribution.
 
 Data is any iterator of batches ``{"video": uint8 (B, T, H, W, 3), ...}``; this module knows
 nothing about where clips come from.
@@ -28,7 +29,7 @@ from generator.autoencoder import AutoencoderConfig, DiagonalGaussian, VideoAuto
 
 def autoencoder_loss(model: VideoAutoencoder, video: Tensor, noise: Tensor,
                      bf16: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-    """(total, l1, kl per latent element) for a reparameterised posterior sample.
+    """(total, mse, kl per latent element) for a reparameterised posterior sample.
 
     The noise comes in from outside so the function stays free of RNG calls (torch.compile
     traces it whole) and a seeded generator alone decides the sample. With bf16 the convolutions
@@ -38,9 +39,9 @@ def autoencoder_loss(model: VideoAutoencoder, video: Tensor, noise: Tensor,
         posterior = model.encode(video)
         recon = model.decode(posterior.mean + posterior.std * noise)
     posterior = DiagonalGaussian(posterior.mean.float(), posterior.logvar.float())
-    l1 = (recon.float() - video).abs().mean()
+    mse = (recon.float() - video).pow(2).mean()
     kl = posterior.kl().mean() / posterior.mean[0].numel()
-    return l1 + model.config.kl_weight * kl, l1, kl
+    return mse + model.config.kl_weight * kl, mse, kl
 
 
 @torch.no_grad()
@@ -111,14 +112,14 @@ def train_autoencoder(config: AutoencoderConfig, train_batches: Iterator[dict[st
             "step": step, "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
             "noise_rng": noise_rng.get_state(), "torch_rng": torch.get_rng_state(), "history": history})
 
-    clips, t_start, t_first, window = 0, time.perf_counter(), None, {"loss": 0.0, "l1": 0.0, "kl": 0.0, "n": 0}
+    clips, t_start, t_first, window = 0, time.perf_counter(), None, {"loss": 0.0, "mse": 0.0, "kl": 0.0, "n": 0}
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="autoencoder", disable=not progress)
     for step in bar:
         video = frames_to_video(next(train_batches)["video"].to(device)).contiguous(
             memory_format=torch.channels_last_3d)
         noise = torch.randn((video.shape[0], *model.latent_shape(*video.shape[2:])), generator=noise_rng,
                             device=device)
-        loss, l1, kl = loss_fn(model, video, noise, bf16)
+        loss, mse, kl = loss_fn(model, video, noise, bf16)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -128,7 +129,7 @@ def train_autoencoder(config: AutoencoderConfig, train_batches: Iterator[dict[st
         clips += video.shape[0]
         if t_first is None:  # the first step carries compilation and warm-up; throughput excludes it
             t_first, clips = time.perf_counter(), 0
-        for key, value in (("loss", loss), ("l1", l1), ("kl", kl)):
+        for key, value in (("loss", loss), ("mse", mse), ("kl", kl)):
             window[key] += float(value.detach())
         window["n"] += 1
         done = step + 1
@@ -139,8 +140,8 @@ def train_autoencoder(config: AutoencoderConfig, train_batches: Iterator[dict[st
             if eval_every and done % eval_every == 0:
                 record.update({f"val_{k}": v for k, v in evaluate_autoencoder(model, val_batches).items()})
             history.append(record)
-            bar.set_postfix({k: f"{record[k]:.4g}" for k in ("l1", "kl", "clips_per_second", "val_psnr") if k in record})
-            window = {"loss": 0.0, "l1": 0.0, "kl": 0.0, "n": 0}
+            bar.set_postfix({k: f"{record[k]:.4g}" for k in ("mse", "kl", "clips_per_second", "val_psnr") if k in record})
+            window = {"loss": 0.0, "mse": 0.0, "kl": 0.0, "n": 0}
         if checkpoint_path is not None and done % checkpoint_every == 0 and done < steps:
             save_training(done)
     bar.close()

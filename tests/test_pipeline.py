@@ -24,7 +24,7 @@ def exported(tmp_path_factory):
     torch.manual_seed(0)
     vae = VideoAutoencoder(AutoencoderConfig(latent_channels=4, base_channels=8))
     vae.save(folder / "vae-tiny.pt")
-    recipe = StarFlowRecipe(autoencoder=str(folder / "vae-tiny.pt"), frames=5, size=32, pool_clips=8, val_clips=4,
+    recipe = StarFlowRecipe(autoencoder=str(folder / "vae-tiny.pt"), frames=9, size=32, pool_clips=8, val_clips=4,
                             batch_size=4, **TINY_MODEL)
     info = train_starflow_on_shapes(recipe, TrainConfig(steps=3, val_every=3, log_every=1, warmup_steps=1),
                                     out=folder / "flow.pt", checkpoint=folder / "flow.train.pt", progress=False)
@@ -40,7 +40,7 @@ def test_export_records_measurements_and_autoencoder_hash(exported):
     from vbench_flow.video_io import read_video
 
     grid, _ = read_video(folder / "flow-samples.gif")  # 8 real + 8 generated clips with captions
-    assert grid.shape[0] == 5 and grid.shape[1] > 4 * 32
+    assert grid.shape[0] == 9 and grid.shape[1] > 4 * 32
 
 
 def test_load_sample_and_likelihood(exported):
@@ -111,3 +111,35 @@ def test_torchrun_two_cpu_processes_train_and_export(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     info = torch.load(out, weights_only=False)["info"]
     assert info["world_size"] == 2 and info["steps"] == 2
+
+
+def test_starflow_model_type_in_a_suite(exported, tmp_path, capsys):
+    """The flow as a suite model: t2v and i2v clips longer than its training window, Jacobi sampler."""
+    import json
+
+    from vbench_flow.cli import main
+
+    folder, _ = exported
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"""
+name: flow-suite
+data: {{type: shapes, size: 32, fps: 8}}
+clip_seconds: [2]
+tasks: [t2v, i2v]
+prompts: {{source: data, split: test, count: 2}}
+models:
+  - {{name: flow, type: starflow, checkpoint: "{folder / 'flow.pt'}", sampler: {{sampler: jacobi, block_size: 2}}}}
+metrics:
+  - {{name: flicker}}
+""")
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(suite), "--runs-dir", str(tmp_path / "runs"), "--run-id", "f", "--quiet"])
+    assert info.value.code == 0, capsys.readouterr().err
+    lines = [json.loads(line) for line in (tmp_path / "runs" / "f" / "samples.jsonl").read_text().splitlines()]
+    # 17 frames = 5 latent frames: two windows of the 3-frame model
+    assert len(lines) == 4 and all(r["status"] == "ok" and r["num_frames"] == 17 for r in lines), lines
+    bad = suite.read_text().replace("block_size: 2", "block_sise: 2")
+    suite.write_text(bad)
+    with pytest.raises(SystemExit) as info:
+        main(["validate", str(suite)])
+    assert info.value.code == 4 and "did you mean 'block_size'" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import importlib
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 from pydantic import ConfigDict, Field
@@ -209,4 +209,81 @@ register_model(ModelType(
     args_model=FolderModelArgs,
     build=lambda args, ctx: FolderGenerator(*_folder_paths(args, ctx)),
     check=_check_folder,
+))
+
+
+# ---------------------------------------------------------------- starflow: the normalizing-flow generator
+
+class StarFlowArgs(Args):
+    device: str = Field("cpu", description="torch device, e.g. cpu or cuda")
+
+
+class StarFlowSamplerOptions(Args):
+    sampler: Literal["jacobi", "sequential"] = "jacobi"
+    block_size: int = Field(16, ge=1, description="Jacobi: tokens per block inside the first latent frame")
+    later_block_factor: int = Field(4, ge=1, description="Jacobi: later blocks are this many times larger")
+    tolerance: float = Field(1e-3, gt=0, description="Jacobi: stop when ||dx||^2/||x||^2 falls below this")
+    max_iters: int = Field(32, ge=1)
+    warm_start: bool = True
+    guidance: float = Field(0.0, ge=0, description="classifier-free guidance scale (0: conditional model)")
+    denoise: bool = True
+    context_frames: int | None = Field(None, ge=1, description="latent frames re-read as context per window")
+
+
+class StarFlowGenerator:
+    """The harness side of ``generator.load``: t2v, i2v and v2v clips of any length."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+
+    def generate(self, prompts: Sequence[str], seconds: float, fps: float, seed: int, task: str = "t2v",
+                 condition_frames: Sequence[np.ndarray] | None = None, **sampler_opts: Any) -> list[np.ndarray]:
+        from generator.samplers import JacobiOptions
+
+        options = StarFlowSamplerOptions.model_validate(sampler_opts)
+        trained_fps = self.pipeline.info().get("recipe", {}).get("fps")
+        if trained_fps and abs(trained_fps - fps) > 1e-9:
+            raise ConfigError(f"{self.pipeline.name} generates at {trained_fps:g} fps; the suite asks for {fps:g}",
+                              fix=f"set fps: {trained_fps:g} in the suite")
+        jacobi = None if options.sampler == "sequential" else JacobiOptions(
+            options.block_size, options.later_block_factor, options.tolerance, options.max_iters, options.warm_start)
+        condition = None if condition_frames is None else np.stack(condition_frames)
+        videos = self.pipeline.sample([str(p) for p in prompts], num_frames_for(seconds, fps), seed=seed,
+                                      guidance=options.guidance, denoise=options.denoise, condition_frames=condition,
+                                      jacobi=jacobi, context_frames=options.context_frames)
+        return list(videos)
+
+    def info(self) -> dict[str, Any]:
+        return {k: v for k, v in self.pipeline.info().items() if k != "history"}
+
+
+def _starflow_checkpoint(ctx: BuildContext) -> str:
+    name = ctx.checkpoint or "starflow-v-shapes64"
+    path = resolve_relative(name, ctx.suite_dir)
+    return str(path) if path.suffix == ".pt" else name
+
+
+def _check_starflow(args: StarFlowArgs, ctx: BuildContext) -> list[str]:
+    from generator import checkpoint_path
+
+    try:
+        checkpoint_path(_starflow_checkpoint(ctx))
+    except FileNotFoundError as exc:
+        return [f"checkpoint: {exc}"]
+    return []
+
+
+def _build_starflow(args: StarFlowArgs, ctx: BuildContext) -> StarFlowGenerator:
+    import generator
+
+    return StarFlowGenerator(generator.load(_starflow_checkpoint(ctx), device=args.device))
+
+
+register_model(ModelType(
+    name="starflow",
+    summary="the STARFlow-V normalizing flow (checkpoint: a shipped name or a .pt file); sampler: jacobi or sequential",
+    args_model=StarFlowArgs,
+    build=_build_starflow,
+    check=_check_starflow,
+    sampler_model=StarFlowSamplerOptions,
 ))
