@@ -56,6 +56,13 @@ def test_five_second_clip_shapes() -> None:
     assert model.decode_to_frames(latents).shape == frames.shape
 
 
+def test_config_rejects_channels_the_shortcuts_cannot_group() -> None:
+    with pytest.raises(ValueError, match="do not divide"):
+        AutoencoderConfig(latent_channels=3)
+    with pytest.raises(ValueError, match="do not divide"):
+        AutoencoderConfig(base_channels=16, channel_mults=(1, 3, 4))
+
+
 @pytest.mark.parametrize("frames, size", [(4, 16), (18, 16), (17, 12)])
 def test_unfit_video_sizes_raise(frames: int, size: int) -> None:
     with pytest.raises(ValueError, match="does not fit"):

@@ -143,3 +143,14 @@ metrics:
     with pytest.raises(SystemExit) as info:
         main(["validate", str(suite)])
     assert info.value.code == 4 and "did you mean 'block_size'" in capsys.readouterr().err
+
+
+def test_train_cli_rejects_bad_options(tmp_path, capsys):
+    from vbench_flow.cli import main
+
+    for args, message in ((["--frames", "6"], "1 + 4k"), (["--config", str(tmp_path / "c.yaml")], "unknown keys ['flows']")):
+        (tmp_path / "c.yaml").write_text("flows: {}\n")
+        with pytest.raises(SystemExit) as info:
+            main(["train", "starflow", "-o", str(tmp_path / "x.pt"), *args])
+        assert info.value.code == 4 and message in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
