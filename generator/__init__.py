@@ -39,6 +39,9 @@ def load(name_or_path: str | Path, device: str = "cpu"):
 
     path = checkpoint_path(name_or_path)
     model, info = load_model(path, map_location=device)
+    if "autoencoder" not in info:
+        raise ValueError(f"{path} is a training checkpoint without its autoencoder's name; load the exported file "
+                         "that `vbf train starflow` writes (-o), or use generator.train.load_model")
     autoencoder_path = checkpoint_path(info["autoencoder"])
     expected = info.get("autoencoder_sha256")
     if expected and file_sha256(autoencoder_path) != expected:

@@ -14,6 +14,13 @@ start of a clip (clips cut from the middle of a video look like any other).
 Cost is what shapes the layers: on a 2-core CPU a single 32-channel 3x3x3 conv at 64x64x17 costs
 more than this whole model, so a 2x2 space-to-depth patchify moves all convolutions to 32x32
 and below (as LTX-Video's VAE does with 4x4), and each time halving happens as early as possible.
+Channel counts stay powers of two (oneDNN ran a 24-channel model 6x slower than a 16-channel one).
+
+Training speed is what shapes the skips: every down/up-sampling and both latent ends carry a
+parameter-free shortcut (DC-AE's residual autoencoding; Wan 2.2's VAE has the same AvgDown3D /
+DupUp3D pair), so from the first step block averages of the pixels reach the latents and come
+back, and the convolutions learn only the residual. Without them colours were still wrong after
+600 steps; with them a 300-step image run went from 21.6 to 25.1 dB.
 """
 
 from __future__ import annotations
@@ -45,6 +52,11 @@ class AutoencoderConfig:
         object.__setattr__(self, "channel_mults", tuple(self.channel_mults))
         if len(self.channel_mults) != 3:
             raise ValueError(f"channel_mults needs 3 levels (two 2x space+time halvings), got {self.channel_mults}")
+        # the parameter-free shortcuts split or merge channels in whole groups
+        chans = [self.base_channels * m for m in self.channel_mults]
+        if chans[-1] % self.latent_channels or any(8 * a % b for a, b in zip(chans, chans[1:])):
+            raise ValueError(f"channels {chans} and latent_channels {self.latent_channels} do not divide evenly "
+                             "for the shortcuts: use powers of two")
 
     @property
     def spatial_factor(self) -> int:
@@ -186,9 +198,16 @@ class Encoder(nn.Module):
         self.body = nn.Sequential(*layers)
         self.norm_out = ChannelRMSNorm(chans[-1])
         self.conv_out = CausalConv3d(chans[-1], 2 * cfg.latent_channels)
+        self.latent_channels = cfg.latent_channels
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv_out(F.silu(self.norm_out(self.body(self.conv_in(x)))))
+        """-> (mean, logvar); the mean adds channel-group averages of the features (DC-AE's
+        output shortcut), closing a parameter-free path from pixel-block averages to latents."""
+        h = self.body(self.conv_in(x))
+        mean, logvar = self.conv_out(F.silu(self.norm_out(h))).chunk(2, dim=1)
+        b, c, t, hh, ww = h.shape
+        shortcut = h.view(b, self.latent_channels, c // self.latent_channels, t, hh, ww).mean(dim=2)
+        return mean + shortcut, logvar
 
 
 class Decoder(nn.Module):
@@ -206,7 +225,9 @@ class Decoder(nn.Module):
         self.conv_out = CausalConv3d(chans[-1], 3 * cfg.patch_size**2)
 
     def forward(self, z: Tensor) -> Tensor:
-        return self.conv_out(F.silu(self.norm_out(self.body(self.conv_in(z)))))
+        # input shortcut (DC-AE): each latent channel copied into a group of feature channels
+        h = self.conv_in(z) + z.repeat_interleave(self.conv_in.out_channels // z.shape[1], dim=1)
+        return self.conv_out(F.silu(self.norm_out(self.body(h))))
 
 
 def _space_to_depth(x: Tensor, p: int) -> Tensor:
@@ -253,9 +274,7 @@ class VideoAutoencoder(nn.Module):
     def encode(self, video: Tensor) -> DiagonalGaussian:
         """video float (B, 3, T, H, W) in [-1, 1], T = 1 + 4k -> posterior over (B, C, 1 + k, H/8, W/8)."""
         self.latent_shape(*video.shape[2:])
-        h = self.encoder(_space_to_depth(video, self.config.patch_size))
-        mean, logvar = h.chunk(2, dim=1)
-        return DiagonalGaussian(mean, logvar)
+        return DiagonalGaussian(*self.encoder(_space_to_depth(video, self.config.patch_size)))
 
     def decode(self, z: Tensor) -> Tensor:
         """latents (B, C, 1 + k, h, w), unstandardised -> video (B, 3, 1 + 4k, 8h, 8w), unclamped."""

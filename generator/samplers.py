@@ -96,9 +96,10 @@ def jacobi_inverse(block: AutoregressiveFlow, z: Tensor, prefix: Tensor, pos: Te
             if guided:
                 mu, sigma = guided_params(mu[:b], sigma[:b], mu[b:], sigma[b:], guidance)
             x_new = mu + sigma * z_block
-            change = (x_new - x).pow(2).sum() / x_new.pow(2).sum().clamp_min(1e-12)
+            # per sample, so one clip's result never depends on what else is in the batch
+            change = (x_new - x).pow(2).sum(dim=(1, 2)) / x_new.pow(2).sum(dim=(1, 2)).clamp_min(1e-12)
             x = x_new
-            if change < options.tolerance or iterations >= end - start:
+            if change.amax() < options.tolerance or iterations >= end - start:
                 break  # converged, or exact: a block of L tokens is exact after L sweeps
         stats.iterations.append(iterations)
         out[:, start:end] = x

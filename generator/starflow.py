@@ -125,7 +125,7 @@ class StarFlowV(nn.Module):
 
     def bits_per_dim(self, latents: Tensor, captions: list[str], generator: torch.Generator | None = None) -> Tensor:
         """Exact bits per latent dimension of the noise-augmented latents ``x + sigma_n eps`` (B,)."""
-        noise = torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
+        noise = torch.randn(latents.shape, generator=generator).to(latents)
         noisy = latents + self.config.noise_sigma * noise
         return self(noisy, self.caption_tokens(captions)) / (latents[0].numel() * math.log(2))
 

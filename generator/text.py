@@ -52,7 +52,7 @@ class TextEncoder(nn.Module):
 
     def tokenize(self, captions: list[str]) -> Tensor:
         """Captions -> compact token ids (B, max_len); unseen BPE tokens become <unk>."""
-        ids = open_clip.tokenize(captions, context_length=self.config.max_len)
+        ids = open_clip.tokenize(captions, context_length=self.config.max_len).to(self.lookup.device)
         known = ids < self.lookup.numel()
         return torch.where(known, self.lookup[ids.clamp(max=self.lookup.numel() - 1)], torch.full_like(ids, UNK))
 

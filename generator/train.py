@@ -74,8 +74,9 @@ def save_checkpoint(path: Path, model: StarFlowV, ema: AveragedModel, optimizers
                     step: int, history: list[dict[str, float]], extra: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"config": model.config.to_dict(), "model": model.state_dict(), "ema": ema.module.state_dict(),
+             "ema_state": ema.state_dict(),  # with n_averaged: a resumed EMA keeps averaging
              "optimizers": {k: o.state_dict() for k, o in optimizers.items()}, "step": step, "history": history,
-             "rng": torch.get_rng_state(), "extra": extra}
+             "extra": extra}
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -131,12 +132,12 @@ def train_starflow(model: StarFlowV, train_batches: Iterator[dict[str, Any]], va
     if resume and checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
-        ema.module.load_state_dict(state["ema"])
+        ema.load_state_dict(state["ema_state"])
         for name, opt in optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
         step, history = state["step"], state["history"]
-        torch.set_rng_state(state["rng"])
-    generator = torch.Generator().manual_seed(config.seed * 1000 + rank + step * 7919)
+        for _ in range(step):  # the batches a straight run would already have used
+            next(train_batches)
     flow_module = wrap_ddp(model.prior, device)
     denoiser_module = wrap_ddp(model.denoiser, device)
     bar = tqdm(total=config.steps, initial=step, desc="train starflow", disable=not progress or rank != 0)
@@ -150,6 +151,8 @@ def train_starflow(model: StarFlowV, train_batches: Iterator[dict[str, Any]], va
                 group["lr"] = _lr_at(step, config, config.lr if name == "flow" else config.denoiser_lr)
         for opt in optimizers.values():
             opt.zero_grad(set_to_none=True)
+        # every step's random draws come from (seed, rank, step): a resumed run repeats a straight one
+        generator = torch.Generator().manual_seed((config.seed * 1_000_003 + rank) * 1_000_003 + step)
         losses = model.training_step(latents, batch["caption"], generator, flow_module, denoiser_module)
         grad_norm = torch.nn.utils.clip_grad_norm_(flow_params, config.grad_clip)
         torch.nn.utils.clip_grad_norm_(model.denoiser.parameters(), config.grad_clip)

@@ -60,3 +60,29 @@ def test_iterations_stop_at_block_size_and_count_network_passes(flow):
     # start + per block (iterations + commit): 1 + (3 + 1) + (3 + 1) + (6 + 1)
     assert stats.network_evaluations == 1 + 4 + 4 + 7
     assert torch.allclose(out, flow.deep.inverse(z, text, pos), atol=1e-9)
+
+
+def test_warm_start_reads_the_previous_frame():
+    from generator.samplers import _first_guess
+
+    tokens_per_frame = 4
+    given = torch.arange(4.0).view(1, 4, 1)          # frame 0 (given): values 0..3
+    done = 10 + torch.arange(6.0).view(1, 6, 1)       # generated so far: frame 1 and half of frame 2
+    z = torch.zeros(1, 2, 1)
+    # a block at positions 10-11 (frame 2, tokens 2-3) starts from positions 6-7 (frame 1, tokens 2-3)
+    guess = _first_guess(given, done, position=10, length=2, tokens_per_frame=tokens_per_frame, warm_start=True, z_block=z)
+    assert guess.flatten().tolist() == [12.0, 13.0]
+    # the first generated frame starts from the given frame
+    assert _first_guess(given, done[:, :0], 4, 2, tokens_per_frame, True, z).flatten().tolist() == [0.0, 1.0]
+    assert _first_guess(given, done, 10, 2, tokens_per_frame, False, z).flatten().tolist() == [0.0, 0.0]
+
+
+def test_convergence_is_judged_per_sample(flow):
+    """A wildly different clip in the batch must not stop another clip's iteration early."""
+    x, text = inputs(frames=2)
+    z = torch.randn_like(x)
+    options = JacobiOptions(block_size=6, later_block_factor=1, tolerance=1e-3, warm_start=False)
+    alone = flow.inverse(z[:1], text[:1], invert=JacobiInverter(options))
+    z_mixed = torch.cat([z[:1], 30 * z[1:]])
+    together = flow.inverse(z_mixed, text, invert=JacobiInverter(options))
+    assert torch.allclose(together[:1], alone, atol=1e-12)

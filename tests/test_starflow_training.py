@@ -153,6 +153,9 @@ def test_training_is_deterministic_and_resumes(tmp_path):
     assert state["step"] == 4
     resumed, result = _train(seed=3, steps=8, tmp_path=tmp_path, resume=True, checkpoint_every=4)
     assert result["steps"] == 8 and torch.load(tmp_path / "ckpt.pt", weights_only=False)["step"] == 8
+    # 4 steps + resume for 4 is the straight 8-step run: same data, same noise, same EMA
+    for (name, pa), pb in zip(a.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(pa, pb, atol=1e-6), name
     loaded, _ = load_model(tmp_path / "ckpt.pt")
     for (name, pa), pb in zip(resumed.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(pa, pb), name
