@@ -154,3 +154,34 @@ def test_train_cli_rejects_bad_options(tmp_path, capsys):
             main(["train", "starflow", "-o", str(tmp_path / "x.pt"), *args])
         assert info.value.code == 4 and message in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_vbf_sample_t2v_i2v_and_mistakes(exported, tmp_path, capsys):
+    from PIL import Image
+
+    from vbench_flow.cli import main
+    from vbench_flow.video_io import read_video
+
+    folder, _ = exported
+    model = str(folder / "flow.pt")
+
+    def vbf(*args):
+        with pytest.raises(SystemExit) as info:
+            main(["sample", "--model", model, "--prompt", "a red circle bouncing on a black background", *args])
+        return info.value.code
+
+    assert vbf("--seconds", "2", "--out", str(tmp_path / "t2v.mp4")) == 0
+    frames, fps = read_video(tmp_path / "t2v.mp4")
+    assert frames.shape == (17, 32, 32, 3) and fps == 8
+    first = ShapesWorld("test", size=32).clip(0, 1).frames[0]
+    Image.fromarray(first).save(tmp_path / "first.png")
+    assert vbf("--seconds", "1", "--image", str(tmp_path / "first.png"), "--out", str(tmp_path / "i2v.gif")) == 0
+    assert "network evaluations" in capsys.readouterr().out
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "small.png")
+    assert vbf("--image", str(tmp_path / "small.png")) == 4
+    assert "--image: " in capsys.readouterr().err
+    assert vbf("--sampler", "magic") == 4
+    assert vbf("--seconds", "-3") == 4
+    with pytest.raises(SystemExit) as info:
+        main(["sample", "--model", "no-such-model", "--prompt", "x"])
+    assert info.value.code == 4 and "no shipped checkpoint named 'no-such-model'" in capsys.readouterr().err
