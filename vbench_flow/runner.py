@@ -34,7 +34,7 @@ from vbench_flow.prompts import Unit, load_prompts, plan_units
 from vbench_flow.protocol import Prompt
 from vbench_flow.registry import BuildContext, SampleContext, get_metric, get_model_type
 from vbench_flow.store import SampleRecord, Store
-from vbench_flow.suite import ResolvedSuite, Suite, open_data_source, task_condition_frames
+from vbench_flow.suite import ResolvedSuite, open_data_source, task_condition_frames
 from vbench_flow.video_io import num_frames_for, write_video
 
 DEFAULT_RUNS_DIR = Path("runs")
