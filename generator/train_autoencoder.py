@@ -79,12 +79,14 @@ def train_autoencoder(config: AutoencoderConfig, train_batches: Iterator[dict[st
                       checkpoint_every: int = 250, warmup_steps: int = 100, weight_decay: float = 1e-4,
                       grad_clip: float = 1.0, stats_batches: int = 16, eval_every: int = 0,
                       use_compile: bool = False, bf16: bool = False, device: str | torch.device = "cpu",
-                      progress: bool = True) -> dict[str, Any]:
+                      init_from: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Train a VideoAutoencoder, fit its latent statistics, evaluate it and (optionally) save it.
 
     Every ``checkpoint_every`` steps the checkpoint holds the model plus the optimiser, schedule
     and RNG state, so ``resume=True`` continues an interrupted run from its last save (the data
     iterator is the caller's and simply goes on). The finished checkpoint is the lean model alone.
+    ``init_from`` continues training a finished model of the same config (fresh optimiser and
+    schedule); its info then counts the steps and seconds of both runs.
     ``use_compile`` runs the loss through torch.compile: minutes to compile, then several times
     faster on CPU, where eager mode spends most of its time in unfused elementwise ops. ``bf16``
     autocasts the training convolutions; evaluation and the saved weights stay float32.
@@ -96,6 +98,11 @@ def train_autoencoder(config: AutoencoderConfig, train_batches: Iterator[dict[st
     # channels-last lets oneDNN run the 3D convs without layout shuffles (faster on CPU);
     # set before the optimiser exists so its state takes the same layout
     model = VideoAutoencoder(config).to(device, memory_format=torch.channels_last_3d).train()
+    prior: dict[str, Any] = {}
+    if init_from is not None:
+        warm = VideoAutoencoder.load(init_from, map_location=device, expected_config=config)
+        model.load_state_dict(warm.state_dict())
+        prior = warm.info
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(min(warmup_steps, steps), steps))
     noise_rng = torch.Generator(device).manual_seed(seed + 1)
@@ -151,9 +158,11 @@ def train_autoencoder(config: AutoencoderConfig, train_batches: Iterator[dict[st
     model.eval()
     stats = model.fit_latent_stats(next(train_batches)["video"] for _ in range(stats_batches))
     val = evaluate_autoencoder(model, val_batches)
-    model.info = {"steps": steps, "complete": True, "train_seconds": round(train_seconds, 1),
+    model.info = {"steps": prior.get("steps", 0) + steps, "complete": True,
+                  "train_seconds": round(prior.get("train_seconds", 0.0) + train_seconds, 1),
                   "clips_per_second": round(throughput, 2), "val_psnr": val["psnr"], "val_ssim": val["ssim"],
-                  "val_clips": sum(len(b["video"]) for b in val_batches), "lr": lr, "seed": seed, "bf16": bf16}
+                  "val_clips": sum(len(b["video"]) for b in val_batches), "lr": lr, "seed": seed, "bf16": bf16,
+                  "runs": [*prior.get("runs", []), {"steps": steps, "lr": lr, "seed": seed}]}
     if checkpoint_path is not None:
         model.save(checkpoint_path)
     return {"model": model, "steps": steps, "seconds": train_seconds, "clips_per_second": throughput,

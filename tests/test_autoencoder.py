@@ -16,6 +16,16 @@ from generator.train_autoencoder import evaluate_autoencoder, train_autoencoder
 TINY = AutoencoderConfig(latent_channels=4, base_channels=4, channel_mults=(1, 2, 2))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """Tiny convolutions gain nothing from a second thread, and two OpenMP threads stall whenever
+    another process holds a core (measured: this file took 49 s instead of 13 s)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_model(seed: int = 0, config: AutoencoderConfig = TINY) -> VideoAutoencoder:
     torch.manual_seed(seed)
     return VideoAutoencoder(config).eval()
@@ -210,6 +220,13 @@ def test_training_lowers_reconstruction_loss(tmp_path) -> None:
     loaded = VideoAutoencoder.load(tmp_path / "vae.pt")
     assert loaded.info["steps"] == 60 and loaded.info["val_psnr"] == pytest.approx(result["val"]["psnr"])
     assert evaluate_autoencoder(loaded, [{"video": video}]) == pytest.approx(result["val"])
+    # continuing a finished model starts where it ended, and its info counts both runs
+    more = train_autoencoder(TINY, _fixed_batches(video), [{"video": video}], steps=5, lr=1e-3, seed=0, log_every=5,
+                             warmup_steps=1, stats_batches=1, init_from=tmp_path / "vae.pt", progress=False)
+    assert more["model"].info["steps"] == 65 and more["history"][0]["mse"] < 0.5 * mse[0]
+    with pytest.raises(ValueError, match="different autoencoder config"):
+        train_autoencoder(AutoencoderConfig(base_channels=4, channel_mults=(1, 2, 2)), _fixed_batches(video), [],
+                          steps=1, init_from=tmp_path / "vae.pt", progress=False)
 
 
 def test_resume_matches_an_uninterrupted_run(tmp_path) -> None:
