@@ -8,8 +8,6 @@ what a fixed-point iteration needs while the chunk is still changing.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -103,10 +101,3 @@ def _init_weights(module: nn.Module) -> None:
         if module.bias is not None:
             nn.init.zeros_(module.bias)
 
-
-def sinusoid(positions: Tensor, width: int) -> Tensor:
-    """Fixed sinusoidal features of integer positions (used for frame indices beyond training)."""
-    half = width // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=positions.device, dtype=torch.float32) / half)
-    angles = positions.float()[..., None] * freqs
-    return torch.cat([angles.sin(), angles.cos()], dim=-1)
