@@ -78,8 +78,9 @@ class AutoregressiveFlow(nn.Module):
         hidden = self.transformer(prefix, cache=cache)[:, -1:]
         return cache, hidden
 
-    def step(self, x: Tensor, pos: Tensor, cache: KVCache, commit: bool = True) -> Tensor:
-        """Feed tokens x (B, n, D) at positions ``pos`` (n, W); returns their n hidden states."""
+    def step(self, x: Tensor, pos: Tensor, cache: KVCache, commit: bool | int = True) -> Tensor:
+        """Feed tokens x (B, n, D) at positions ``pos`` (n, W); returns their n hidden states.
+        ``commit``: how many leading tokens stay in the cache (True: all)."""
         return self.transformer(self.embed(x) + pos, cache=cache, commit=commit)
 
     @torch.no_grad()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from generator.autoencoder import VideoAutoencoder
-from generator.samplers import JacobiInverter, JacobiOptions
+from generator.samplers import JacobiInverter, JacobiOptions, PassCounter
 from generator.starflow import StarFlowV
 
 
@@ -64,26 +65,51 @@ class StarFlowPipeline:
     @torch.no_grad()
     def sample(self, captions: list[str], num_frames: int, *, seed: int = 0, guidance: float = 0.0,
                denoise: bool = True, condition_frames: np.ndarray | None = None,
-               jacobi: JacobiOptions | None = None, context_frames: int | None = None) -> np.ndarray:
+               jacobi: JacobiOptions | None = None, context_frames: int | None = None,
+               check_against_sequential: bool = False) -> np.ndarray:
         """uint8 videos (B, num_frames, H, W, 3), one per caption.
 
         ``condition_frames`` (B, K, H, W, 3): the clips start with these frames (i2v: K = 1;
         continuation: K > 1) and the model continues them. ``jacobi`` inverts the flow by
-        block-Jacobi iteration instead of token by token; ``last_sampling`` then holds its
-        iteration counts and network evaluations. Clips longer than the training length are made
-        by a sliding window that re-reads ``context_frames`` latent frames (see ``StarFlowV.sample``).
+        block-Jacobi iteration instead of token by token. Clips longer than the training length
+        are made by a sliding window that re-reads ``context_frames`` latent frames (see
+        ``StarFlowV.sample_noisy``).
+
+        ``last_sampling`` then holds what the call cost: seconds spent in the flow, the denoiser
+        and the decoder, the flow's network evaluations, and for Jacobi its iterations per block. With
+        ``check_against_sequential`` the same noise is also inverted token by token, and
+        ``last_sampling`` adds that reference's seconds and the largest absolute difference
+        between the two samplers' latents (before denoising).
         """
-        generator = torch.Generator().manual_seed(seed)
         condition = None if condition_frames is None else self.condition_tokens(condition_frames)
+        latent_frames = self.latent_frames_for(num_frames)
+
+        def invert_flow(inverter: JacobiInverter | None) -> tuple[torch.Tensor, float, int]:
+            started = time.perf_counter()
+            with PassCounter(self.model.flow) as passes:
+                noisy = self.model.sample_noisy(captions, latent_frames, generator=torch.Generator().manual_seed(seed),
+                                                guidance=guidance, condition=condition, invert=inverter,
+                                                context_frames=context_frames)
+            return noisy, time.perf_counter() - started, passes.count
+
         inverter = JacobiInverter(jacobi) if jacobi is not None else None
-        tokens = self.model.sample(captions, self.latent_frames_for(num_frames), generator=generator,
-                                   guidance=guidance, denoise=denoise, condition=condition, invert=inverter,
-                                   context_frames=context_frames)
-        self.last_sampling = {"sampler": "jacobi" if inverter else "sequential"}
+        noisy, flow_seconds, passes = invert_flow(inverter)
+        stats: dict[str, Any] = {"sampler": "jacobi" if inverter else "sequential", "flow_seconds": flow_seconds,
+                                 "network_evaluations": passes}
         if inverter is not None:
-            self.last_sampling.update(iterations=inverter.stats.iterations,
-                                      network_evaluations=inverter.stats.network_evaluations)
-        return self.decode(tokens, num_frames)
+            stats["iterations"] = inverter.stats.iterations
+        if check_against_sequential:
+            reference, reference_seconds, _ = invert_flow(None)
+            stats.update(reference_seconds=reference_seconds,
+                         max_abs_latent_difference=float((noisy - reference).abs().max()))
+        started = time.perf_counter()
+        tokens = self.model.finish(noisy, condition, denoise=denoise)
+        stats["denoise_seconds"] = time.perf_counter() - started
+        started = time.perf_counter()
+        videos = self.decode(tokens, num_frames)
+        stats["decode_seconds"] = time.perf_counter() - started
+        self.last_sampling = stats
+        return videos
 
     @torch.no_grad()
     def bits_per_dim(self, videos: np.ndarray, captions: list[str], seed: int = 0) -> list[float]:

@@ -205,6 +205,18 @@ class StarFlowV(nn.Module):
         video-to-video): they get the training noise, run forward to fill the caches, and are
         returned unchanged as the first K frames. ``invert`` picks the block inverter (default:
         exact sequential; ``generator.samplers.JacobiInverter`` for Jacobi iteration).
+        """
+        noisy = self.sample_noisy(captions, num_frames, generator=generator, guidance=guidance,
+                                  temperature=temperature, condition=condition, invert=invert,
+                                  context_frames=context_frames)
+        return self.finish(noisy, condition, denoise=denoise)
+
+    @torch.no_grad()
+    def sample_noisy(self, captions: list[str], num_frames: int, *, generator: torch.Generator | None = None,
+                     guidance: float = 0.0, temperature: float = 1.0, condition: Tensor | None = None,
+                     invert: BlockInverter | None = None, context_frames: int | None = None) -> Tensor:
+        """The flow's own samples: noise-augmented latent tokens (B, num_frames, S, D), given
+        frames included (with their noise), before the denoiser.
 
         Clips longer than the deep block's ``max_frames`` are made by a sliding window: after
         each window the caches are dropped, the last ``context_frames`` generated frames
@@ -233,8 +245,14 @@ class StarFlowV(nn.Module):
             z = noise(len(captions), new, f.tokens_per_frame, f.token_dim) * temperature
             generated = self.flow.inverse(z, text, given=given, uncond_text=uncond, guidance=guidance, invert=invert)
             noisy = generated if noisy is None else torch.cat([noisy, generated], dim=1)
+        return noisy
+
+    @torch.no_grad()
+    def finish(self, noisy: Tensor, condition: Tensor | None = None, *, denoise: bool = True) -> Tensor:
+        """The clean clip from :meth:`sample_noisy`'s output: one denoising step, and the given
+        frames put back exactly."""
         clean = self.denoise(noisy) if denoise else noisy
-        return clean if condition is None else torch.cat([condition.to(clean), clean[:, k:]], dim=1)
+        return clean if condition is None else torch.cat([condition.to(clean), clean[:, condition.shape[1]:]], dim=1)
 
     def num_parameters(self) -> dict[str, int]:
         count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731

@@ -2,8 +2,9 @@
 
 The cache lets the flow's inverse run token by token (or block by block, for Jacobi
 iteration) without recomputing the prefix: a chunk of new tokens attends to everything cached
-plus, causally, to itself. ``commit=False`` evaluates a chunk without storing it, which is
-what a fixed-point iteration needs while the chunk is still changing.
+plus, causally, to itself. ``commit=False`` evaluates a chunk without keeping it, which is
+what a fixed-point iteration needs while the chunk is still changing; ``commit=m`` keeps only
+its first m tokens (a finished block fed together with the first guess of the next one).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class Attention(nn.Module):
         self.proj = nn.Linear(width, width)
 
     def forward(self, x: Tensor, *, causal: bool = True, mask: Tensor | None = None,
-                cache: KVCache | None = None, layer: int = 0, commit: bool = True) -> Tensor:
+                cache: KVCache | None = None, layer: int = 0) -> Tensor:
         b, n, _ = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         if cache is None:
@@ -46,13 +47,11 @@ class Attention(nn.Module):
             start = cache.length
             if start + n > cache.max_len:
                 raise RuntimeError(f"KV cache holds {cache.max_len} tokens; {start + n} needed")
-            if commit:  # write first, then attend over views of the cache: no copies on the hot path
-                cache.k[layer, :, :, start:start + n] = k
-                cache.v[layer, :, :, start:start + n] = v
-                keys, values = cache.k[layer, :, :, :start + n], cache.v[layer, :, :, :start + n]
-            else:
-                keys = torch.cat([cache.k[layer, :, :, :start], k], dim=2)
-                values = torch.cat([cache.v[layer, :, :, :start], v], dim=2)
+            # write the whole chunk, attend over views of the cache (no copies on the hot path);
+            # only the committed part is kept: the caller advances the length past it
+            cache.k[layer, :, :, start:start + n] = k
+            cache.v[layer, :, :, start:start + n] = v
+            keys, values = cache.k[layer, :, :, :start + n], cache.v[layer, :, :, :start + n]
             # chunk queries see the whole cached prefix and, causally, their own chunk
             allowed = None if n == 1 else torch.ones(n, start + n, dtype=torch.bool, device=x.device).tril(diagonal=start)
             out = F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed)
@@ -84,11 +83,12 @@ class Transformer(nn.Module):
         self.apply(_init_weights)
 
     def forward(self, x: Tensor, *, causal: bool = True, mask: Tensor | None = None,
-                cache: KVCache | None = None, commit: bool = True) -> Tensor:
+                cache: KVCache | None = None, commit: bool | int = True) -> Tensor:
+        """``commit``: how many leading tokens of the chunk stay in the cache (True: all, False: none)."""
         for i, block in enumerate(self.blocks):
-            x = block(x, causal=causal, mask=mask, cache=cache, layer=i, commit=commit)
-        if cache is not None and commit:
-            cache.length += x.shape[1]
+            x = block(x, causal=causal, mask=mask, cache=cache, layer=i)
+        if cache is not None:
+            cache.length += x.shape[1] if commit is True else int(commit)
         return self.norm(x)
 
     def new_cache(self, batch: int, max_len: int, like: Tensor) -> KVCache:

@@ -160,6 +160,11 @@ def test_kv_cache_chunks_equal_one_full_pass():
     cache.length = 4
     trial = net(x[:, 4:7], cache=cache, commit=False)
     assert cache.length == 4 and torch.allclose(trial, full[:, 4:7], atol=1e-12)
+    # keep the first two tokens of a chunk, then go on after them
+    garbage = torch.randn(2, 3, 16, dtype=torch.float64)
+    net(torch.cat([x[:, 4:6], garbage], 1), cache=cache, commit=2)
+    assert cache.length == 6
+    assert torch.allclose(net(x[:, 6:10], cache=cache), full[:, 6:10], atol=1e-12)
 
 
 def test_too_many_frames_is_a_clear_error(flow):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from generator.flow import GlobalLocalFlow
-from generator.samplers import JacobiInverter, JacobiOptions, block_spans, jacobi_inverse
+from generator.samplers import JacobiInverter, JacobiOptions, PassCounter, block_spans, jacobi_inverse
 from tests.test_flow import TINY, inputs, randomize_heads
 
 
@@ -18,11 +18,14 @@ def flow() -> GlobalLocalFlow:
     return model
 
 
-def test_block_spans_respect_frames():
+def test_block_spans_small_in_the_first_frame_large_later():
     options = JacobiOptions(block_size=2, later_block_factor=2)
-    assert block_spans(15, 6, options) == [(0, 2), (2, 4), (4, 6), (6, 10), (10, 12), (12, 15)]
+    assert block_spans(15, 6, options) == [(0, 2), (2, 4), (4, 6), (6, 10), (10, 14), (14, 15)]
+    # a small block stops at the end of the first frame
+    options = JacobiOptions(block_size=4, later_block_factor=3)
+    assert block_spans(20, 6, options) == [(0, 4), (4, 6), (6, 18), (18, 20)]
     # with one given frame, generation starts at a later frame: big blocks from the start
-    assert block_spans(6, 6, options, first_position=6) == [(0, 4), (4, 6)]
+    assert block_spans(6, 6, JacobiOptions(block_size=2, later_block_factor=2), first_position=6) == [(0, 4), (4, 6)]
 
 
 @pytest.mark.parametrize("options", [
@@ -55,26 +58,29 @@ def test_iterations_stop_at_block_size_and_count_network_passes(flow):
     z = torch.randn(2, 2 * TINY.tokens_per_frame, TINY.token_dim, dtype=torch.float64)
     pos = flow.deep_positions(2)
     options = JacobiOptions(block_size=3, later_block_factor=2, tolerance=0.0, warm_start=False)
-    out, stats = jacobi_inverse(flow.deep, z, text, pos, tokens_per_frame=TINY.tokens_per_frame, options=options)
+    with PassCounter(flow) as jacobi_passes:
+        out, stats = jacobi_inverse(flow.deep, z, text, pos, tokens_per_frame=TINY.tokens_per_frame, options=options)
     assert stats.iterations == [3, 3, 6]  # tolerance 0 never converges early: exact after L sweeps
-    # start + per block (iterations + commit): 1 + (3 + 1) + (3 + 1) + (6 + 1)
-    assert stats.network_evaluations == 1 + 4 + 4 + 7
-    assert torch.allclose(out, flow.deep.inverse(z, text, pos), atol=1e-9)
+    # the start, then one pass per iteration: a finished block rides along with the next block's first
+    assert jacobi_passes.count == 1 + 3 + 3 + 6
+    with PassCounter(flow) as sequential_passes:
+        exact = flow.deep.inverse(z, text, pos)
+    assert sequential_passes.count == 1 + 2 * TINY.tokens_per_frame - 1  # the start, then one pass per token
+    assert torch.allclose(out, exact, atol=1e-9)
 
 
 def test_warm_start_reads_the_previous_frame():
     from generator.samplers import _first_guess
 
-    tokens_per_frame = 4
-    given = torch.arange(4.0).view(1, 4, 1)          # frame 0 (given): values 0..3
-    done = 10 + torch.arange(6.0).view(1, 6, 1)       # generated so far: frame 1 and half of frame 2
-    z = torch.zeros(1, 2, 1)
-    # a block at positions 10-11 (frame 2, tokens 2-3) starts from positions 6-7 (frame 1, tokens 2-3)
-    guess = _first_guess(given, done, position=10, length=2, tokens_per_frame=tokens_per_frame, warm_start=True, z_block=z)
-    assert guess.flatten().tolist() == [12.0, 13.0]
-    # the first generated frame starts from the given frame
-    assert _first_guess(given, done[:, :0], 4, 2, tokens_per_frame, True, z).flatten().tolist() == [0.0, 1.0]
-    assert _first_guess(given, done, 10, 2, tokens_per_frame, False, z).flatten().tolist() == [0.0, 0.0]
+    known = torch.arange(10.0).view(1, 10, 1)  # frames of 4 tokens: 0-3, 4-7, then half a frame 8-9
+    # the next two tokens (frame 2, tokens 2-3) start from frame 1, tokens 2-3
+    assert _first_guess(known, 2, tokens_per_frame=4, warm_start=True).flatten().tolist() == [6.0, 7.0]
+    # a block longer than a frame repeats the last frame
+    assert _first_guess(known[:, :8], 8, 4, True).flatten().tolist() == [4, 5, 6, 7, 4, 5, 6, 7]
+    # where there is no earlier frame (or no warm start) the guess is zero
+    assert _first_guess(known[:, :2] + 1, 3, 4, True).flatten().tolist() == [0.0, 0.0, 1.0]
+    assert _first_guess(known[:, :6], 4, 4, True).flatten().tolist() == [2.0, 3.0, 4.0, 5.0]
+    assert _first_guess(known, 2, 4, False).flatten().tolist() == [0.0, 0.0]
 
 
 def test_convergence_is_judged_per_sample(flow):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
 from pydantic import Field
 
-from metrics import flicker
+from metrics import flicker, throughput
 from vbench_flow.registry import Args, MetricType, SampleContext, SampleScore, register_metric
 
 
@@ -35,3 +37,49 @@ register_metric(MetricType(
     higher_is_better=flicker.HIGHER_IS_BETTER,
     build=FlickerScorer,
 ))
+
+
+# ---------------------------------------------------------------- cost of generation
+
+class NoArgs(Args):
+    pass
+
+
+class GenerationCostScorer:
+    """A per-clip value read from what the harness measured around ``generate`` (and what the
+    generator reported about itself); it never looks at the pixels."""
+
+    extractor = "none (measured around generate)"
+    version = throughput.VERSION
+
+    def __init__(self, name: str, value: Callable[[dict[str, Any], SampleContext, np.ndarray], float]) -> None:
+        self.name, self._value = name, value
+
+    def score(self, video: np.ndarray, ctx: SampleContext) -> SampleScore:
+        try:
+            return SampleScore(value=self._value(ctx.generation, ctx, video))
+        except KeyError as missing:
+            raise ValueError(f"metric {self.name!r} needs {missing.args[0]!r} from the generator, which did not "
+                             "report it (only generators that expose generation_stats() report sampler costs)") from None
+
+
+def _cost_metric(name: str, summary: str, higher_is_better: bool,
+                 value: Callable[[dict[str, Any], SampleContext, np.ndarray], float]) -> None:
+    register_metric(MetricType(name=name, summary=summary, args_model=NoArgs, higher_is_better=higher_is_better,
+                               build=lambda _args: GenerationCostScorer(name, value)))
+
+
+_cost_metric("frames_per_second", "generated frames (given frames excluded) per second of generate() wall time", True,
+             lambda g, ctx, video: throughput.frames_per_second(g, video.shape[0] - ctx.num_condition_frames))
+_cost_metric("generate_seconds", "wall seconds of generate() per clip (a self-check reference run excluded)", False,
+             lambda g, ctx, video: throughput.generation_seconds(g))
+_cost_metric("peak_memory_mb", "peak memory during generate(): CUDA allocated, or CPU RSS above the start (MiB)", False,
+             lambda g, ctx, video: throughput.peak_memory_mb(g))
+_cost_metric("network_evaluations", "transformer passes the sampler made (generator-reported)", False,
+             lambda g, ctx, video: float(g["network_evaluations"]))
+_cost_metric("sampler_iterations", "mean Jacobi iterations per block (generator-reported)", False,
+             lambda g, ctx, video: throughput.mean_iterations(g))
+_cost_metric("speedup_vs_sequential", "sequential seconds / this sampler's seconds, same noise, same call "
+             "(needs check_against_sequential)", True, lambda g, ctx, video: throughput.speedup(g))
+_cost_metric("latent_max_abs_diff", "max |latent - sequential latent| on the same noise (needs check_against_sequential)",
+             False, lambda g, ctx, video: float(g["max_abs_latent_difference"]))

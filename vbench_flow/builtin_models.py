@@ -228,6 +228,8 @@ class StarFlowSamplerOptions(Args):
     guidance: float = Field(0.0, ge=0, description="classifier-free guidance scale (0: conditional model)")
     denoise: bool = True
     context_frames: int | None = Field(None, ge=1, description="latent frames re-read as context per window")
+    check_against_sequential: bool = Field(False, description="also invert the same noise token by token and "
+                                           "record the largest latent difference and the speed-up")
 
 
 class StarFlowGenerator:
@@ -250,8 +252,12 @@ class StarFlowGenerator:
         condition = None if condition_frames is None else np.stack(condition_frames)
         videos = self.pipeline.sample([str(p) for p in prompts], num_frames_for(seconds, fps), seed=seed,
                                       guidance=options.guidance, denoise=options.denoise, condition_frames=condition,
-                                      jacobi=jacobi, context_frames=options.context_frames)
+                                      jacobi=jacobi, context_frames=options.context_frames,
+                                      check_against_sequential=options.check_against_sequential)
         return list(videos)
+
+    def generation_stats(self) -> dict[str, Any]:
+        return dict(self.pipeline.last_sampling)
 
     def info(self) -> dict[str, Any]:
         return {k: v for k, v in self.pipeline.info().items() if k != "history"}

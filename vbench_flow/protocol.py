@@ -17,6 +17,11 @@ A generator is any object with
 
 ``bits_per_dim(videos) -> list[float]`` (optional)
     Likelihood of held-out clips, for generators that define one.
+
+``generation_stats() -> dict`` (optional)
+    What the last ``generate`` call cost, in the generator's own terms (network evaluations,
+    sampler iterations per block, ...); recorded with each clip beside the wall seconds and peak
+    memory the harness measures, and read by the cost metrics (``vbf ls metrics``).
 """
 
 from __future__ import annotations

@@ -62,6 +62,8 @@ class SampleContext:
     task: str
     num_condition_frames: int = 0
     ground_truth: np.ndarray | None = None
+    # measured around generate() (seconds, peak memory) plus what the generator reported
+    generation: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -26,6 +26,7 @@ import numpy as np
 import yaml
 from tqdm.auto import tqdm
 
+from metrics.throughput import GenerationMeter
 from metrics.video import check_video
 from vbench_flow.aggregate import aggregate_records
 from vbench_flow.environment import capture_environment
@@ -250,19 +251,19 @@ class Runner:
     def _generate_batch(self, generator: Any, spec: Any, batch: list[Unit]) -> list[SampleRecord]:
         first = batch[0]
         num_frames = num_frames_for(first.clip_seconds, self.fps)
-        started = time.perf_counter()
         try:
             conditions = self._conditions(batch, num_frames)
-            videos = generator.generate([u.prompt for u in batch], first.clip_seconds, self.fps, first.seed,
-                                        task=first.task, condition_frames=conditions, **spec.sampler)
+            with GenerationMeter() as meter:
+                videos = generator.generate([u.prompt for u in batch], first.clip_seconds, self.fps, first.seed,
+                                            task=first.task, condition_frames=conditions, **spec.sampler)
             if len(videos) != len(batch):
                 raise RuntimeError(f"generate() returned {len(videos)} videos for {len(batch)} prompts")
         except Exception as exc:
             if len(batch) > 1:  # isolate the failing prompt(s): retry one by one
                 return [r for unit in batch for r in self._generate_batch(generator, spec, [unit])]
             return [self._failure(first, _describe(exc, "generation failed"), "generate")]
-        seconds_each = (time.perf_counter() - started) / len(batch)
-        return [self._finish_unit(unit, video, num_frames, seconds_each) for unit, video in zip(batch, videos)]
+        generation = _generation_record(generator, meter, len(batch))
+        return [self._finish_unit(unit, video, num_frames, generation) for unit, video in zip(batch, videos)]
 
     def _conditions(self, batch: list[Unit], num_frames: int) -> list[np.ndarray] | None:
         count = task_condition_frames(self.suite, batch[0].task)
@@ -278,7 +279,8 @@ class Runner:
             self._ground_truth[key] = self.data.ground_truth(prompt, num_frames, self.fps)
         return self._ground_truth[key]
 
-    def _finish_unit(self, unit: Unit, video: Any, num_frames: int, generate_seconds: float) -> SampleRecord:
+    def _finish_unit(self, unit: Unit, video: Any, num_frames: int, generation: dict[str, Any]) -> SampleRecord:
+        generate_seconds = generation["seconds"]
         problem = _check_generated(video, num_frames, unit.clip_seconds, self.fps)
         if problem:
             return self._failure(unit, problem, "check", generate_seconds=generate_seconds)
@@ -296,7 +298,8 @@ class Runner:
             return self._failure(unit, _describe(exc, "could not read the ground truth"), "score",
                                  generate_seconds=generate_seconds, video=relative, sha=sha)
         ctx = SampleContext(fps=self.fps, prompt=str(unit.prompt), task=unit.task,
-                            num_condition_frames=task_condition_frames(self.suite, unit.task), ground_truth=truth)
+                            num_condition_frames=task_condition_frames(self.suite, unit.task), ground_truth=truth,
+                            generation=generation)
         for spec in self.suite.metrics:
             try:
                 score = self.scorers[spec.name].score(video, ctx)
@@ -308,7 +311,8 @@ class Runner:
                 series[spec.name] = [(float(t), float(v)) for t, v in score.series]
         return SampleRecord(**_unit_fields(unit), status="ok", video=relative, video_sha256=sha,
                             num_frames=int(video.shape[0]), fps=self.fps, generate_seconds=generate_seconds,
-                            score_seconds=time.perf_counter() - started, metrics=metrics, series=series)
+                            score_seconds=time.perf_counter() - started, metrics=metrics, series=series,
+                            generation=generation)
 
     def _failure(self, unit: Unit, reason: str, stage: str, *, generate_seconds: float | None = None,
                  video: str | None = None, sha: str | None = None) -> SampleRecord:
@@ -326,6 +330,18 @@ def _model_info(generator: Any) -> dict[str, Any]:
         return json.loads(json.dumps(generator.info(), default=str))
     except Exception as exc:  # a broken info() must not fail the run
         return {"info_error": f"{type(exc).__name__}: {exc}"}
+
+
+def _generation_record(generator: Any, meter: GenerationMeter, batch_size: int) -> dict[str, Any]:
+    """What one clip of a ``generate`` call cost: the call's seconds shared evenly by its clips,
+    its peak memory, and whatever the generator reports about the call (generation_stats())."""
+    measured = meter.record()
+    reported = generator.generation_stats() if hasattr(generator, "generation_stats") else {}
+    record = {**reported, **measured, "batch_size": batch_size}
+    for key in ("seconds", "reference_seconds"):
+        if key in record:
+            record[key] = float(record[key]) / batch_size
+    return record
 
 
 def _unit_fields(unit: Unit) -> dict[str, Any]:

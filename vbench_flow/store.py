@@ -79,6 +79,8 @@ class SampleRecord(BaseModel):
     score_seconds: float | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     series: dict[str, list[tuple[float, float]]] = Field(default_factory=dict)
+    generation: dict[str, Any] = Field(default_factory=dict, description="what generating the clip cost "
+                                       "(seconds, peak memory, generator-reported sampler costs)")
     finished: str = Field(default_factory=utc_now)
 
 

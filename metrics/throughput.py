@@ -1,0 +1,94 @@
+"""Throughput: what generating a clip cost, measured around the generator call.
+
+:class:`GenerationMeter` wraps one ``generate`` call and records its wall seconds and peak
+memory. Peak memory is the process's resident set (RSS) above its level when the call began,
+sampled every few milliseconds on a background thread; when torch has CUDA initialised, the peak
+CUDA memory allocated during the call is recorded too. Generators may add their own cost counts
+(network evaluations, sampler iterations, a reference sampler's seconds); the per-clip values
+below turn such a record into numbers a suite can aggregate and gate on.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+from typing import Any, Mapping
+
+import psutil
+
+VERSION = "throughput-1"
+MEGABYTE = 1024.0 * 1024.0
+
+
+class GenerationMeter:
+    """``with GenerationMeter() as meter: generate(...)`` then ``meter.record()``."""
+
+    def __init__(self, interval_seconds: float = 0.002) -> None:
+        self.interval = interval_seconds
+        self._process = psutil.Process()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._baseline = self._peak = 0
+        self._started = self.seconds = 0.0
+        self._cuda = None
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._peak = max(self._peak, self._process.memory_info().rss)
+
+    def __enter__(self) -> "GenerationMeter":
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+            self._cuda = torch.cuda
+            self._cuda.reset_peak_memory_stats()
+        self._baseline = self._peak = self._process.memory_info().rss
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.seconds = time.perf_counter() - self._started
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._peak = max(self._peak, self._process.memory_info().rss)
+
+    def record(self) -> dict[str, float]:
+        record = {"seconds": self.seconds, "peak_memory_mb": (self._peak - self._baseline) / MEGABYTE}
+        if self._cuda is not None:
+            record["peak_cuda_memory_mb"] = self._cuda.max_memory_allocated() / MEGABYTE
+        return record
+
+
+def generation_seconds(generation: Mapping[str, Any]) -> float:
+    """Seconds the generator needed for the clip; a reference sampler the generator ran only to
+    check itself (``reference_seconds``) is not part of generating it."""
+    return float(generation["seconds"]) - float(generation.get("reference_seconds", 0.0))
+
+
+def frames_per_second(generation: Mapping[str, Any], generated_frames: int) -> float:
+    """Frames the model made (given frames of i2v/v2v excluded) per second of generation."""
+    if generated_frames < 1:
+        raise ValueError("no frames were generated (every frame was given)")
+    return generated_frames / generation_seconds(generation)
+
+
+def peak_memory_mb(generation: Mapping[str, Any]) -> float:
+    """Peak CUDA memory allocated when the generator used a GPU, else peak RSS above the start."""
+    return float(generation.get("peak_cuda_memory_mb", generation["peak_memory_mb"]))
+
+
+def mean_iterations(generation: Mapping[str, Any]) -> float:
+    iterations = generation.get("iterations")
+    if not iterations:
+        raise KeyError("iterations")
+    return float(sum(iterations)) / len(iterations)
+
+
+def speedup(generation: Mapping[str, Any]) -> float:
+    """The reference sampler's seconds over this sampler's, on the same noise in the same call."""
+    own = float(generation["flow_seconds"])
+    return float(generation["reference_seconds"]) / own if own > 0 else math.inf

@@ -1,0 +1,79 @@
+"""Cost metrics: the meter around generate(), the per-clip values, and their path through a run."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from metrics import throughput
+from metrics.throughput import GenerationMeter
+from tests.test_runner import FIXTURES, records, vbf
+
+
+def test_meter_times_the_call_and_sees_memory_it_allocates():
+    with GenerationMeter() as meter:
+        block = np.ones(64 * 1024 * 1024 // 8)  # 64 MiB, every page touched
+        time.sleep(0.05)
+        del block
+    record = meter.record()
+    assert record["seconds"] >= 0.05
+    assert 48 <= record["peak_memory_mb"] < 200  # released before the end: only a sampling meter sees it
+
+
+def test_values_from_a_generation_record():
+    record = {"seconds": 4.0, "reference_seconds": 3.0, "flow_seconds": 0.5, "peak_memory_mb": 10.0,
+              "iterations": [2, 4, 6]}
+    assert throughput.generation_seconds(record) == 1.0     # the self-check run is not generation
+    assert throughput.frames_per_second(record, 40) == 40.0
+    assert throughput.speedup(record) == 6.0                # 3.0 s sequential / 0.5 s in the flow
+    assert throughput.mean_iterations(record) == 4.0
+    assert throughput.peak_memory_mb(record) == 10.0
+    assert throughput.peak_memory_mb({**record, "peak_cuda_memory_mb": 7.0}) == 7.0
+    with pytest.raises(ValueError, match="no frames were generated"):
+        throughput.frames_per_second(record, 0)
+
+
+def test_cost_metrics_through_a_run(tmp_path, capsys):
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(textwrap.dedent(f"""\
+        name: costs
+        data: {{type: shapes, size: 16, fps: 4}}
+        clip_seconds: [2]
+        tasks: [t2v, i2v]
+        prompts: {{source: data, split: val, count: 2}}
+        models:
+          - {{name: gen, type: python, batch_size: 2,
+              args: {{entry: "slow_generator:CountingGenerator", path: "{FIXTURES}", kwargs: {{delay: 0.05}}}}}}
+        metrics:
+          - {{name: frames_per_second}}
+          - {{name: network_evaluations}}
+          - {{name: sampler_iterations}}
+          - {{name: peak_memory_mb}}
+        """))
+    assert vbf("run", str(suite), "--runs-dir", str(tmp_path / "runs"), "--run-id", "c", "--quiet") == 0
+    lines = {(r["task"], r["prompt_id"]): r for r in records(tmp_path / "runs" / "c")}
+    for (task, _), r in lines.items():
+        generated = 9 - (1 if task == "i2v" else 0)  # 2 s at 4 fps = 9 frames; i2v is given the first
+        g = r["generation"]
+        assert g["batch_size"] == 2 and g["seconds"] >= 0.05  # the call's time shared by its 2 clips
+        assert r["metrics"]["frames_per_second"] == pytest.approx(generated / g["seconds"])
+        assert r["metrics"]["network_evaluations"] == 2 * generated  # as the generator reported for the call
+        assert r["metrics"]["sampler_iterations"] == 2.0
+
+
+def test_a_cost_the_generator_does_not_report_fails_the_unit_clearly(tmp_path, capsys):
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(textwrap.dedent("""\
+        name: costs
+        data: {type: shapes, size: 16, fps: 4}
+        clip_seconds: [2]
+        prompts: {source: data, split: val, count: 1}
+        models: [{name: real, type: dataset}]
+        metrics: [{name: network_evaluations}]
+        """))
+    assert vbf("run", str(suite), "--runs-dir", str(tmp_path / "runs"), "--run-id", "c", "--quiet") == 2
+    (line,) = records(tmp_path / "runs" / "c")
+    assert line["status"] == "failed" and "did not report it" in line["error"]
