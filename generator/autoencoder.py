@@ -99,10 +99,16 @@ class CausalConv3d(nn.Conv3d):
     def __init__(self, c_in: int, c_out: int, kernel: int = 3, stride: tuple[int, int, int] = (1, 1, 1)) -> None:
         super().__init__(c_in, c_out, kernel, stride=stride, padding=(0, kernel // 2, kernel // 2))
         self.time_pad = kernel - 1
+        self.stream: dict[str, Tensor] | None = None  # set while decoding chunk by chunk
 
     def forward(self, x: Tensor) -> Tensor:
         if self.time_pad:
-            x = torch.cat([x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1), x], dim=2)
+            past = self.stream.get("past") if self.stream is not None else None
+            if past is None:
+                past = x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1)
+            x = torch.cat([past, x], dim=2)
+            if self.stream is not None:  # the next chunk's past: this chunk's last input frames
+                self.stream["past"] = x[:, :, -self.time_pad:]
         return super().forward(x)
 
 
@@ -142,13 +148,13 @@ def _fold(x: Tensor, channels: int) -> Tensor:
     return x.reshape(b, channels, c * 8 // channels, (t + 1) // 2, h // 2, w // 2).mean(dim=2)
 
 
-def _unfold(x: Tensor, channels: int) -> Tensor:
+def _unfold(x: Tensor, channels: int, drop: int = 1) -> Tensor:
     """The inverse shortcut (Wan 2.2's DupUp3D): channels are duplicated and spread over a 2x2x2
     block; the copy of frame 0 that would precede it is dropped, so 1 + k frames become 1 + 2k."""
     b, c, t, h, w = x.shape
     x = x.repeat_interleave(channels * 8 // c, dim=1).view(b, channels, 2, 2, 2, t, h, w)
     x = x.permute(0, 1, 5, 2, 6, 3, 7, 4).reshape(b, channels, 2 * t, 2 * h, 2 * w)
-    return x[:, :, 1:]
+    return x[:, :, drop:]
 
 
 class Downsample(nn.Module):
@@ -174,11 +180,16 @@ class Upsample(nn.Module):
         super().__init__()
         self.conv = CausalConv3d(c_in, c_out)
         self.c_out = c_out
+        self.stream: dict[str, bool] | None = None  # set while decoding chunk by chunk
 
     def forward(self, x: Tensor) -> Tensor:
-        up = x.repeat_interleave(2, dim=2)[:, :, 1:]
+        # only the clip's first frame loses its leading copy; later chunks of a stream keep both
+        drop = 0 if self.stream is not None and self.stream.get("started") else 1
+        if self.stream is not None:
+            self.stream["started"] = True
+        up = x.repeat_interleave(2, dim=2)[:, :, drop:]
         up = F.interpolate(up, scale_factor=(1.0, 2.0, 2.0), mode="nearest")
-        return self.conv(up) + _unfold(x, self.c_out)
+        return self.conv(up) + _unfold(x, self.c_out, drop)
 
 
 def _blocks(c_in: int, c_out: int, n: int) -> list[nn.Module]:
@@ -327,13 +338,30 @@ class VideoAutoencoder(nn.Module):
         return self.normalize(self.encode(video).mode())
 
     @torch.no_grad()
-    def decode_to_frames(self, latents: Tensor) -> Tensor:
-        """standardised latents (B, C, 1 + k, h, w) -> uint8 frames (B, 1 + 4k, 8h, 8w, 3)."""
+    def decode_to_frames(self, latents: Tensor, chunk_frames: int | None = 12) -> Tensor:
+        """standardised latents (B, C, 1 + k, h, w) -> uint8 frames (B, 1 + 4k, 8h, 8w, 3).
+
+        The decoder is causal, so it runs ``chunk_frames`` latent frames at a time, each causal
+        convolution carrying its last input frames over to the next chunk: the frames equal one
+        whole-clip pass (up to float rounding) while memory stays that of one chunk, whatever
+        the clip's length. ``None`` decodes in one pass. (Chunks much shorter than 12 latent
+        frames leave torch's fast 3D-convolution path on CPU and cost more time and memory.)
+        """
         if latents.dim() != 5 or latents.shape[1] != self.config.latent_channels:
             raise ValueError(f"decode_to_frames wants (B, {self.config.latent_channels}, t, h, w), "
                              f"got {tuple(latents.shape)}")
-        z = latents.to(self.latent_mean.device, torch.float32)
-        return video_to_frames(self.decode(self.denormalize(z)))
+        z = self.denormalize(latents.to(self.latent_mean.device, torch.float32))
+        if chunk_frames is None or z.shape[2] <= chunk_frames:
+            return video_to_frames(self.decode(z))
+        streaming = [m for m in self.decoder.modules() if isinstance(m, (CausalConv3d, Upsample))]
+        for module in streaming:
+            module.stream = {}
+        try:
+            return torch.cat([video_to_frames(self.decode(z[:, :, i:i + chunk_frames]))
+                              for i in range(0, z.shape[2], chunk_frames)], dim=1)
+        finally:
+            for module in streaming:
+                module.stream = None
 
     # --- checkpoints ------------------------------------------------------------------------
 

@@ -10,11 +10,13 @@ below turn such a record into numbers a suite can aggregate and gate on.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 import sys
 import threading
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import psutil
 
@@ -22,12 +24,34 @@ VERSION = "throughput-1"
 MEGABYTE = 1024.0 * 1024.0
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _memory_probe() -> tuple[str, Callable[[], int]]:
+    """(what is measured, a function returning it in bytes): glibc heap in use, else RSS."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallinfo2 = libc.mallinfo2
+        mallinfo2.restype = _MallInfo2
+    except (OSError, AttributeError):
+        process = psutil.Process()
+        return "rss", lambda: process.memory_info().rss
+
+    def in_use() -> int:
+        info = mallinfo2()
+        return info.uordblks + info.hblkhd
+
+    return "heap-in-use", in_use
+
+
 class GenerationMeter:
     """``with GenerationMeter() as meter: generate(...)`` then ``meter.record()``."""
 
     def __init__(self, interval_seconds: float = 0.002) -> None:
         self.interval = interval_seconds
-        self._process = psutil.Process()
+        self.memory_kind, self._memory = _memory_probe()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._baseline = self._peak = 0
@@ -36,14 +60,14 @@ class GenerationMeter:
 
     def _watch(self) -> None:
         while not self._stop.wait(self.interval):
-            self._peak = max(self._peak, self._process.memory_info().rss)
+            self._peak = max(self._peak, self._memory())
 
     def __enter__(self) -> "GenerationMeter":
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
             self._cuda = torch.cuda
             self._cuda.reset_peak_memory_stats()
-        self._baseline = self._peak = self._process.memory_info().rss
+        self._baseline = self._peak = self._memory()
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
         self._started = time.perf_counter()
@@ -54,10 +78,11 @@ class GenerationMeter:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self._peak = max(self._peak, self._process.memory_info().rss)
+        self._peak = max(self._peak, self._memory())
 
-    def record(self) -> dict[str, float]:
-        record = {"seconds": self.seconds, "peak_memory_mb": (self._peak - self._baseline) / MEGABYTE}
+    def record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {"seconds": self.seconds, "peak_memory_mb": (self._peak - self._baseline) / MEGABYTE,
+                                  "memory_measure": self.memory_kind}
         if self._cuda is not None:
             record["peak_cuda_memory_mb"] = self._cuda.max_memory_allocated() / MEGABYTE
         return record
@@ -77,7 +102,7 @@ def frames_per_second(generation: Mapping[str, Any], generated_frames: int) -> f
 
 
 def peak_memory_mb(generation: Mapping[str, Any]) -> float:
-    """Peak CUDA memory allocated when the generator used a GPU, else peak RSS above the start."""
+    """Peak CUDA memory allocated when the generator used a GPU, else the CPU peak above the start."""
     return float(generation.get("peak_cuda_memory_mb", generation["peak_memory_mb"]))
 
 

@@ -73,7 +73,7 @@ _cost_metric("frames_per_second", "generated frames (given frames excluded) per 
              lambda g, ctx, video: throughput.frames_per_second(g, video.shape[0] - ctx.num_condition_frames))
 _cost_metric("generate_seconds", "wall seconds of generate() per clip (a self-check reference run excluded)", False,
              lambda g, ctx, video: throughput.generation_seconds(g))
-_cost_metric("peak_memory_mb", "peak memory during generate(): CUDA allocated, or CPU RSS above the start (MiB)", False,
+_cost_metric("peak_memory_mb", "peak memory during generate(): CUDA allocated, or CPU heap in use above the start (MiB)", False,
              lambda g, ctx, video: throughput.peak_memory_mb(g))
 _cost_metric("network_evaluations", "transformer passes the sampler made (generator-reported)", False,
              lambda g, ctx, video: float(g["network_evaluations"]))
