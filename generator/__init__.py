@@ -20,7 +20,7 @@ def checkpoint_path(name_or_path: str | Path) -> Path:
         return path
     shipped = CHECKPOINT_DIR / f"{name_or_path}.pt"
     if not shipped.is_file():
-        names = sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt"))
+        names = sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt") if not p.name.endswith(".train.pt"))
         raise FileNotFoundError(f"no shipped checkpoint named {str(name_or_path)!r} (shipped: {', '.join(names) or 'none'})")
     return shipped
 

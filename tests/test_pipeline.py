@@ -214,6 +214,8 @@ def test_vbf_sample_t2v_i2v_and_mistakes(exported, tmp_path, capsys):
     assert "--image: " in capsys.readouterr().err
     assert vbf("--sampler", "magic") == 4
     assert vbf("--seconds", "-3") == 4
+    assert vbf("--context-frames", "3") == 4  # the tiny model's window is 3 latent frames
+    assert "context_frames" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:
         main(["sample", "--model", "no-such-model", "--prompt", "x"])
     assert info.value.code == 4 and "no shipped checkpoint named 'no-such-model'" in capsys.readouterr().err

@@ -47,14 +47,18 @@ def test_cost_metrics_through_a_run(tmp_path, capsys):
         models:
           - {{name: gen, type: python, batch_size: 2,
               args: {{entry: "slow_generator:CountingGenerator", path: "{FIXTURES}", kwargs: {{delay: 0.05}}}}}}
+          - {{name: real, type: dataset}}
         metrics:
           - {{name: frames_per_second}}
-          - {{name: network_evaluations}}
-          - {{name: sampler_iterations}}
+          - {{name: network_evaluations, models: [gen]}}
+          - {{name: sampler_iterations, models: [gen]}}
           - {{name: peak_memory_mb}}
         """))
     assert vbf("run", str(suite), "--runs-dir", str(tmp_path / "runs"), "--run-id", "c", "--quiet") == 0
-    lines = {(r["task"], r["prompt_id"]): r for r in records(tmp_path / "runs" / "c")}
+    everything = records(tmp_path / "runs" / "c")
+    real = [r for r in everything if r["model"] == "real"]
+    assert len(real) == 4 and all(set(r["metrics"]) == {"frames_per_second", "peak_memory_mb"} for r in real)
+    lines = {(r["task"], r["prompt_id"]): r for r in everything if r["model"] == "gen"}
     for (task, _), r in lines.items():
         generated = 9 - (1 if task == "i2v" else 0)  # 2 s at 4 fps = 9 frames; i2v is given the first
         g = r["generation"]
@@ -77,3 +81,18 @@ def test_a_cost_the_generator_does_not_report_fails_the_unit_clearly(tmp_path, c
     assert vbf("run", str(suite), "--runs-dir", str(tmp_path / "runs"), "--run-id", "c", "--quiet") == 2
     (line,) = records(tmp_path / "runs" / "c")
     assert line["status"] == "failed" and "did not report it" in line["error"]
+
+
+def test_a_metric_restricted_to_an_unknown_model_is_a_validation_error(tmp_path, capsys):
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(textwrap.dedent("""\
+        name: costs
+        data: {type: shapes, size: 16, fps: 4}
+        clip_seconds: [2]
+        prompts: {source: data, split: val, count: 1}
+        models: [{name: jacobi, type: dataset}]
+        metrics: [{name: network_evaluations, models: [jacobbi]}]
+        """))
+    assert vbf("validate", str(suite)) == 4
+    err = capsys.readouterr().err
+    assert "metrics[0].models[0]" in err and "did you mean 'jacobi'" in err

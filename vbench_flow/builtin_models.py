@@ -247,6 +247,11 @@ class StarFlowGenerator:
         if trained_fps and abs(trained_fps - fps) > 1e-9:
             raise ConfigError(f"{self.pipeline.name} generates at {trained_fps:g} fps; the suite asks for {fps:g}",
                               fix=f"set fps: {trained_fps:g} in the suite")
+        window = self.pipeline.model.config.flow.max_frames
+        if options.context_frames is not None and options.context_frames >= window:
+            raise ConfigError(f"context_frames {options.context_frames} leaves no room to generate: "
+                              f"{self.pipeline.name} sees {window} latent frames at a time",
+                              where="context_frames", fix=f"use 1..{window - 1}")
         jacobi = None if options.sampler == "sequential" else JacobiOptions(
             options.block_size, options.later_block_factor, options.tolerance, options.max_iters, options.warm_start)
         condition = None if condition_frames is None else np.stack(condition_frames)

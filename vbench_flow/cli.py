@@ -210,8 +210,18 @@ def data_preview(split: str, count: int, start: int, seconds: float, size: int, 
 @click.option("--prompt", required=True, help="The caption to generate.")
 @click.option("--seconds", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True, max=3600))
 @click.option("--sampler", type=click.Choice(["jacobi", "sequential"]), default="jacobi", show_default=True)
-@click.option("--block-size", default=16, show_default=True, type=click.IntRange(1), help="Jacobi tokens per block.")
-@click.option("--tolerance", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--block-size", default=16, show_default=True, type=click.IntRange(1),
+              help="Jacobi: tokens per block inside the first latent frame.")
+@click.option("--later-block-factor", default=4, show_default=True, type=click.IntRange(1),
+              help="Jacobi: later blocks hold block-size times this many tokens.")
+@click.option("--tolerance", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Jacobi: a block is done when ||dx||^2/||x||^2 falls below this (1e-9 matches the sequential "
+                   "sampler to about 1e-3 in the latents).")
+@click.option("--max-iters", default=32, show_default=True, type=click.IntRange(1), help="Jacobi: iterations per block at most.")
+@click.option("--warm-start/--no-warm-start", default=True, show_default=True,
+              help="Jacobi: start each block from the previous latent frame's tokens.")
+@click.option("--context-frames", default=None, type=click.IntRange(1),
+              help="Long clips: latent frames re-read as context by each new window (default: half the window).")
 @click.option("--guidance", default=0.0, show_default=True, type=click.FloatRange(min=0), help="Classifier-free guidance scale.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0))
 @click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -220,8 +230,9 @@ def data_preview(split: str, count: int, start: int, seconds: float, size: int, 
               help="Continuation: a video whose frames the clip continues.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("sample.mp4"), show_default=True,
               help=".mp4 or .gif")
-def sample(model_name: str, prompt: str, seconds: float, sampler: str, block_size: int, tolerance: float,
-           guidance: float, seed: int, image: Path | None, video: Path | None, out: Path) -> int:
+def sample(model_name: str, prompt: str, seconds: float, sampler: str, block_size: int, later_block_factor: int,
+           tolerance: float, max_iters: int, warm_start: bool, context_frames: int | None, guidance: float, seed: int,
+           image: Path | None, video: Path | None, out: Path) -> int:
     """Generate one clip with the flow: text-, image- or video-to-video.
 
     \b
@@ -259,7 +270,9 @@ def sample(model_name: str, prompt: str, seconds: float, sampler: str, block_siz
     started = time.perf_counter()
     [clip] = generator_.generate([prompt], seconds, fps, seed, task="t2v" if condition is None else ("i2v" if image else "v2v"),
                                  condition_frames=None if condition is None else [condition], sampler=sampler,
-                                 block_size=block_size, tolerance=tolerance, guidance=guidance)
+                                 block_size=block_size, later_block_factor=later_block_factor, tolerance=tolerance,
+                                 max_iters=max_iters, warm_start=warm_start, context_frames=context_frames,
+                                 guidance=guidance)
     elapsed = time.perf_counter() - started
     write_video(out, np.asarray(clip), fps)
     stats = pipeline.last_sampling

@@ -301,6 +301,8 @@ class Runner:
                             num_condition_frames=task_condition_frames(self.suite, unit.task), ground_truth=truth,
                             generation=generation)
         for spec in self.suite.metrics:
+            if not spec.applies_to(unit.model):
+                continue
             try:
                 score = self.scorers[spec.name].score(video, ctx)
             except Exception as exc:

@@ -99,6 +99,11 @@ class MetricSpec(Strict):
     args: dict[str, Any] = Field(default_factory=dict)
     primary: bool = False
     margin: float | None = Field(None, ge=0, description="gate: the change that counts as a regression")
+    models: list[str] | None = Field(None, description="score only these models (default: every model); "
+                                     "for costs only some samplers report, e.g. Jacobi iterations")
+
+    def applies_to(self, model: str) -> bool:
+        return self.models is None or model in self.models
 
 
 class ReferenceSpec(Strict):
@@ -455,6 +460,12 @@ def _check_metrics(suite: Suite, lines: dict[tuple, int]) -> list[Problem]:
             continue
         entry = get_metric(spec.name)
         problems += _validate_args(entry.args_model, spec.args, loc + ("args",), lines)
+        model_names = [m.name for m in suite.models]
+        for j, name in enumerate(spec.models or []):
+            if name not in model_names:
+                problems.append(Problem(_loc_to_key(loc + ("models", j)), f"metric {spec.name!r} names model {name!r}, "
+                                        f"which the suite does not have{did_you_mean(name, model_names)}",
+                                        line=lines.get(loc + ("models", j))))
         if entry.needs_ground_truth and suite.prompts.source != "data":
             problems.append(Problem(_loc_to_key(loc + ("name",)), f"metric {spec.name!r} compares with ground truth, so prompts must come from the data set",
                                     fix="set prompts.source: data", line=lines.get(loc + ("name",))))
