@@ -32,9 +32,10 @@ def shipped_name_or_path(path: Path) -> str:
 
 
 def load(name_or_path: str | Path, device: str = "cpu"):
-    """The STARFlow-V pipeline stored under ``name_or_path`` (its autoencoder is found and checked)."""
+    """The pipeline stored under ``name_or_path`` — STARFlow-V or a diffusion baseline — with its
+    autoencoder found and checked."""
     from generator.autoencoder import VideoAutoencoder
-    from generator.pipeline import StarFlowPipeline, file_sha256
+    from generator.pipeline import DiffusionPipeline, StarFlowPipeline, file_sha256
     from generator.train import load_model
 
     path = checkpoint_path(name_or_path)
@@ -47,5 +48,6 @@ def load(name_or_path: str | Path, device: str = "cpu"):
     if expected and file_sha256(autoencoder_path) != expected:
         raise ValueError(f"{autoencoder_path} is not the autoencoder {path.name} was trained with (sha256 differs)")
     autoencoder = VideoAutoencoder.load(autoencoder_path, map_location=device)
-    return StarFlowPipeline(model.to(device), autoencoder.to(device), name=path.stem,
-                            info={**info, "checkpoint_sha256": file_sha256(path)})
+    pipeline = StarFlowPipeline if model.kind == "starflow" else DiffusionPipeline
+    return pipeline(model.to(device), autoencoder.to(device), name=path.stem,
+                    info={**info, "checkpoint_sha256": file_sha256(path)})

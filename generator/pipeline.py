@@ -1,4 +1,5 @@
-"""The text-to-video pipeline: a STARFlow-V model over a frozen video autoencoder's latents.
+"""Text-to-video pipelines: a latent generator (STARFlow-V or a diffusion baseline) over a frozen
+video autoencoder's latents.
 
 Video frames are uint8 ``(T, H, W, 3)``. A clip of T frames is generated as ``1 + ceil((T-1)/4)``
 latent frames (the autoencoder's causal 4x time compression), decoded to ``1 + 4k`` frames and
@@ -18,7 +19,9 @@ import torch
 
 from generator.autoencoder import VideoAutoencoder
 from generator.samplers import JacobiInverter, JacobiOptions, PassCounter
+from generator import diffusion as schedule
 from generator.starflow import StarFlowV
+from generator.video_diffusion import VideoDiffusion
 
 
 def file_sha256(path: str | Path) -> str:
@@ -29,8 +32,11 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-class StarFlowPipeline:
-    def __init__(self, model: StarFlowV, autoencoder: VideoAutoencoder, *, name: str = "starflow-v",
+class LatentVideoPipeline:
+    """What every latent generator shares: videos to tokens and back, conditioning frames,
+    likelihood of held-out clips and the description recorded with runs."""
+
+    def __init__(self, model: Any, autoencoder: VideoAutoencoder, *, name: str,
                  info: dict[str, Any] | None = None) -> None:
         self.model, self.autoencoder = model.eval(), autoencoder.eval()
         self.name, self._info = name, dict(info or {})
@@ -38,7 +44,7 @@ class StarFlowPipeline:
 
     @property
     def frame_size(self) -> int:
-        return self.model.config.flow.frame_height * self.model.config.patch_size * self.autoencoder.config.spatial_factor
+        return self.model.latent_height * self.autoencoder.config.spatial_factor
 
     def latent_frames_for(self, num_frames: int) -> int:
         return 1 + math.ceil((num_frames - 1) / self.autoencoder.config.temporal_factor)
@@ -61,6 +67,27 @@ class StarFlowPipeline:
         frames (the autoencoder encodes whole groups of 4 after the first frame)."""
         usable = 1 + (frames.shape[1] - 1) // self.autoencoder.config.temporal_factor * self.autoencoder.config.temporal_factor
         return self.encode(frames[:, :usable])
+
+    @torch.no_grad()
+    def bits_per_dim(self, videos: np.ndarray, captions: list[str], seed: int = 0) -> list[float]:
+        """Exact bits per latent dimension of each clip (noise-augmented standardised latent space)."""
+        generator = torch.Generator().manual_seed(seed)
+        return self.model.bits_per_dim(self.encode(videos), captions, generator).tolist()
+
+    def info(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.model.kind, "parameters": self.model.num_parameters()["total"],
+                "autoencoder_parameters": self.autoencoder.num_parameters(),
+                "likelihood": self.likelihood_kind,
+                "likelihood_space": f"latent (standardised, noise-augmented sigma={self.model.config.noise_sigma})",
+                **self._info}
+
+    likelihood_kind = "exact"
+
+
+class StarFlowPipeline(LatentVideoPipeline):
+    def __init__(self, model: StarFlowV, autoencoder: VideoAutoencoder, *, name: str = "starflow-v",
+                 info: dict[str, Any] | None = None) -> None:
+        super().__init__(model, autoencoder, name=name, info=info)
 
     @torch.no_grad()
     def sample(self, captions: list[str], num_frames: int, *, seed: int = 0, guidance: float = 0.0,
@@ -111,14 +138,48 @@ class StarFlowPipeline:
         self.last_sampling = stats
         return videos
 
-    @torch.no_grad()
-    def bits_per_dim(self, videos: np.ndarray, captions: list[str], seed: int = 0) -> list[float]:
-        """Exact bits per latent dimension of each clip (noise-augmented standardised latent space)."""
-        generator = torch.Generator().manual_seed(seed)
-        return self.model.bits_per_dim(self.encode(videos), captions, generator).tolist()
 
-    def info(self) -> dict[str, Any]:
-        return {"name": self.name, "parameters": self.model.num_parameters()["total"],
-                "autoencoder_parameters": self.autoencoder.num_parameters(),
-                "likelihood_space": f"latent (standardised, noise-augmented sigma={self.model.config.noise_sigma})",
-                **self._info}
+class DiffusionPipeline(LatentVideoPipeline):
+    """A diffusion baseline (``generator.video_diffusion``) over the same autoencoder."""
+
+    likelihood_kind = "upper bound (continuous-time ELBO)"
+
+    def __init__(self, model: VideoDiffusion, autoencoder: VideoAutoencoder, *, name: str = "diffusion",
+                 info: dict[str, Any] | None = None) -> None:
+        super().__init__(model, autoencoder, name=name, info=info)
+
+    @torch.no_grad()
+    def sample(self, captions: list[str], num_frames: int, *, seed: int = 0, guidance: float = 0.0,
+               sampler: str = "euler", steps: int = 50, shift: float | None = None,
+               condition_frames: np.ndarray | None = None, context_frames: int | None = None,
+               sink: bool = False) -> np.ndarray:
+        """uint8 videos (B, num_frames, H, W, 3), one per caption.
+
+        ``sampler``: ``"few_step"`` (timesteps 1000, 750, 500, 250, shift 5 by default) or
+        ``"euler"`` (``steps`` Euler steps on the probability-flow ODE, shift 3 by default).
+        ``condition_frames`` start the clips (image-to-video, continuation); ``sink`` keeps the
+        first frame in every window of a long causal clip.
+        """
+        if sampler == "few_step":
+            timesteps = schedule.few_step_timesteps(5.0 if shift is None else shift)
+        elif sampler == "euler":
+            timesteps = schedule.euler_timesteps(steps, 3.0 if shift is None else shift)
+        else:
+            raise ValueError(f"unknown diffusion sampler {sampler!r} (few_step or euler)")
+        condition = None if condition_frames is None else self.condition_tokens(condition_frames)
+        started = time.perf_counter()
+        with PassCounter(self.model.transformer) as passes:
+            tokens = self.model.sample(captions, self.latent_frames_for(num_frames),
+                                       generator=torch.Generator().manual_seed(seed), timesteps=timesteps,
+                                       few_step=sampler == "few_step", guidance=guidance, condition=condition,
+                                       context_frames=context_frames, sink=sink)
+        stats: dict[str, Any] = {"sampler": sampler, "denoising_steps": len(timesteps) - 1,
+                                 "sampling_seconds": time.perf_counter() - started,
+                                 "network_evaluations": passes.count}
+        if condition is not None:
+            tokens = torch.cat([condition.to(tokens), tokens[:, condition.shape[1]:]], dim=1)
+        started = time.perf_counter()
+        videos = self.decode(tokens, num_frames)
+        stats["decode_seconds"] = time.perf_counter() - started
+        self.last_sampling = stats
+        return videos

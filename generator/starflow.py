@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from generator.denoiser import CausalDenoiser, DenoiserConfig
 from generator.flow import BlockInverter, FlowConfig, GlobalLocalFlow, gaussian_nll
-from generator.text import TextConfig, TextEncoder
+from generator.text import TextConfig, TextEncoder, caption_tokens
 
 
 @dataclass
@@ -82,6 +82,9 @@ class TextConditionedFlow(nn.Module):
 
 
 class StarFlowV(nn.Module):
+    kind = "starflow"
+    validation_name = "val_bits_per_dim"
+
     def __init__(self, config: StarFlowConfig) -> None:
         super().__init__()
         self.config = config
@@ -97,15 +100,15 @@ class StarFlowV(nn.Module):
     def device(self) -> torch.device:
         return self.prior.text_proj.weight.device
 
+    @property
+    def latent_height(self) -> int:
+        return self.config.flow.frame_height * self.config.patch_size
+
     # ------------------------------------------------------------ conditioning
 
     def caption_tokens(self, captions: list[str], drop: Tensor | None = None) -> Tensor:
         """Token ids; rows where ``drop`` is True get the empty caption (the unconditional model)."""
-        tokens = self.prior.text_encoder.tokenize(captions)
-        if drop is not None and bool(drop.any()):
-            empty = self.prior.text_encoder.tokenize([""])
-            tokens = torch.where(drop[:, None].cpu(), empty, tokens)
-        return tokens.to(self.device)
+        return caption_tokens(self.prior.text_encoder, captions, drop).to(self.device)
 
     def text_prefix(self, tokens: Tensor) -> Tensor:
         return self.prior.text_prefix(tokens)
@@ -131,17 +134,25 @@ class StarFlowV(nn.Module):
 
     # ------------------------------------------------------------ training
 
+    def parts(self) -> dict[str, nn.Module]:
+        """What training optimises separately: the flow with its text encoder, and the denoiser."""
+        return {"flow": self.prior, "denoiser": self.denoiser}
+
+    def validation_values(self, latents: Tensor, captions: list[str], generator: torch.Generator) -> Tensor:
+        return self.bits_per_dim(latents, captions, generator)
+
     def training_step(self, latents: Tensor, captions: list[str], generator: torch.Generator,
-                      flow_module: nn.Module | None = None, denoiser_module: nn.Module | None = None) -> dict[str, float]:
+                      modules: dict[str, nn.Module] | None = None) -> dict[str, float]:
         """Backpropagate the flow's NLL per dimension and the flow-score-matching denoiser loss.
 
         One backward pass through the flow gives both its parameter gradients and the input
         gradient: clip i's NLL depends on clip i alone, so the gradient of the batch mean with
         respect to clip i's input is dNLL_i/dx~_i / (B D). The denoiser regresses
         ``sigma_n * dNLL_i/dx~_i`` (detached), in its own backward pass.
-        ``flow_module`` / ``denoiser_module`` may be DistributedDataParallel wrappers of
-        ``self.prior`` and ``self.denoiser``; they default to the bare modules.
+        ``modules`` may hold DistributedDataParallel wrappers of the ``parts()``; they default
+        to the bare modules.
         """
+        modules = modules or {}
         c = self.config
         b = latents.shape[0]
         if latents.shape[1] > 1 and torch.rand((), generator=generator) < c.first_frame_dropout:
@@ -150,14 +161,14 @@ class StarFlowV(nn.Module):
         noise = torch.randn(latents.shape, generator=generator).to(latents)
         noisy = (latents + c.noise_sigma * noise).requires_grad_(True)
         dims = latents[0].numel()
-        nll = (flow_module or self.prior)(noisy, self.caption_tokens(captions, drop))
+        nll = modules.get("flow", self.prior)(noisy, self.caption_tokens(captions, drop))
         flow_loss = nll.mean() / dims
         flow_loss.backward()
         target = (c.noise_sigma * noisy.grad * (b * dims)).detach()
-        denoiser_loss = F.mse_loss((denoiser_module or self.denoiser)(noisy.detach()), target)
+        denoiser_loss = F.mse_loss(modules.get("denoiser", self.denoiser)(noisy.detach()), target)
         denoiser_loss.backward()
         return {"flow_loss": flow_loss.item(), "denoiser_loss": denoiser_loss.item(),
-                "bits_per_dim": nll.detach().mean().item() / (dims * math.log(2))}
+                "train_bits_per_dim": nll.detach().mean().item() / (dims * math.log(2))}
 
     def score_target(self, noisy: Tensor, tokens: Tensor, flow_module: nn.Module | None = None) -> tuple[Tensor, Tensor]:
         """Each clip's NLL (B,), differentiable for the flow's loss, and the denoiser's target

@@ -62,3 +62,11 @@ class TextEncoder(nn.Module):
 
     def encode(self, captions: list[str]) -> Tensor:
         return self(self.tokenize(captions))
+
+
+def caption_tokens(encoder: TextEncoder, captions: list[str], drop: Tensor | None = None) -> Tensor:
+    """Token ids; rows where ``drop`` is True get the empty caption (the unconditional model)."""
+    tokens = encoder.tokenize(captions)
+    if drop is not None and bool(drop.any()):
+        tokens = torch.where(drop[:, None].to(tokens.device), encoder.tokenize([""]), tokens)
+    return tokens

@@ -1,9 +1,9 @@
-"""Training STARFlow-V: AdamW, EMA, gradient clipping, checkpoints, resume, validation bits/dim.
+"""Training the generators: AdamW, EMA, gradient clipping, checkpoints, resume, periodic validation.
 
 Runs in one process, or data-parallel under ``torchrun --nproc_per_node N`` (gloo on CPU, nccl
 on GPUs) with no change: each rank draws its own batches, DistributedDataParallel averages the
-gradients, rank 0 validates and writes checkpoints. The flow (with its text encoder) and the
-denoiser have separate optimisers: the denoiser regresses a detached target computed from the
+gradients, rank 0 validates and writes checkpoints. A model may have several trainable parts
+with separate optimisers: STARFlow-V's denoiser regresses a detached target computed from the
 flow's gradient, so neither loss moves the other's weights.
 
 Batches are dicts ``{"latents": (B, F, S, D) standardised latent tokens, "caption": list[str]}``;
@@ -70,10 +70,11 @@ def wrap_ddp(module: nn.Module, device: torch.device) -> nn.Module:
 
 # ---------------------------------------------------------------- checkpoints
 
-def save_checkpoint(path: Path, model: StarFlowV, ema: AveragedModel, optimizers: dict[str, torch.optim.Optimizer],
+def save_checkpoint(path: Path, model: nn.Module, ema: AveragedModel, optimizers: dict[str, torch.optim.Optimizer],
                     step: int, history: list[dict[str, float]], extra: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"config": model.config.to_dict(), "model": model.state_dict(), "ema": ema.module.state_dict(),
+    state = {"kind": model.kind, "config": model.config.to_dict(), "model": model.state_dict(),
+             "ema": ema.module.state_dict(),
              "ema_state": ema.state_dict(),  # with n_averaged: a resumed EMA keeps averaging
              "optimizers": {k: o.state_dict() for k, o in optimizers.items()}, "step": step, "history": history,
              "extra": extra}
@@ -82,16 +83,28 @@ def save_checkpoint(path: Path, model: StarFlowV, ema: AveragedModel, optimizers
     os.replace(tmp, path)
 
 
-def export_weights(path: Path, model: StarFlowV, info: dict[str, Any]) -> None:
-    """The shippable file: config + EMA weights (float32) + info; no optimiser state."""
+def export_weights(path: Path, model: nn.Module, info: dict[str, Any]) -> None:
+    """The shippable file: kind, config, EMA weights (float32) and info; no optimiser state."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"config": model.config.to_dict(), "weights": model.state_dict(), "info": info}, path)
+    torch.save({"kind": model.kind, "config": model.config.to_dict(), "weights": model.state_dict(), "info": info}, path)
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[StarFlowV, dict[str, Any]]:
+def model_from_state(state: dict[str, Any]) -> nn.Module:
+    """An untrained model of the kind and config a saved state records (files without a kind are flows)."""
+    kind = state.get("kind", "starflow")
+    if kind == "starflow":
+        return StarFlowV(StarFlowConfig.from_dict(state["config"]))
+    if kind == "diffusion":
+        from generator.video_diffusion import DiffusionConfig, VideoDiffusion
+
+        return VideoDiffusion(DiffusionConfig.from_dict(state["config"]))
+    raise ValueError(f"unknown model kind {kind!r}")
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """A model from an exported file (``weights``) or a training checkpoint (its EMA weights)."""
     state = torch.load(path, map_location=map_location, weights_only=False)
-    model = StarFlowV(StarFlowConfig.from_dict(state["config"]))
+    model = model_from_state(state)
     model.load_state_dict(state["weights"] if "weights" in state else state["ema"])
     return model.eval(), state.get("info", state.get("extra", {}))
 
@@ -106,27 +119,32 @@ def _lr_at(step: int, config: TrainConfig, base: float) -> float:
 
 
 @torch.no_grad()
-def validation_bits_per_dim(model: StarFlowV, batches: list[dict[str, Any]], seed: int = 1234) -> float:
-    """Mean exact bits/dim of held-out noisy latents (fixed noise, so values are comparable across steps)."""
+def validate(model: nn.Module, batches: list[dict[str, Any]], seed: int = 1234) -> float:
+    """Mean of the model's validation value over held-out clips (fixed noise, so values are
+    comparable across steps): exact bits/dim for the flow, the loss for diffusion models."""
     generator = torch.Generator().manual_seed(seed)
     model.eval()
-    values = [model.bits_per_dim(b["latents"].to(model.device), b["caption"], generator) for b in batches]
+    values = [model.validation_values(b["latents"].to(model.device), b["caption"], generator) for b in batches]
     return float(torch.cat(values).mean())
 
 
-def train_starflow(model: StarFlowV, train_batches: Iterator[dict[str, Any]], val_batches: list[dict[str, Any]],
-                   config: TrainConfig, *, checkpoint: Path | None = None, resume: bool = False,
-                   progress: bool = True, on_log: Callable[[dict[str, float]], None] | None = None) -> dict[str, Any]:
-    """Train ``model`` in place; returns the history and the EMA model's final validation bits/dim."""
+def train_model(model: nn.Module, train_batches: Iterator[dict[str, Any]], val_batches: list[dict[str, Any]],
+                config: TrainConfig, *, checkpoint: Path | None = None, resume: bool = False,
+                progress: bool = True, on_log: Callable[[dict[str, float]], None] | None = None) -> dict[str, Any]:
+    """Train ``model`` in place; returns the history and the EMA model's final validation value.
+
+    The model names its trainable ``parts()`` (each gets its own AdamW, DDP wrapper and gradient
+    clipping), computes and backpropagates its losses in ``training_step(latents, captions,
+    generator, modules)`` and scores held-out clips with ``validation_values`` (logged under
+    ``validation_name``).
+    """
     rank, world, device = distributed_setup()
     torch.manual_seed(config.seed)
     model.to(device)
-    flow_params = list(model.prior.parameters())
-    optimizers = {
-        "flow": torch.optim.AdamW(flow_params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay),
-        "denoiser": torch.optim.AdamW(model.denoiser.parameters(), lr=config.denoiser_lr, betas=config.betas,
-                                      weight_decay=config.weight_decay),
-    }
+    parts: dict[str, nn.Module] = model.parts()
+    base_lr = {name: config.denoiser_lr if name == "denoiser" else config.lr for name in parts}
+    optimizers = {name: torch.optim.AdamW(part.parameters(), lr=base_lr[name], betas=config.betas,
+                                          weight_decay=config.weight_decay) for name, part in parts.items()}
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
     step, history = 0, []
     if resume and checkpoint is not None and checkpoint.exists():
@@ -138,9 +156,9 @@ def train_starflow(model: StarFlowV, train_batches: Iterator[dict[str, Any]], va
         step, history = state["step"], state["history"]
         for _ in range(step):  # the batches a straight run would already have used
             next(train_batches)
-    flow_module = wrap_ddp(model.prior, device)
-    denoiser_module = wrap_ddp(model.denoiser, device)
-    bar = tqdm(total=config.steps, initial=step, desc="train starflow", disable=not progress or rank != 0)
+    modules = {name: wrap_ddp(part, device) for name, part in parts.items()}
+    first = next(iter(parts))
+    bar = tqdm(total=config.steps, initial=step, desc=f"train {type(model).__name__}", disable=not progress or rank != 0)
     started, tokens_seen = time.perf_counter(), 0
     while step < config.steps:
         model.train()
@@ -148,14 +166,13 @@ def train_starflow(model: StarFlowV, train_batches: Iterator[dict[str, Any]], va
         latents = batch["latents"].to(device)
         for name, opt in optimizers.items():
             for group in opt.param_groups:
-                group["lr"] = _lr_at(step, config, config.lr if name == "flow" else config.denoiser_lr)
+                group["lr"] = _lr_at(step, config, base_lr[name])
         for opt in optimizers.values():
             opt.zero_grad(set_to_none=True)
         # every step's random draws come from (seed, rank, step): a resumed run repeats a straight one
         generator = torch.Generator().manual_seed((config.seed * 1_000_003 + rank) * 1_000_003 + step)
-        losses = model.training_step(latents, batch["caption"], generator, flow_module, denoiser_module)
-        grad_norm = torch.nn.utils.clip_grad_norm_(flow_params, config.grad_clip)
-        torch.nn.utils.clip_grad_norm_(model.denoiser.parameters(), config.grad_clip)
+        losses = model.training_step(latents, batch["caption"], generator, modules)
+        norms = {name: torch.nn.utils.clip_grad_norm_(part.parameters(), config.grad_clip) for name, part in parts.items()}
         for opt in optimizers.values():
             opt.step()
         ema.update_parameters(model)
@@ -165,12 +182,10 @@ def train_starflow(model: StarFlowV, train_batches: Iterator[dict[str, Any]], va
         record = None
         if step % config.log_every == 0 or step == config.steps:
             elapsed = time.perf_counter() - started
-            record = {"step": step, "flow_loss": losses["flow_loss"], "denoiser_loss": losses["denoiser_loss"],
-                      "train_bits_per_dim": losses["bits_per_dim"], "grad_norm": grad_norm.item(),
-                      "tokens_per_second": tokens_seen / elapsed}
+            record = {"step": step, **losses, "grad_norm": norms[first].item(), "tokens_per_second": tokens_seen / elapsed}
         if rank == 0 and val_batches and (step % config.val_every == 0 or step == config.steps):
             record = record or {"step": step}
-            record["val_bits_per_dim"] = validation_bits_per_dim(ema.module, val_batches)
+            record[model.validation_name] = validate(ema.module, val_batches)
         if record is not None and rank == 0:
             history.append(record)
             bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k != "step"})
@@ -182,6 +197,5 @@ def train_starflow(model: StarFlowV, train_batches: Iterator[dict[str, Any]], va
     if world > 1:
         dist.barrier()
     model.load_state_dict(ema.module.state_dict())
-    final = {"history": history, "steps": step, "world_size": world,
-             "val_bits_per_dim": history[-1].get("val_bits_per_dim") if history else None}
-    return final
+    last = next((h[model.validation_name] for h in reversed(history) if model.validation_name in h), None)
+    return {"history": history, "steps": step, "world_size": world, model.validation_name: last}

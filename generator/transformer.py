@@ -52,8 +52,9 @@ class Attention(nn.Module):
             cache.k[layer, :, :, start:start + n] = k
             cache.v[layer, :, :, start:start + n] = v
             keys, values = cache.k[layer, :, :, :start + n], cache.v[layer, :, :, :start + n]
-            # chunk queries see the whole cached prefix and, causally, their own chunk
-            allowed = None if n == 1 else torch.ones(n, start + n, dtype=torch.bool, device=x.device).tril(diagonal=start)
+            # chunk queries see the whole cached prefix and their own chunk, causally unless told otherwise
+            causal_chunk = causal and n > 1
+            allowed = torch.ones(n, start + n, dtype=torch.bool, device=x.device).tril(diagonal=start) if causal_chunk else None
             out = F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed)
         return self.proj(out.transpose(1, 2).reshape(b, n, -1))
 

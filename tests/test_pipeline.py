@@ -11,7 +11,7 @@ from generator.autoencoder import AutoencoderConfig, VideoAutoencoder
 from generator.pipeline import file_sha256
 from generator.train import TrainConfig
 from vbench_flow.data.shapes import ShapesWorld
-from vbench_flow.training import StarFlowRecipe, train_starflow_on_shapes
+from vbench_flow.training import ShapesRecipe, train_on_shapes
 
 TINY_MODEL = {"flow": {"shallow_blocks": 1, "shallow_depth": 1, "shallow_width": 16, "deep_depth": 1, "deep_width": 32, "heads": 2},
               "text": {"width": 16, "depth": 1, "heads": 2}, "denoiser": {"width": 16, "depth": 1, "heads": 2}}
@@ -24,9 +24,9 @@ def exported(tmp_path_factory):
     torch.manual_seed(0)
     vae = VideoAutoencoder(AutoencoderConfig(latent_channels=4, base_channels=8))
     vae.save(folder / "vae-tiny.pt")
-    recipe = StarFlowRecipe(autoencoder=str(folder / "vae-tiny.pt"), frames=9, size=32, pool_clips=8, val_clips=4,
+    recipe = ShapesRecipe(autoencoder=str(folder / "vae-tiny.pt"), frames=9, size=32, pool_clips=8, val_clips=4,
                             batch_size=4, **TINY_MODEL)
-    info = train_starflow_on_shapes(recipe, TrainConfig(steps=3, val_every=3, log_every=1, warmup_steps=1),
+    info = train_on_shapes(recipe, TrainConfig(steps=3, val_every=3, log_every=1, warmup_steps=1),
                                     out=folder / "flow.pt", checkpoint=folder / "flow.train.pt", progress=False)
     return folder, info
 
@@ -219,3 +219,70 @@ def test_vbf_sample_t2v_i2v_and_mistakes(exported, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["sample", "--model", "no-such-model", "--prompt", "x"])
     assert info.value.code == 4 and "no shipped checkpoint named 'no-such-model'" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def diffusion_exports(exported):
+    """Both tiny diffusion baselines trained a few steps on the same autoencoder and data as the flow."""
+    folder, _ = exported
+    infos = {}
+    for kind in ("ar", "bidir"):
+        recipe = ShapesRecipe(model=f"{kind}-diffusion", autoencoder=str(folder / "vae-tiny.pt"), frames=9, size=32,
+                              pool_clips=8, val_clips=4, batch_size=4, **TINY_MODEL)
+        infos[kind] = train_on_shapes(recipe, TrainConfig(steps=3, val_every=3, log_every=1, warmup_steps=1),
+                                      out=folder / f"{kind}.pt", checkpoint=folder / f"{kind}.train.pt", progress=False)
+    return folder, infos
+
+
+def test_diffusion_baselines_export_load_sample_and_bound(diffusion_exports):
+    from generator.pipeline import DiffusionPipeline
+
+    folder, infos = diffusion_exports
+    for kind, info in infos.items():
+        assert np.isfinite(info["val_loss"]) and np.isfinite(info["val_bits_per_dim_bound"])
+        pipe = generator.load(folder / f"{kind}.pt")
+        assert isinstance(pipe, DiffusionPipeline) and pipe.model.config.causal == (kind == "ar")
+        assert pipe.info()["likelihood"].startswith("upper bound")
+        captions = ["a red circle bouncing on a black background"]
+        for sampler in ("few_step", "euler"):
+            video = pipe.sample(captions, 17, seed=2, sampler=sampler, steps=3)
+            assert video.shape == (1, 17, 32, 32, 3) and np.array_equal(video, pipe.sample(captions, 17, seed=2, sampler=sampler, steps=3))
+        assert pipe.last_sampling["denoising_steps"] == 3 and pipe.last_sampling["network_evaluations"] > 0
+        clip = ShapesWorld("test", size=32).clip(0, 9)
+        assert np.isfinite(pipe.bits_per_dim(clip.frames[None], [clip.caption])[0])
+        i2v = pipe.sample([clip.caption], 9, seed=0, condition_frames=clip.frames[None, :1], steps=2)
+        assert np.array_equal(i2v[:, :1], pipe.decode(pipe.encode(clip.frames[None, :1]), 1))
+
+
+def test_diffusion_model_type_in_a_suite(diffusion_exports, tmp_path, capsys):
+    import json
+
+    from vbench_flow.cli import main
+
+    folder, _ = diffusion_exports
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"""
+name: baselines
+data: {{type: shapes, size: 32, fps: 8}}
+clip_seconds: [2]
+tasks: [t2v, v2v]
+v2v_frames: 5
+prompts: {{source: data, split: test, count: 1}}
+models:
+  - {{name: ar, type: diffusion, checkpoint: "{folder / 'ar.pt'}", sampler: {{sampler: few_step, sink: true}}}}
+  - {{name: bidir, type: diffusion, checkpoint: "{folder / 'bidir.pt'}", sampler: {{steps: 4}}}}
+  - {{name: wrong, type: diffusion, checkpoint: "{folder / 'flow.pt'}"}}
+metrics:
+  - {{name: flicker}}
+  - {{name: frames_per_second}}
+  - {{name: network_evaluations, models: [ar, bidir]}}
+""")
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(suite), "--runs-dir", str(tmp_path / "runs"), "--run-id", "d", "--quiet"])
+    assert info.value.code == 2  # the mislabelled checkpoint fails its own units only
+    lines = [json.loads(line) for line in (tmp_path / "runs" / "d" / "samples.jsonl").read_text().splitlines()]
+    ok = [r for r in lines if r["status"] == "ok"]
+    assert {(r["model"], r["task"]) for r in ok} == {("ar", "t2v"), ("ar", "v2v"), ("bidir", "t2v"), ("bidir", "v2v")}
+    assert all(r["num_frames"] == 17 and r["metrics"]["network_evaluations"] > 0 for r in ok)
+    wrong = [r for r in lines if r["model"] == "wrong"]
+    assert wrong and all("not a diffusion model" in r["error"] for r in wrong)

@@ -14,7 +14,7 @@ from generator.denoiser import DenoiserConfig, frame_window_mask
 from generator.flow import FlowConfig
 from generator.starflow import StarFlowConfig, StarFlowV
 from generator.text import TextConfig, TextEncoder, build_vocab
-from generator.train import TrainConfig, load_model, train_starflow
+from generator.train import TrainConfig, load_model, train_model
 
 CAPTIONS = ["a red circle bouncing", "a blue square orbiting", "a green star spinning"]
 
@@ -126,17 +126,17 @@ def _train(seed: int, steps: int, tmp_path=None, resume=False, checkpoint_every=
     config = TrainConfig(steps=steps, lr=3e-3, denoiser_lr=3e-3, warmup_steps=10, val_every=max(steps, 1), ema_decay=0.9,
                          checkpoint_every=checkpoint_every, log_every=10, seed=seed)
     ckpt = tmp_path / "ckpt.pt" if tmp_path else None
-    result = train_starflow(model, structured_batches(seed), val, config, checkpoint=ckpt, resume=resume, progress=False)
+    result = train_model(model, structured_batches(seed), val, config, checkpoint=ckpt, resume=resume, progress=False)
     return model, result
 
 
 def test_training_lowers_validation_bits_per_dim():
-    from generator.train import validation_bits_per_dim
+    from generator.train import validate
 
     torch.manual_seed(0)
     untrained = StarFlowV(tiny_config())
     val = [next(structured_batches(99, batch=16))]
-    before = validation_bits_per_dim(untrained, val)
+    before = validate(untrained, val)
     model, result = _train(seed=0, steps=150)
     after = result["val_bits_per_dim"]
     assert after < before - 0.5, (before, after)

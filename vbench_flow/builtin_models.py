@@ -243,15 +243,7 @@ class StarFlowGenerator:
         from generator.samplers import JacobiOptions
 
         options = StarFlowSamplerOptions.model_validate(sampler_opts)
-        trained_fps = self.pipeline.info().get("recipe", {}).get("fps")
-        if trained_fps and abs(trained_fps - fps) > 1e-9:
-            raise ConfigError(f"{self.pipeline.name} generates at {trained_fps:g} fps; the suite asks for {fps:g}",
-                              fix=f"set fps: {trained_fps:g} in the suite")
-        window = self.pipeline.model.config.flow.max_frames
-        if options.context_frames is not None and options.context_frames >= window:
-            raise ConfigError(f"context_frames {options.context_frames} leaves no room to generate: "
-                              f"{self.pipeline.name} sees {window} latent frames at a time",
-                              where="context_frames", fix=f"use 1..{window - 1}")
+        _check_latent_generator(self.pipeline, fps, options.context_frames, self.pipeline.model.config.flow.max_frames)
         jacobi = None if options.sampler == "sequential" else JacobiOptions(
             options.block_size, options.later_block_factor, options.tolerance, options.max_iters, options.warm_start)
         condition = None if condition_frames is None else np.stack(condition_frames)
@@ -266,6 +258,18 @@ class StarFlowGenerator:
 
     def info(self) -> dict[str, Any]:
         return {k: v for k, v in self.pipeline.info().items() if k != "history"}
+
+
+def _check_latent_generator(pipeline: Any, fps: float, context_frames: int | None, window: int) -> None:
+    """Mistakes any latent generator refuses: a frame rate it was not trained for, a context that fills its window."""
+    trained_fps = pipeline.info().get("recipe", {}).get("fps")
+    if trained_fps and abs(trained_fps - fps) > 1e-9:
+        raise ConfigError(f"{pipeline.name} generates at {trained_fps:g} fps; the suite asks for {fps:g}",
+                          fix=f"set fps: {trained_fps:g} in the suite")
+    if context_frames is not None and context_frames >= window:
+        raise ConfigError(f"context_frames {context_frames} leaves no room to generate: "
+                          f"{pipeline.name} sees {window} latent frames at a time",
+                          where="context_frames", fix=f"use 1..{window - 1}")
 
 
 def _starflow_checkpoint(ctx: BuildContext) -> str:
@@ -287,7 +291,11 @@ def _check_starflow(args: StarFlowArgs, ctx: BuildContext) -> list[str]:
 def _build_starflow(args: StarFlowArgs, ctx: BuildContext) -> StarFlowGenerator:
     import generator
 
-    return StarFlowGenerator(generator.load(_starflow_checkpoint(ctx), device=args.device))
+    pipeline = generator.load(_starflow_checkpoint(ctx), device=args.device)
+    if pipeline.model.kind != "starflow":
+        raise ConfigError(f"{ctx.checkpoint} is a {pipeline.model.kind} checkpoint, not a STARFlow-V model",
+                          fix=f"use type: {pipeline.model.kind} for it")
+    return StarFlowGenerator(pipeline)
 
 
 register_model(ModelType(
@@ -297,4 +305,77 @@ register_model(ModelType(
     build=_build_starflow,
     check=_check_starflow,
     sampler_model=StarFlowSamplerOptions,
+))
+
+
+# ---------------------------------------------------------------- diffusion: the baselines
+
+class DiffusionSamplerOptions(Args):
+    sampler: Literal["euler", "few_step"] = Field("euler", description="euler: Euler steps on the probability-flow "
+                                                  "ODE; few_step: timesteps 1000/750/500/250, re-noised between steps")
+    steps: int = Field(50, ge=1, le=1000, description="euler: number of steps")
+    shift: float | None = Field(None, gt=0, description="timestep shift (default 5 for few_step, 3 for euler)")
+    guidance: float = Field(0.0, ge=0, description="classifier-free guidance scale (0: conditional model)")
+    context_frames: int | None = Field(None, ge=1, description="latent frames re-read as context per window")
+    sink: bool = Field(False, description="causal model: keep the clip's first frame in every window (attention sink)")
+
+
+class DiffusionGenerator:
+    """The harness side of a diffusion baseline from ``generator.load``."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+
+    def generate(self, prompts: Sequence[str], seconds: float, fps: float, seed: int, task: str = "t2v",
+                 condition_frames: Sequence[np.ndarray] | None = None, **sampler_opts: Any) -> list[np.ndarray]:
+        options = DiffusionSamplerOptions.model_validate(sampler_opts)
+        config = self.pipeline.model.config
+        _check_latent_generator(self.pipeline, fps, options.context_frames, config.max_frames)
+        if options.sink and not config.causal:
+            raise ConfigError(f"{self.pipeline.name} is bidirectional; an attention sink needs the causal model",
+                              where="sink", fix="drop sink: true for this model")
+        condition = None if condition_frames is None else np.stack(condition_frames)
+        videos = self.pipeline.sample([str(p) for p in prompts], num_frames_for(seconds, fps), seed=seed,
+                                      guidance=options.guidance, sampler=options.sampler, steps=options.steps,
+                                      shift=options.shift, condition_frames=condition,
+                                      context_frames=options.context_frames, sink=options.sink)
+        return list(videos)
+
+    def generation_stats(self) -> dict[str, Any]:
+        return dict(self.pipeline.last_sampling)
+
+    def info(self) -> dict[str, Any]:
+        return {k: v for k, v in self.pipeline.info().items() if k != "history"}
+
+
+def _check_diffusion(args: StarFlowArgs, ctx: BuildContext) -> list[str]:
+    from generator import checkpoint_path
+
+    if not ctx.checkpoint:
+        return ["checkpoint: a diffusion model needs one (ar-diffusion-shapes64, bidir-diffusion-shapes64 or a .pt file)"]
+    try:
+        checkpoint_path(_starflow_checkpoint(ctx))
+    except FileNotFoundError as exc:
+        return [f"checkpoint: {exc}"]
+    return []
+
+
+def _build_diffusion(args: StarFlowArgs, ctx: BuildContext) -> DiffusionGenerator:
+    import generator
+
+    pipeline = generator.load(_starflow_checkpoint(ctx), device=args.device)
+    if pipeline.model.kind != "diffusion":
+        raise ConfigError(f"{ctx.checkpoint} is a {pipeline.model.kind} checkpoint, not a diffusion model",
+                          fix="use type: starflow for it")
+    return DiffusionGenerator(pipeline)
+
+
+register_model(ModelType(
+    name="diffusion",
+    summary="a latent diffusion baseline (checkpoint: ar-diffusion-shapes64, bidir-diffusion-shapes64 or a .pt file); "
+            "sampler: euler (steps) or few_step",
+    args_model=StarFlowArgs,
+    build=_build_diffusion,
+    check=_check_diffusion,
+    sampler_model=DiffusionSamplerOptions,
 ))

@@ -12,6 +12,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import Any, Callable
 
 import click
 
@@ -307,56 +308,100 @@ def train() -> None:
     """
 
 
-@train.command("starflow")
-@click.option("--autoencoder", default="vae-shapes64", show_default=True, help="Shipped name or .pt file of the frozen autoencoder.")
-@click.option("--frames", default=17, show_default=True, type=click.IntRange(5), help="Frames per training clip (1 + 4k).")
-@click.option("--steps", default=2000, show_default=True, type=click.IntRange(1))
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
-@click.option("--lr", default=5e-4, show_default=True, type=click.FloatRange(min=0, min_open=True))
-@click.option("--pool-clips", default=4096, show_default=True, type=click.IntRange(1), help="Training clips encoded once per process.")
-@click.option("--val-clips", default=64, show_default=True, type=click.IntRange(1), help="Validation clips (bits/dim).")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(0))
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="YAML with flow / text / denoiser overrides, noise_sigma, patch_size.")
-@click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("generator/checkpoints/starflow-v-shapes64.pt"),
-              show_default=True, help="The exported model (EMA weights, config, measurements).")
-@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
-              help="Training state for --resume (default: OUT with .train.pt).")
-@click.option("--resume", is_flag=True, help="Continue from --checkpoint.")
-@click.option("--threads", type=click.IntRange(1), default=None,
-              help="torch threads per process (1 is fastest on a shared 2-core machine).")
-def train_starflow_command(autoencoder: str, frames: int, steps: int, batch_size: int, lr: float, pool_clips: int,
-                           val_clips: int, seed: int, config_file: Path | None, out: Path, checkpoint: Path | None,
-                           resume: bool, threads: int | None) -> int:
-    """Train STARFlow-V (text encoder, global-local flow, denoiser) on shapes-world latents.
+def _training_options(default_out: str, config_help: str) -> Callable[[Callable], Callable]:
+    """The options every `vbf train` model shares."""
+    options = [
+        click.option("--autoencoder", default="vae-shapes64", show_default=True,
+                     help="Shipped name or .pt file of the frozen autoencoder."),
+        click.option("--frames", default=17, show_default=True, type=click.IntRange(5), help="Frames per training clip (1 + 4k)."),
+        click.option("--steps", default=2000, show_default=True, type=click.IntRange(1)),
+        click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1)),
+        click.option("--lr", default=5e-4, show_default=True, type=click.FloatRange(min=0, min_open=True)),
+        click.option("--pool-clips", default=4096, show_default=True, type=click.IntRange(1),
+                     help="Training clips encoded once per process."),
+        click.option("--val-clips", default=64, show_default=True, type=click.IntRange(1), help="Validation clips."),
+        click.option("--seed", default=0, show_default=True, type=click.IntRange(0)),
+        click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+                     help=config_help),
+        click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
+                     help=f"The exported model (EMA weights, config, measurements). [default: {default_out}]"),
+        click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+                     help="Training state for --resume (default: OUT with .train.pt)."),
+        click.option("--resume", is_flag=True, help="Continue from --checkpoint."),
+        click.option("--threads", type=click.IntRange(1), default=None,
+                     help="torch threads per process (1 is fastest on a shared 2-core machine)."),
+    ]
 
-    Writes OUT (EMA weights, config and measurements), its training state for --resume, and
-    OUT-samples.gif: generated clips beside real ones for validation captions.
-    """
+    def decorate(command: Callable) -> Callable:
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return decorate
+
+
+def _train_on_shapes(model: str, allowed_keys: set[str], *, autoencoder: str, frames: int, steps: int, batch_size: int,
+                     lr: float, pool_clips: int, val_clips: int, seed: int, config_file: Path | None, out: Path,
+                     checkpoint: Path | None, resume: bool, threads: int | None) -> dict:
     import torch
     import yaml
 
     if threads:
         torch.set_num_threads(threads)
     from generator.train import TrainConfig
-    from vbench_flow.training import StarFlowRecipe, train_starflow_on_shapes
+    from vbench_flow.training import ShapesRecipe, train_on_shapes
 
     if (frames - 1) % 4:
-        raise ConfigError(f"--frames must be 1 + 4k (e.g. 17, 33), got {frames}", where="vbf train starflow")
+        raise ConfigError(f"--frames must be 1 + 4k (e.g. 17, 33), got {frames}", where=f"vbf train {model}")
     overrides = yaml.safe_load(config_file.read_text()) if config_file else {}
-    unknown = set(overrides or {}) - {"flow", "text", "denoiser", "noise_sigma", "patch_size"}
+    unknown = set(overrides or {}) - allowed_keys
     if unknown:
-        raise ConfigError(f"unknown keys {sorted(unknown)}", where=str(config_file),
-                          fix="use flow, text, denoiser, noise_sigma, patch_size")
-    recipe = StarFlowRecipe(autoencoder=autoencoder, frames=frames, pool_clips=pool_clips, val_clips=val_clips,
-                            batch_size=batch_size, seed=seed, **(overrides or {}))
-    info = train_starflow_on_shapes(recipe, TrainConfig(steps=steps, lr=lr, denoiser_lr=lr, seed=seed), out=out,
-                                    checkpoint=checkpoint or out.with_suffix(".train.pt"), resume=resume)
+        raise ConfigError(f"unknown keys {sorted(unknown)}", where=str(config_file), fix=f"use {', '.join(sorted(allowed_keys))}")
+    recipe = ShapesRecipe(model=model, autoencoder=autoencoder, frames=frames, pool_clips=pool_clips, val_clips=val_clips,
+                          batch_size=batch_size, seed=seed, **(overrides or {}))
+    return train_on_shapes(recipe, TrainConfig(steps=steps, lr=lr, denoiser_lr=lr, seed=seed), out=out,
+                           checkpoint=checkpoint or out.with_suffix(".train.pt"), resume=resume)
+
+
+@train.command("starflow")
+@_training_options("generator/checkpoints/starflow-v-shapes64.pt", "YAML with flow / text / denoiser overrides, noise_sigma, patch_size.")
+def train_starflow_command(out: Path | None, **options: Any) -> int:
+    """Train STARFlow-V (text encoder, global-local flow, denoiser) on shapes-world latents.
+
+    Writes OUT (EMA weights, config and measurements), its training state for --resume, and
+    OUT-samples.gif: generated clips beside real ones for validation captions.
+    """
+    out = out or Path("generator/checkpoints/starflow-v-shapes64.pt")
+    info = _train_on_shapes("starflow", {"flow", "text", "denoiser", "noise_sigma", "patch_size"}, out=out, **options)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 validates and reports
         return 0
     click.echo(f"val bits/dim {info['val_bits_per_dim']:.4f} ({info['bits_per_dim_space']}); "
                f"{info['parameters']['total']:,} parameters; {info['train_seconds']:.0f} s training, "
                f"{info['tokens_per_second']:.0f} tokens/s; wrote {out}")
+    return 0
+
+
+@train.command("diffusion")
+@click.option("--kind", type=click.Choice(["ar", "bidir"]), required=True,
+              help="ar: autoregressive chunked diffusion (frame-causal, per-frame noise levels); "
+                   "bidir: bidirectional clip diffusion (full attention, one noise level per clip).")
+@_training_options("generator/checkpoints/{ar,bidir}-diffusion-shapes64.pt",
+                   "YAML with diffusion / flow (size) / text overrides, noise_sigma, patch_size.")
+def train_diffusion_command(kind: str, out: Path | None, **options: Any) -> int:
+    """Train a diffusion baseline on the same shapes-world latents, tokens and text encoder as the
+    flow, its transformer the size of the flow's deep block.
+
+    \b
+    Examples:
+      vbf train diffusion --kind ar --steps 8000 --threads 1
+      vbf train diffusion --kind bidir --steps 8000 --threads 1
+    """
+    out = out or Path(f"generator/checkpoints/{kind}-diffusion-shapes64.pt")
+    info = _train_on_shapes(f"{kind}-diffusion", {"diffusion", "flow", "text", "noise_sigma", "patch_size"}, out=out, **options)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    click.echo(f"val loss {info['val_loss']:.4f}; val bits/dim <= {info['val_bits_per_dim_bound']:.4f} "
+               f"({info['bits_per_dim_space']}, an upper bound); {info['parameters']['total']:,} parameters; "
+               f"{info['train_seconds']:.0f} s training, {info['tokens_per_second']:.0f} tokens/s; wrote {out}")
     return 0
 
 

@@ -1,6 +1,7 @@
 """Training the generators on the shapes world: data in, shipped checkpoint out.
 
-``generator/`` trains on any batches; this module supplies shapes-world batches. Clips are
+``generator/`` trains on any batches; this module supplies shapes-world batches, for the flow
+and for the diffusion baselines alike (same autoencoder, tokens, text encoder and data). Clips are
 encoded once by the frozen autoencoder into a pool of latent token grids (clips start at random
 times, so mid-video starts are in the data), then sampled with a seeded generator. Under
 ``torchrun`` every rank encodes its own pool (seed + rank) and rank 0 validates and exports.
@@ -22,16 +23,21 @@ from generator.denoiser import DenoiserConfig
 from generator.flow import FlowConfig
 from generator.pipeline import file_sha256
 from generator.starflow import StarFlowConfig, StarFlowV, latents_to_tokens
+from generator.video_diffusion import DiffusionConfig, VideoDiffusion
 from generator.text import TextConfig, build_vocab
-from generator.train import TrainConfig, distributed_setup, export_weights, train_starflow
+from generator.train import TrainConfig, distributed_setup, export_weights, train_model
 from vbench_flow.data.shapes import ShapesWorld
 from vbench_flow.data.torch_data import ShapesClips, ShapesStream, collate_clips
 
 
-@dataclass
-class StarFlowRecipe:
-    """Everything that decides a shapes-world STARFlow-V training run (recorded in the checkpoint)."""
+MODELS = ("starflow", "ar-diffusion", "bidir-diffusion")
 
+
+@dataclass
+class ShapesRecipe:
+    """Everything that decides a shapes-world training run (recorded in the checkpoint)."""
+
+    model: str = "starflow"            # one of MODELS
     autoencoder: str = "vae-shapes64"
     frames: int = 17                   # 1 + 4k video frames per training clip -> 1 + k latent frames
     size: int = 64
@@ -44,6 +50,7 @@ class StarFlowRecipe:
     flow: dict[str, Any] = field(default_factory=dict)       # FlowConfig overrides
     text: dict[str, Any] = field(default_factory=dict)       # TextConfig overrides
     denoiser: dict[str, Any] = field(default_factory=dict)   # DenoiserConfig overrides
+    diffusion: dict[str, Any] = field(default_factory=dict)  # DiffusionConfig overrides
     noise_sigma: float = 0.5
     patch_size: int = 2
 
@@ -69,31 +76,55 @@ def pool_batches(tokens: torch.Tensor, captions: list[str], batch_size: int, see
         yield {"latents": tokens[index], "caption": [captions[int(i)] for i in index]}
 
 
-def model_config(recipe: StarFlowRecipe, autoencoder: VideoAutoencoder) -> StarFlowConfig:
+def _geometry(recipe: ShapesRecipe, autoencoder: VideoAutoencoder) -> dict[str, int]:
+    """Token dimension, token grid and training length in latent frames, shared by every model."""
     channels, latent_frames, height, width = autoencoder.latent_shape(recipe.frames, recipe.size, recipe.size)
-    # 5,000 training captions use every word the world has (46 BPE tokens; 2,000 already do)
-    world = ShapesWorld("train", size=recipe.size, fps=recipe.fps)
-    text = TextConfig(**{"vocab": build_vocab(world.caption(i) for i in range(5_000)), **recipe.text})
     p = recipe.patch_size
     if height % p or width % p:
         raise ValueError(f"latent frames of {height}x{width} do not split into {p}x{p} patches")
-    flow = FlowConfig(**{"token_dim": channels * p * p, "frame_height": height // p, "frame_width": width // p,
-                         "max_frames": latent_frames, **recipe.flow})
-    denoiser = DenoiserConfig(**recipe.denoiser)
-    return StarFlowConfig(flow=flow, text=text, denoiser=denoiser, noise_sigma=recipe.noise_sigma, patch_size=p)
+    return {"token_dim": channels * p * p, "frame_height": height // p, "frame_width": width // p,
+            "max_frames": latent_frames}
 
 
-def train_starflow_on_shapes(recipe: StarFlowRecipe, train: TrainConfig, *, out: Path, checkpoint: Path,
-                             resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train STARFlow-V on the shapes world and export ``out``; returns the measurements."""
+def _text_config(recipe: ShapesRecipe) -> TextConfig:
+    # 5,000 training captions use every word the world has (46 BPE tokens; 2,000 already do)
+    world = ShapesWorld("train", size=recipe.size, fps=recipe.fps)
+    return TextConfig(**{"vocab": build_vocab(world.caption(i) for i in range(5_000)), **recipe.text})
+
+
+def model_config(recipe: ShapesRecipe, autoencoder: VideoAutoencoder) -> StarFlowConfig:
+    flow = FlowConfig(**{**_geometry(recipe, autoencoder), **recipe.flow})
+    return StarFlowConfig(flow=flow, text=_text_config(recipe), denoiser=DenoiserConfig(**recipe.denoiser),
+                          noise_sigma=recipe.noise_sigma, patch_size=recipe.patch_size)
+
+
+def diffusion_config(recipe: ShapesRecipe, autoencoder: VideoAutoencoder) -> DiffusionConfig:
+    """A baseline over the same tokens and text encoder, its transformer the size of the flow's deep block."""
+    flow = FlowConfig(**recipe.flow)
+    size = {"width": flow.deep_width, "depth": flow.deep_depth, "heads": flow.heads}
+    return DiffusionConfig(**{**_geometry(recipe, autoencoder), **size, "causal": recipe.model == "ar-diffusion",
+                              "text": _text_config(recipe), "patch_size": recipe.patch_size,
+                              "noise_sigma": recipe.noise_sigma, **recipe.diffusion})
+
+
+def build_model(recipe: ShapesRecipe, autoencoder: VideoAutoencoder) -> StarFlowV | VideoDiffusion:
+    if recipe.model not in MODELS:
+        raise ValueError(f"unknown model {recipe.model!r} (one of {', '.join(MODELS)})")
+    if recipe.model == "starflow":
+        return StarFlowV(model_config(recipe, autoencoder))
+    return VideoDiffusion(diffusion_config(recipe, autoencoder))
+
+
+def train_on_shapes(recipe: ShapesRecipe, train: TrainConfig, *, out: Path, checkpoint: Path,
+                    resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train ``recipe.model`` on the shapes world and export ``out``; returns the measurements."""
     from generator import checkpoint_path, shipped_name_or_path
 
     rank, world_size, _ = distributed_setup()
     autoencoder_file = checkpoint_path(recipe.autoencoder)
     autoencoder = VideoAutoencoder.load(autoencoder_file)
-    config = model_config(recipe, autoencoder)
     torch.manual_seed(recipe.seed)
-    model = StarFlowV(config)
+    model = build_model(recipe, autoencoder)
     stream = ShapesStream("train", recipe.frames, size=recipe.size, fps=recipe.fps, seed=recipe.seed, rank=rank,
                           max_start_seconds=recipe.max_start_seconds)
     started = time.perf_counter()
@@ -104,8 +135,8 @@ def train_starflow_on_shapes(recipe: StarFlowRecipe, train: TrainConfig, *, out:
                                             recipe.val_clips, "encode validation clips", recipe.patch_size)
     val = [{"latents": val_tokens[i:i + 32], "caption": val_captions[i:i + 32]} for i in range(0, len(val_captions), 32)]
     encode_seconds = time.perf_counter() - started
-    result = train_starflow(model, pool_batches(pool, captions, recipe.batch_size, recipe.seed * 7919 + rank), val,
-                            train, checkpoint=checkpoint, resume=resume, progress=progress)
+    result = train_model(model, pool_batches(pool, captions, recipe.batch_size, recipe.seed * 7919 + rank), val,
+                         train, checkpoint=checkpoint, resume=resume, progress=progress)
     train_seconds = time.perf_counter() - started - encode_seconds
     history = result["history"]
     info = {
@@ -113,17 +144,21 @@ def train_starflow_on_shapes(recipe: StarFlowRecipe, train: TrainConfig, *, out:
         "recipe": recipe.__dict__, "train_config": train.__dict__, "steps": result["steps"],
         "world_size": world_size, "train_seconds": round(train_seconds, 1), "encode_seconds": round(encode_seconds, 1),
         "tokens_per_second": next((h["tokens_per_second"] for h in reversed(history) if "tokens_per_second" in h), None),
-        "val_bits_per_dim": result["val_bits_per_dim"], "parameters": model.num_parameters(),
-        "bits_per_dim_space": f"latent (standardised, noise-augmented sigma={config.noise_sigma})",
+        model.validation_name: result[model.validation_name], "parameters": model.num_parameters(),
+        "bits_per_dim_space": f"latent (standardised, noise-augmented sigma={recipe.noise_sigma})",
         "history": history,
     }
+    if model.kind == "diffusion" and rank == 0:
+        generator = torch.Generator().manual_seed(1234)
+        bound = torch.cat([model.bits_per_dim(b["latents"], b["caption"], generator) for b in val])
+        info["val_bits_per_dim_bound"] = float(bound.mean())
     if rank == 0:
         export_weights(out, model, info)
         write_sample_grid(out, recipe)
     return info
 
 
-def write_sample_grid(checkpoint: Path, recipe: StarFlowRecipe, count: int = 8, seed: int = 0) -> Path:
+def write_sample_grid(checkpoint: Path, recipe: ShapesRecipe, count: int = 8, seed: int = 0) -> Path:
     """A GIF grid of samples for validation captions beside the real clips, next to the checkpoint."""
     import generator
     from vbench_flow.data.preview import make_grid
