@@ -1,0 +1,294 @@
+"""Fréchet Video Distance (Unterthiner et al. 2018).
+
+FVD is the Fréchet distance between two Gaussians fitted to I3D features of real and generated
+16-frame clips: ``||mu_r - mu_g||^2 + Tr(S_r + S_g - 2 (S_r S_g)^(1/2))``, in float64.
+
+Per-clip features are folded into :class:`FeatureStats`, whose state is sums (count, sum, sum of
+outer products, plus two higher-moment sums for Ledoit-Wolf), so shards merge exactly and the
+statistics of a reference set can be cached. The covariance estimator is an option because the
+references disagree: the original TF code divides by n-1 ("unbiased", the default), StyleGAN-V
+and content-debiased FVD divide by n ("biased"); "ledoit_wolf" shrinks the biased covariance
+towards a scaled identity, which helps below ~400 clips where the 400x400 covariance is singular.
+Every variant is named in :func:`metric_version` so values from different variants are never
+compared. FVD depends on n (it is biased upward for small n): store n with every value.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+import torch
+
+from metrics.i3d import InceptionI3d, preprocess_for_i3d
+from metrics.video import check_video
+
+HIGHER_IS_BETTER = False
+CLIP_FRAMES = 16
+ESTIMATORS = ("unbiased", "biased", "ledoit_wolf")
+
+
+def metric_version(*, estimator: str = "unbiased", mode: str = "stretch", sampling: str = "tf1",
+                   num_frames: int = CLIP_FRAMES) -> str:
+    """The version string of one FVD variant; values with different strings are not comparable."""
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    return (f"fvd/1 (i3d-k400 rgb logits time-mean, {num_frames}-frame clips, {mode} 224 {sampling}-bilinear, "
+            f"[-1,1], cov={estimator})")
+
+
+VERSION = metric_version()
+
+
+# ---------------------------------------------------------------- statistics
+
+
+@dataclass
+class FeatureStats:
+    """Mergeable sufficient statistics of a set of feature vectors, all float64.
+
+    ``total``/``outer`` give the mean and both plain covariance estimators; ``norm2_x`` (sum of
+    ||x||^2 x) and ``norm4`` (sum of ||x||^4) are what the Ledoit-Wolf shrinkage intensity needs
+    besides them, so that estimator is exact from sums too and no raw features are kept.
+    Covariances come from ``outer / n - mean mean^T``: float64 is ample for I3D logits, but
+    features with a mean far larger than their spread (|mean| / std > ~1e6) would lose precision.
+    """
+
+    dim: int | None = None
+    count: int = 0
+    total: np.ndarray | None = None      # (D,)   sum of x
+    outer: np.ndarray | None = None      # (D, D) sum of x x^T
+    norm2_x: np.ndarray | None = None    # (D,)   sum of ||x||^2 x
+    norm4: float = 0.0                   # sum of ||x||^4
+    extras: dict[str, Any] = field(default_factory=dict)  # free-form provenance (extractor, version)
+
+    def _ensure(self, dim: int) -> None:
+        if self.dim is None:
+            self.dim = dim
+            self.total, self.norm2_x = np.zeros(dim), np.zeros(dim)
+            self.outer = np.zeros((dim, dim))
+        elif dim != self.dim:
+            raise ValueError(f"feature dimension {dim} does not match these statistics ({self.dim})")
+
+    def update(self, features: np.ndarray | torch.Tensor) -> FeatureStats:
+        """Add a batch of feature vectors (N, D); returns self."""
+        if isinstance(features, torch.Tensor):
+            features = features.detach().cpu().numpy()
+        x = np.asarray(features, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] == 0:
+            raise ValueError(f"features: expected shape (N, D), got {tuple(x.shape)}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("features contain NaN or inf")
+        self._ensure(x.shape[1])
+        norm2 = np.einsum("nd,nd->n", x, x)
+        self.count += x.shape[0]
+        self.total += x.sum(axis=0)
+        self.outer += x.T @ x
+        self.norm2_x += norm2 @ x
+        self.norm4 += float(norm2 @ norm2)
+        return self
+
+    def merge(self, other: FeatureStats) -> FeatureStats:
+        """A new FeatureStats for the union of both sets (neither input is changed)."""
+        merged = FeatureStats(extras={**self.extras, **other.extras})
+        for part in (self, other):
+            if part.dim is None:
+                continue
+            merged._ensure(part.dim)
+            merged.count += part.count
+            merged.total += part.total
+            merged.outer += part.outer
+            merged.norm2_x += part.norm2_x
+            merged.norm4 += part.norm4
+        return merged
+
+    def _need(self, n: int, what: str) -> None:
+        if self.count < n:
+            raise ValueError(f"{what} needs at least {n} feature vectors (clips), got {self.count}")
+
+    def mean(self) -> np.ndarray:
+        self._need(1, "the mean")
+        return self.total / self.count
+
+    def _scatter(self) -> np.ndarray:
+        """sum over x of (x - mean)(x - mean)^T, symmetrised."""
+        mu = self.total / self.count
+        scatter = self.outer - self.count * np.outer(mu, mu)
+        return (scatter + scatter.T) / 2.0
+
+    def ledoit_wolf_shrinkage(self) -> float:
+        """The Ledoit-Wolf shrinkage intensity, as ``sklearn.covariance.ledoit_wolf_shrinkage``.
+
+        beta needs sum_k ||x_k - mean||^4, expanded here into the stored sums:
+        ||x - m||^2 = a - 2b + c with a = ||x||^2, b = x.m, c = ||m||^2.
+        """
+        self._need(2, "the Ledoit-Wolf covariance")
+        n, p = self.count, self.dim
+        mu_vec = self.total / n
+        emp_cov = self._scatter() / n
+        c = float(mu_vec @ mu_vec)
+        sum_a = float(np.trace(self.outer))
+        centred_norm4 = (self.norm4 + 4.0 * float(mu_vec @ self.outer @ mu_vec) + n * c * c
+                         - 4.0 * float(mu_vec @ self.norm2_x) + 2.0 * c * sum_a - 4.0 * c * float(mu_vec @ self.total))
+        trace = float(np.trace(emp_cov))
+        mu = trace / p
+        delta_ = float(np.sum(emp_cov ** 2))
+        beta = (centred_norm4 / n - delta_) / (p * n)
+        delta = (delta_ - 2.0 * mu * trace + p * mu * mu) / p
+        beta = min(beta, delta)
+        return 0.0 if beta <= 0.0 or delta <= 0.0 else beta / delta
+
+    def covariance(self, estimator: str = "unbiased") -> np.ndarray:
+        """(D, D) covariance: "unbiased" (/ (n-1), TF FVD), "biased" (/ n, StyleGAN-V) or
+        "ledoit_wolf" ((1 - s) * biased + s * tr(biased)/D * I, s from :meth:`ledoit_wolf_shrinkage`)."""
+        if estimator == "unbiased":
+            self._need(2, "a covariance")
+            return self._scatter() / (self.count - 1)
+        if estimator == "biased":
+            self._need(2, "a covariance")
+            return self._scatter() / self.count
+        if estimator == "ledoit_wolf":
+            emp_cov = self._scatter() / self.count
+            shrinkage = self.ledoit_wolf_shrinkage()
+            shrunk = (1.0 - shrinkage) * emp_cov
+            shrunk[np.diag_indices_from(shrunk)] += shrinkage * np.trace(emp_cov) / self.dim
+            return shrunk
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready state (lists of floats; float64 survives a JSON round trip exactly)."""
+        return {"dim": self.dim, "count": self.count,
+                "total": None if self.total is None else self.total.tolist(),
+                "outer": None if self.outer is None else self.outer.tolist(),
+                "norm2_x": None if self.norm2_x is None else self.norm2_x.tolist(),
+                "norm4": self.norm4, "extras": dict(self.extras)}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> FeatureStats:
+        stats = cls(extras=dict(state.get("extras", {})))
+        if state.get("dim") is not None:
+            stats._ensure(int(state["dim"]))
+            stats.count = int(state["count"])
+            stats.total = np.asarray(state["total"], dtype=np.float64)
+            stats.outer = np.asarray(state["outer"], dtype=np.float64)
+            stats.norm2_x = np.asarray(state["norm2_x"], dtype=np.float64)
+            stats.norm4 = float(state["norm4"])
+            if stats.total.shape != (stats.dim,) or stats.outer.shape != (stats.dim, stats.dim):
+                raise ValueError("FeatureStats.from_dict: array shapes do not match 'dim'")
+        return stats
+
+    @classmethod
+    def of(cls, features: np.ndarray | torch.Tensor) -> FeatureStats:
+        return cls().update(features)
+
+
+# ---------------------------------------------------------------- distance
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), in float64.
+
+    ``Tr sqrtm(sigma1 sigma2)`` uses scipy's Schur-based sqrtm; its result is real in exact
+    arithmetic (the product of two PSD matrices has non-negative eigenvalues), so a tiny
+    imaginary part is rounding and is dropped, while a large one means the inputs are not
+    valid covariances and raises. A singular product that makes sqrtm non-finite is retried
+    with 1e-6 added to both diagonals (as pytorch-fid does), with a warning.
+    """
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    d = mu1.shape[0]
+    if mu1.shape != (d,) or mu2.shape != (d,) or sigma1.shape != (d, d) or sigma2.shape != (d, d):
+        raise ValueError(f"frechet_distance: shapes do not agree: mu1 {mu1.shape}, sigma1 {sigma1.shape}, "
+                         f"mu2 {mu2.shape}, sigma2 {sigma2.shape}")
+    for name, value in (("mu1", mu1), ("sigma1", sigma1), ("mu2", mu2), ("sigma2", sigma2)):
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"frechet_distance: {name} contains NaN or inf")
+    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
+    if not np.all(np.isfinite(covmean)):
+        warnings.warn("frechet_distance: sqrtm(sigma1 sigma2) is not finite (singular product); "
+                      "retrying with 1e-6 added to both diagonals", RuntimeWarning, stacklevel=2)
+        offset = np.eye(d) * 1e-6
+        covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        largest = float(np.abs(covmean.imag).max())
+        if largest > 1e-3 * max(1.0, float(np.abs(covmean.real).max())):
+            raise ValueError(f"frechet_distance: sqrtm(sigma1 sigma2) has an imaginary part of {largest:.3g}; "
+                             "the covariances are probably not symmetric positive semi-definite")
+        covmean = covmean.real
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
+
+
+def fvd_from_features(real: np.ndarray | torch.Tensor | FeatureStats, fake: np.ndarray | torch.Tensor | FeatureStats,
+                      estimator: str = "unbiased") -> float:
+    """FVD between two sets given as per-clip features (N, D) or as FeatureStats."""
+    stats = [x if isinstance(x, FeatureStats) else FeatureStats.of(x) for x in (real, fake)]
+    for name, s in zip(("real", "fake"), stats):
+        if s.count < 2:
+            raise ValueError(f"{name}: FVD needs at least 2 clips for a covariance, got {s.count}")
+    if stats[0].dim != stats[1].dim:
+        raise ValueError(f"feature dimensions differ: real {stats[0].dim}, fake {stats[1].dim}")
+    return frechet_distance(stats[0].mean(), stats[0].covariance(estimator),
+                            stats[1].mean(), stats[1].covariance(estimator))
+
+
+# ---------------------------------------------------------------- videos
+
+
+def check_clips(videos: np.ndarray | Sequence[np.ndarray], *, num_frames: int = CLIP_FRAMES,
+                name: str = "videos") -> list[np.ndarray]:
+    """Validate a set of clips, each uint8 (num_frames, H, W, 3); returns them as a list.
+
+    Accepts one (N, T, H, W, 3) array or a sequence of (T, H, W, 3) arrays (sizes may differ,
+    every clip is resized). Exactly ``num_frames`` frames per clip: FVD_16 and FVD on other
+    lengths are different metrics, so longer videos must be cut into clips by the caller.
+    """
+    if isinstance(videos, np.ndarray):
+        if videos.ndim != 5:
+            raise ValueError(f"{name}: expected (N, T, H, W, 3) uint8 clips, got an array of shape {tuple(videos.shape)}")
+        clips = list(videos)
+    else:
+        clips = list(videos)
+    if not clips:
+        raise ValueError(f"{name}: no clips (FVD needs at least 2 per set; 2048 is the published convention)")
+    for i, clip in enumerate(clips):
+        check_video(clip, name=f"{name}[{i}]")
+        if clip.shape[0] < num_frames:
+            raise ValueError(f"{name}[{i}]: {clip.shape[0]} frames, too few: FVD uses clips of {num_frames} "
+                             "consecutive frames")
+        if clip.shape[0] > num_frames:
+            raise ValueError(f"{name}[{i}]: {clip.shape[0]} frames, expected exactly {num_frames}: cut longer "
+                             f"videos into {num_frames}-frame clips first (FVD on longer clips is a different metric)")
+    return clips
+
+
+def extract_features(videos: np.ndarray | Sequence[np.ndarray], detector: InceptionI3d, *,
+                     batch_size: int = 8, mode: str = "stretch", sampling: str = "tf1",
+                     num_frames: int = CLIP_FRAMES, name: str = "videos") -> np.ndarray:
+    """Per-clip I3D features (N, 400), float64, computed in batches on the detector's device."""
+    clips = check_clips(videos, num_frames=num_frames, name=name)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device = next(detector.parameters()).device
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(clips), batch_size):
+            batch = torch.cat([preprocess_for_i3d(clip[None], mode=mode, sampling=sampling)
+                               for clip in clips[start:start + batch_size]])
+            out.append(detector.features(batch.to(device)).double().cpu().numpy())
+    return np.concatenate(out)
+
+
+def fvd(real_videos: np.ndarray | Sequence[np.ndarray], fake_videos: np.ndarray | Sequence[np.ndarray],
+        detector: InceptionI3d, *, estimator: str = "unbiased", mode: str = "stretch", sampling: str = "tf1",
+        num_frames: int = CLIP_FRAMES, batch_size: int = 8) -> float:
+    """FVD between two sets of uint8 clips; name the variant with :func:`metric_version`."""
+    metric_version(estimator=estimator)  # validates the estimator before any compute
+    kwargs = {"batch_size": batch_size, "mode": mode, "sampling": sampling, "num_frames": num_frames}
+    real = extract_features(real_videos, detector, name="real_videos", **kwargs)
+    fake = extract_features(fake_videos, detector, name="fake_videos", **kwargs)
+    return fvd_from_features(real, fake, estimator=estimator)
