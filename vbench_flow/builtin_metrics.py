@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 from pydantic import Field
 
-from metrics import flicker, throughput
+from metrics import flicker, throughput, warping
+from vbench_flow.errors import ConfigError
 from vbench_flow.registry import Args, MetricType, SampleContext, SampleScore, register_metric
 
 
@@ -83,3 +84,35 @@ _cost_metric("speedup_vs_sequential", "sequential seconds / this sampler's secon
              "(needs check_against_sequential)", True, lambda g, ctx, video: throughput.speedup(g))
 _cost_metric("latent_max_abs_diff", "max |latent - sequential latent| on the same noise (needs check_against_sequential)",
              False, lambda g, ctx, video: float(g["max_abs_latent_difference"]))
+
+
+# ---------------------------------------------------------------- warping error
+
+class WarpingArgs(Args):
+    estimator: Literal["farneback", "dis", "raft"] = Field("farneback", description="optical flow: OpenCV Farneback "
+                                                           "or DIS, or torchvision RAFT (local weights needed)")
+
+
+class WarpingScorer:
+    def __init__(self, args: WarpingArgs) -> None:
+        try:
+            self.estimator = warping.get_estimator(args.estimator if args.estimator != "raft" else warping.raft_flow())
+        except FileNotFoundError as exc:
+            raise ConfigError(str(exc), where="warping_error.args.estimator",
+                              fix="place the RAFT weights there, or use estimator: farneback") from None
+        self.extractor = f"optical flow: {self.estimator.name}"
+        self.version = warping.metric_version(self.estimator)
+
+    def score(self, video: np.ndarray, ctx: SampleContext) -> SampleScore:
+        errors = warping.warping_error_per_pair(video, self.estimator)
+        # pair t -> t+1 is placed at the time of frame t
+        return SampleScore(value=errors.mean, series=[(t / ctx.fps, float(v)) for t, v in enumerate(errors.values)])
+
+
+register_metric(MetricType(
+    name="warping_error",
+    summary="Lai et al. 2018: mean over frame pairs of the occlusion-masked squared error of frame t+1 warped to t",
+    args_model=WarpingArgs,
+    higher_is_better=warping.HIGHER_IS_BETTER,
+    build=WarpingScorer,
+))

@@ -1,0 +1,365 @@
+"""Warping error (Lai et al., ECCV 2018, "Learning Blind Video Temporal Consistency").
+
+For each consecutive pair, frame t+1 is warped back to frame t with the forward flow t->t+1
+(``warp(V_{t+1})(x) = V_{t+1}(x + f(x))``, bilinear, coordinates clamped to the image) and
+compared with frame t on the pixels that are visible in both::
+
+    E_pair = sum_i M(i) ||V_t(i) - warp(V_{t+1})(i)||^2 / sum_i M(i)        RGB in [0, 1]
+    E_warp = mean over the T-1 pairs of E_pair
+
+The mask sum counts all 3 channels (so E_pair is the mean squared difference over visible
+pixel-channels); when nothing is visible it is H*W*3, as in Lai's evaluation code, and the pair
+then contributes 0 (``WarpingErrors.visible_fraction`` shows such pairs). The non-occlusion
+mask M is Ruder et al. (2016)'s, as Lai's code computes it; a pixel of frame t is occluded when
+
+1. forward-backward check: ``|f + b~|^2 > 0.01 (|f|^2 + |b~|^2) + 0.5``, where
+   ``b~(x) = b(x + f(x))`` is the backward flow t+1->t warped into frame t; or
+2. motion boundary: ``|grad u|^2 + |grad v|^2 > 0.01 |f|^2 + 0.002`` for f = (u, v),
+   with forward differences (zero in the last row/column).
+
+Flow is estimated, so the value depends on the estimator: the paper used FlowNet2, EvalCrafter
+uses RAFT (and divides by pixels, not pixel-channels: 3x this value). The weight-free OpenCV
+estimators (Farneback, the default, and DIS) run anywhere; torchvision's RAFT is used only from
+local weights. Every result and version string names its estimator, and values from different
+estimators must never be compared.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from metrics.video import check_video
+
+HIGHER_IS_BETTER = False
+DEFINITION = "lai2018-warping-error/1"
+
+# Ruder et al. 2016 occlusion constants, as in Lai et al.'s detect_occlusion.
+FB_RELATIVE = 0.01
+FB_ABSOLUTE = 0.5
+BOUNDARY_RELATIVE = 0.01
+BOUNDARY_ABSOLUTE = 0.002
+
+# OpenCV's reference Farneback parameters (samples/python/opt_flow.py).
+FARNEBACK_PARAMS = {"pyr_scale": 0.5, "levels": 3, "winsize": 15, "iterations": 3, "poly_n": 5,
+                    "poly_sigma": 1.2, "flags": 0}
+DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+               "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+
+RAFT_WEIGHTS = "torchvision Raft_Large_Weights.C_T_SKHT_V2"
+RAFT_FILENAME = "raft_large_C_T_SKHT_V2-ff5fadd5.pth"
+RAFT_URL = f"https://download.pytorch.org/models/{RAFT_FILENAME}"
+DEFAULT_RAFT_PATH = Path.home() / ".cache" / "vbench-flow" / RAFT_FILENAME
+RAFT_UPDATES = 12  # torchvision's default number of recurrent refinements
+RAFT_MIN_SIDE = 128  # torchvision's RAFT refuses smaller inputs (its correlation pyramid needs 16 px at 1/8)
+
+FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+# ---------------------------------------------------------------- flow estimators
+
+
+@dataclass(frozen=True)
+class FlowEstimator:
+    """A named optical-flow estimator.
+
+    ``estimator(a, b)`` takes two uint8 RGB frames (H, W, 3) and returns the float32 flow a->b,
+    shape (H, W, 2) as (dx, dy), such that ``a(x) ~ b(x + flow(x))`` (what :func:`warp` expects).
+    ``name`` says which estimator and settings; it goes into every result.
+    """
+
+    name: str
+    estimate: FlowFn
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        flow = np.asarray(self.estimate(a, b), dtype=np.float32)
+        if flow.shape != (*a.shape[:2], 2):
+            raise ValueError(f"{self.name} returned flow of shape {flow.shape}, expected {(*a.shape[:2], 2)}")
+        return flow
+
+
+def _gray(frame: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
+
+
+def _farneback_name() -> str:
+    return "opencv-farneback(" + ",".join(f"{k}={v}" for k, v in FARNEBACK_PARAMS.items()) + ", gray)"
+
+
+def farneback_flow() -> FlowEstimator:
+    """OpenCV Farneback on grayscale frames with OpenCV's reference parameters (the default)."""
+    p = FARNEBACK_PARAMS
+
+    def estimate(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return cv2.calcOpticalFlowFarneback(_gray(a), _gray(b), None, p["pyr_scale"], p["levels"], p["winsize"],
+                                            p["iterations"], p["poly_n"], p["poly_sigma"], p["flags"])
+
+    return FlowEstimator(_farneback_name(), estimate)
+
+
+def dis_flow(preset: str = "medium") -> FlowEstimator:
+    """OpenCV DIS (dense inverse search) on grayscale frames; ``preset`` as in OpenCV."""
+    if preset not in DIS_PRESETS:
+        raise ValueError(f"DIS preset must be one of {sorted(DIS_PRESETS)}, got {preset!r}")
+
+    def estimate(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        # A fresh object per call: DIS keeps state between calls and is not thread-safe.
+        return cv2.DISOpticalFlow_create(DIS_PRESETS[preset]).calc(_gray(a), _gray(b), None)
+
+    return FlowEstimator(f"opencv-dis(preset={preset}, gray)", estimate)
+
+
+def _raft_name(num_flow_updates: int) -> str:
+    return (f"torchvision-raft_large({RAFT_WEIGHTS}, {num_flow_updates} updates, "
+            f"sides < {RAFT_MIN_SIDE} px upscaled by an integer factor)")
+
+
+def _raft_candidates() -> list[Path]:
+    """Where :func:`raft_flow` looks: our cache, then the file torchvision itself would have cached."""
+    import torch.hub
+
+    return [DEFAULT_RAFT_PATH, Path(torch.hub.get_dir()) / "checkpoints" / RAFT_FILENAME]
+
+
+def raft_flow(weights_path: str | Path | None = None, *, num_flow_updates: int = RAFT_UPDATES,
+              device: str = "cpu") -> FlowEstimator:
+    """torchvision's RAFT-large from a local weights file; nothing is ever downloaded.
+
+    ``weights_path`` defaults to the first existing of ``DEFAULT_RAFT_PATH`` and torch hub's
+    checkpoint cache. Frames are scaled to [-1, 1] (torchvision's OpticalFlow preset) and padded
+    by edge replication to multiples of 8, which RAFT needs; the flow is cropped back. Frames with
+    a side under 128 px (the 64x64 shapes world) are first upscaled bilinearly by the smallest
+    integer factor k reaching 128, and the flow is block-averaged back and divided by k.
+    """
+    candidates = [Path(weights_path).expanduser()] if weights_path is not None else _raft_candidates()
+    path = next((c for c in candidates if c.is_file()), None)
+    if path is None:
+        raise FileNotFoundError(
+            f"RAFT weights not found at {' or '.join(str(c) for c in candidates)}. Save {RAFT_FILENAME} "
+            f"({RAFT_WEIGHTS}) there (or pass raft_flow the path where it is); it comes from {RAFT_URL} "
+            "(the 8 hex digits in the name are the start of its sha256). Nothing is downloaded automatically; "
+            "the weight-free estimators 'farneback' and 'dis' need no file.")
+    if num_flow_updates < 1:
+        raise ValueError(f"num_flow_updates must be >= 1, got {num_flow_updates}")
+    return FlowEstimator(_raft_name(num_flow_updates), _raft_estimate_fn(str(path), num_flow_updates, device))
+
+
+@functools.lru_cache(maxsize=2)
+def _raft_estimate_fn(path: str, num_flow_updates: int, device: str) -> FlowFn:
+    """Load once per (file, updates, device): building RAFT and reading 20 MB per video would dominate."""
+    import torch
+    import torch.nn.functional as F
+    from torchvision.models.optical_flow import raft_large
+
+    model = raft_large(weights=None, progress=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state, strict=True)
+    except Exception as error:  # re-raised with the file and the expected weights named
+        raise ValueError(f"{path} is not a raft_large state dict ({type(error).__name__}: {str(error)[:300]}); "
+                         f"use {RAFT_FILENAME} from {RAFT_URL}") from error
+    model = model.eval().to(device)
+
+    def to_tensor(frame: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float().to(device)
+        h, w = frame.shape[:2]
+        x = F.pad(x, (0, -w % 8, 0, -h % 8), mode="replicate")
+        return x / 127.5 - 1.0
+
+    def estimate(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        h, w = a.shape[:2]
+        k = -(-RAFT_MIN_SIDE // min(h, w))  # ceil; 1 when the frames are large enough
+        if k > 1:
+            a, b = (cv2.resize(f, (w * k, h * k), interpolation=cv2.INTER_LINEAR) for f in (a, b))
+        with torch.inference_mode():
+            flows = model(to_tensor(a), to_tensor(b), num_flow_updates=num_flow_updates)
+        flow = flows[-1][0, :, :h * k, :w * k].permute(1, 2, 0).cpu().numpy()
+        # With centre-aligned resizing, original pixel x sits at the centre of up-pixels kx..kx+k-1.
+        return flow if k == 1 else cv2.resize(flow, (w, h), interpolation=cv2.INTER_AREA) / k
+
+    return estimate
+
+
+ESTIMATORS: dict[str, Callable[[], FlowEstimator]] = {"farneback": farneback_flow, "dis": dis_flow, "raft": raft_flow}
+_ESTIMATOR_NAMES = {"farneback": _farneback_name(), "dis": "opencv-dis(preset=medium, gray)",
+                    "raft": _raft_name(RAFT_UPDATES)}
+
+
+def get_estimator(estimator: str | FlowEstimator) -> FlowEstimator:
+    """A :class:`FlowEstimator` by name ("farneback", "dis", "raft" from local weights) or as given."""
+    if isinstance(estimator, FlowEstimator):
+        return estimator
+    if not isinstance(estimator, str) or estimator not in ESTIMATORS:
+        raise ValueError(f"unknown flow estimator {estimator!r}; use one of {sorted(ESTIMATORS)} "
+                         "or a FlowEstimator (e.g. raft_flow(path), dis_flow('fast'))")
+    return ESTIMATORS[estimator]()
+
+
+def estimator_name(estimator: str | FlowEstimator) -> str:
+    """The name results carry, without building the estimator (no RAFT weights needed)."""
+    if isinstance(estimator, FlowEstimator):
+        return estimator.name
+    if not isinstance(estimator, str) or estimator not in _ESTIMATOR_NAMES:
+        return get_estimator(estimator).name  # raises the ValueError for unknown names
+    return _ESTIMATOR_NAMES[estimator]
+
+
+def _version(flow_name: str) -> str:
+    return (f"{DEFINITION} (RGB [0,1], squared error / visible pixel-channels, backward bilinear warp with "
+            f"border clamp, occlusion fb {FB_RELATIVE}/{FB_ABSOLUTE} + motion boundary "
+            f"{BOUNDARY_RELATIVE}/{BOUNDARY_ABSOLUTE}; flow={flow_name})")
+
+
+def metric_version(estimator: str | FlowEstimator = "farneback") -> str:
+    """Version string of the metric with one estimator; different strings are not comparable."""
+    return _version(estimator_name(estimator))
+
+
+VERSION = metric_version()
+
+
+# ---------------------------------------------------------------- warping and occlusion
+
+
+def _check_flow(flow: object, shape: tuple[int, int], name: str = "flow") -> np.ndarray:
+    if not isinstance(flow, np.ndarray) or flow.dtype not in (np.float32, np.float64):
+        raise ValueError(f"{name}: expected a float32/float64 numpy array (H, W, 2), "
+                         f"got {getattr(flow, 'dtype', type(flow).__name__)}")
+    if flow.shape != (*shape, 2):
+        raise ValueError(f"{name}: expected shape {(*shape, 2)} (dx, dy per pixel), got {tuple(flow.shape)}")
+    if not np.isfinite(flow).all():
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    return flow
+
+
+def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """Backward warp: ``out(y, x) = image(y + flow[y, x, 1], x + flow[y, x, 0])``.
+
+    Bilinear, with the sampling coordinates clamped to the image (border replication), which is
+    ``grid_sample(padding_mode="border", align_corners=True)`` and FlowNet2's Resample2d that
+    Lai et al. used. ``image`` is float32/float64, (H, W) or (H, W, C); the result has its dtype.
+    """
+    if not isinstance(image, np.ndarray) or image.dtype not in (np.float32, np.float64):
+        raise ValueError(f"warp: image must be a float32/float64 numpy array, got "
+                         f"{getattr(image, 'dtype', type(image).__name__)}; convert uint8 frames with x / 255.0")
+    if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"warp: image must be a non-empty (H, W) or (H, W, C) array, got {image.shape}")
+    h, w = image.shape[:2]
+    flow = _check_flow(flow, (h, w))
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    x = np.clip(xs + flow[..., 0], 0, w - 1)
+    y = np.clip(ys + flow[..., 1], 0, h - 1)
+    x0, y0 = np.floor(x).astype(np.intp), np.floor(y).astype(np.intp)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    ax, ay = x - x0, y - y0
+    if image.ndim == 3:
+        ax, ay = ax[..., None], ay[..., None]
+    src = image.astype(np.float64, copy=False)
+    top = src[y0, x0] * (1 - ax) + src[y0, x1] * ax
+    bottom = src[y1, x0] * (1 - ax) + src[y1, x1] * ax
+    return (top * (1 - ay) + bottom * ay).astype(image.dtype, copy=False)
+
+
+def _squared_norm(flow: np.ndarray) -> np.ndarray:
+    return flow[..., 0].astype(np.float64) ** 2 + flow[..., 1].astype(np.float64) ** 2
+
+
+def forward_backward_occlusion(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
+    """True where ``|f + b~|^2 > 0.01 (|f|^2 + |b~|^2) + 0.5``, with ``b~ = warp(backward, forward)``.
+
+    A pixel whose forward motion is not undone by the backward motion found where it lands was
+    not visible in the next frame (or the flow is wrong there); either way it is not compared.
+    """
+    shape = forward.shape[:2] if isinstance(forward, np.ndarray) else ()
+    forward = _check_flow(forward, shape, "forward flow")
+    backward = _check_flow(backward, shape, "backward flow")
+    warped = warp(backward.astype(np.float64), forward)
+    threshold = FB_RELATIVE * (_squared_norm(forward) + _squared_norm(warped)) + FB_ABSOLUTE
+    return _squared_norm(forward + warped) > threshold
+
+
+def motion_boundary(forward: np.ndarray) -> np.ndarray:
+    """True where ``|grad u|^2 + |grad v|^2 > 0.01 |f|^2 + 0.002`` (forward differences, zero at the
+    last row/column, as in Lai et al.'s compute_flow_gradients): flow is unreliable at motion edges."""
+    forward = _check_flow(forward, forward.shape[:2] if isinstance(forward, np.ndarray) else (), "forward flow")
+    f = forward.astype(np.float64)
+    grad = np.zeros(f.shape[:2])
+    dx = f[:, 1:] - f[:, :-1]
+    dy = f[1:, :] - f[:-1, :]
+    grad[:, :-1] += (dx ** 2).sum(axis=-1)
+    grad[:-1, :] += (dy ** 2).sum(axis=-1)
+    return grad > BOUNDARY_RELATIVE * _squared_norm(f) + BOUNDARY_ABSOLUTE
+
+
+def occlusion_mask(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
+    """Occluded pixels of frame t (bool, H x W): forward-backward inconsistent or on a motion boundary."""
+    return forward_backward_occlusion(forward, backward) | motion_boundary(forward)
+
+
+def masked_warp_error(frame: np.ndarray, next_frame: np.ndarray, forward: np.ndarray,
+                      visible: np.ndarray) -> float:
+    """One pair's error: squared RGB difference in [0, 1] between ``frame`` and ``next_frame`` warped
+    back by ``forward``, summed over visible pixels and channels, divided by their count
+    (H*W*3 when nothing is visible, as in Lai's code). Frames are uint8 (H, W, 3)."""
+    current = frame.astype(np.float64) / 255.0
+    warped = warp(next_frame.astype(np.float64) / 255.0, forward)
+    weight = np.broadcast_to(np.asarray(visible, dtype=np.float64)[..., None], current.shape)
+    count = weight.sum() or float(current.size)
+    return float((weight * (current - warped) ** 2).sum() / count)
+
+
+# ---------------------------------------------------------------- the metric
+
+
+@dataclass(frozen=True)
+class WarpingErrors:
+    """Per-pair warping errors of one video (pair t compares frames t and t+1), named by estimator."""
+
+    values: np.ndarray            # (T-1,) E_pair
+    visible_fraction: np.ndarray  # (T-1,) share of frame t's pixels in the mask; 0 means E_pair = 0 by convention
+    estimator: str
+    version: str
+
+    @property
+    def mean(self) -> float:
+        """E_warp: the mean over pairs."""
+        return float(self.values.mean())
+
+
+def warping_error_from_flows(frames: np.ndarray, forward_flows: np.ndarray, backward_flows: np.ndarray,
+                             *, estimator: str = "given flows") -> WarpingErrors:
+    """Per-pair errors with the flows supplied: ``forward_flows[t]`` is t->t+1, ``backward_flows[t]``
+    t+1->t, each (T-1, H, W, 2). The core of :func:`warping_error_per_pair`, and the way to score
+    with ground-truth or externally computed flow."""
+    frames = check_video(frames, min_frames=2)
+    t, h, w = frames.shape[:3]
+    for name, flows in (("forward_flows", forward_flows), ("backward_flows", backward_flows)):
+        if not isinstance(flows, np.ndarray) or flows.shape != (t - 1, h, w, 2):
+            raise ValueError(f"{name}: expected an array of shape {(t - 1, h, w, 2)} (one flow per frame pair), "
+                             f"got {getattr(flows, 'shape', type(flows).__name__)}")
+    values, visible_fraction = np.empty(t - 1), np.empty(t - 1)
+    for i in range(t - 1):
+        visible = ~occlusion_mask(forward_flows[i], backward_flows[i])
+        values[i] = masked_warp_error(frames[i], frames[i + 1], forward_flows[i], visible)
+        visible_fraction[i] = visible.mean()
+    return WarpingErrors(values, visible_fraction, estimator, _version(estimator))
+
+
+def warping_error_per_pair(frames: np.ndarray, estimator: str | FlowEstimator = "farneback") -> WarpingErrors:
+    """Per-pair warping errors of a uint8 video (T, H, W, 3), flow from ``estimator``, for plots over time."""
+    frames = check_video(frames, min_frames=2)
+    flow = get_estimator(estimator)
+    forward = np.stack([flow(a, b) for a, b in itertools.pairwise(frames)])
+    backward = np.stack([flow(b, a) for a, b in itertools.pairwise(frames)])
+    return warping_error_from_flows(frames, forward, backward, estimator=flow.name)
+
+
+def warping_error(frames: np.ndarray, estimator: str | FlowEstimator = "farneback") -> float:
+    """Lai et al.'s warping error of one uint8 video (T, H, W, 3); lower is more consistent."""
+    return warping_error_per_pair(frames, estimator).mean
