@@ -15,7 +15,6 @@ it when it is missing.
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from metrics.files import file_sha256
 
 VERSION = "i3d-kinetics400-rgb/1 (pytorch-i3d layout, TF SAME padding, BN eps 1e-3, time-mean logits)"
 
@@ -278,14 +279,6 @@ def preprocess_for_i3d(videos: np.ndarray, mode: str = "stretch", size: int = IN
 
 
 # ---------------------------------------------------------------- weights
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _is_torchscript(path: Path) -> bool:
