@@ -19,6 +19,11 @@ A :class:`ClipScorer` is either a standard open_clip model from local weights
 (:meth:`ClipScorer.from_open_clip`; nothing is ever downloaded) or the project's shapes-world
 domain CLIP (:meth:`ClipScorer.from_domain_checkpoint`, see ``metrics.domain_clip``). Its
 ``extractor`` names the model and weights; values from different extractors are never compared.
+
+The domain CLIP reads a compact vocabulary (the BPE tokens of the shapes-world captions), so its
+scorer tokenises with ``metrics.domain_clip.CompactTokenizer``: a prompt with words outside that
+vocabulary still scores, each unseen BPE token read as one "unknown" token (UNK), which is all
+such a word can mean to a model that never saw it.
 """
 
 from __future__ import annotations
@@ -222,7 +227,13 @@ class ClipScorer:
     def from_domain_checkpoint(cls, path: str | Path = DEFAULT_CHECKPOINT, *, batch_size: int = 64,
                                device: str = "cpu", scale: float = 1.0) -> ClipScorer:
         """The shapes-world domain CLIP from a ``metrics.domain_clip`` checkpoint; extractor
-        "domain-clip NAME SHA256-PREFIX" (the file's hash, so retrained weights never compare)."""
+        "domain-clip NAME SHA256-PREFIX" (the file's hash, so retrained weights never compare).
+
+        The tokenizer is the checkpoint's own (``metrics.domain_clip.tokenizer_for``): for a model
+        with a compact vocabulary, open_clip's BPE tokens mapped to compact ids. Prompts with words
+        outside the vocabulary still score: their unseen BPE tokens become UNK (compact id 1), so
+        such a word contributes "some unknown word" to the text embedding, not an error.
+        """
         model, meta = load_domain_clip(path, device=device)
         preprocess = image_transform_v2(PreprocessCfg(**open_clip.get_model_preprocess_cfg(model)), is_train=False)
         extractor = f"domain-clip {meta['name']} {meta['sha256'][:12]}"
@@ -248,7 +259,8 @@ class ClipScorer:
 
     @torch.inference_mode()
     def text_embedding(self, prompt: str) -> torch.Tensor:
-        """L2-normalised text embedding (D,), float64."""
+        """L2-normalised text embedding (D,), float64 (with a compact-vocabulary domain model, words
+        outside its vocabulary are read as UNK tokens; see :meth:`from_domain_checkpoint`)."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
         if prompt not in self._text_cache:

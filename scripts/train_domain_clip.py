@@ -9,6 +9,11 @@ renders in ~1 ms, under a tenth of a training step, so every pair is new and not
 pool). metrics/ never imports the harness: this script builds the data and hands it to
 metrics.domain_clip.train_domain_clip.
 
+Vocabulary: the model's text tower has a compact vocabulary, the open_clip BPE tokens of the first
+--vocab-captions train-split captions plus every zero-shot prompt (:func:`shapes_world_vocab`),
+so its embedding table has ~50 rows instead of 49,408 and the checkpoint is a few MB; the
+vocabulary is stored in the checkpoint, and its size and the parameter count in its info.
+
 Evaluation (stored in the checkpoint's info and printed):
 - zero-shot colour and shape accuracy on frames of single-object test-split scenes (first frame
   and one at a random time of each), with two prompt sets: "simple" ("a red shape", "a circle")
@@ -29,8 +34,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metrics.domain_clip import (DEFAULT_CHECKPOINT, DOMAIN_CLIP_CONFIG, build_domain_clip, evaluate_loss,
-                                 parameter_count, save_domain_clip, train_domain_clip, zero_shot_accuracy)
+from metrics.domain_clip import (DEFAULT_CHECKPOINT, DOMAIN_CLIP_CONFIG, build_domain_clip, build_vocab,
+                                 evaluate_loss, parameter_count, save_domain_clip, train_domain_clip,
+                                 zero_shot_accuracy)
 from vbench_flow.data.shapes import OBJECT_COLORS, SHAPES, SIZES, ShapesWorld
 
 
@@ -75,6 +81,26 @@ def zero_shot_prompts() -> dict[str, dict[str, dict[str, list[str]]]]:
     }
 
 
+VOCAB_CAPTIONS = 5000
+
+
+def vocab_texts(captions: int = VOCAB_CAPTIONS) -> list[str]:
+    """The texts the vocabulary is built from: the first ``captions`` train-split captions and every
+    zero-shot prompt."""
+    world = ShapesWorld("train")
+    texts = [world.caption(i) for i in range(captions)]
+    for tasks in zero_shot_prompts().values():
+        for classes in tasks.values():
+            for class_prompts in classes.values():
+                texts.extend(class_prompts)
+    return texts
+
+
+def shapes_world_vocab(captions: int = VOCAB_CAPTIONS) -> list[int]:
+    """The domain CLIP's compact vocabulary: sorted open_clip BPE ids of :func:`vocab_texts`."""
+    return build_vocab(vocab_texts(captions))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=DEFAULT_CHECKPOINT,
@@ -90,14 +116,19 @@ def main() -> None:
                    help="training frames come from times 0..this in their scene (30 s = long-horizon clips)")
     p.add_argument("--zero-shot-clips", type=int, default=300, help="single-object test scenes (2 frames each)")
     p.add_argument("--val-pairs", type=int, default=128, help="val-split pairs for the before/after loss")
+    p.add_argument("--vocab-captions", type=int, default=VOCAB_CAPTIONS,
+                   help="train-split captions whose BPE tokens (with the zero-shot prompts') form the vocabulary")
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: the other core is usually busy)")
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
-    model = build_domain_clip(DOMAIN_CLIP_CONFIG, seed=args.seed).to(args.device)
-    print(f"domain CLIP: {parameter_count(model):,} parameters, config {json.dumps(DOMAIN_CLIP_CONFIG)}", flush=True)
+    vocab = shapes_world_vocab(args.vocab_captions)
+    model = build_domain_clip(DOMAIN_CLIP_CONFIG, vocab=vocab, seed=args.seed).to(args.device)
+    parameters = parameter_count(model)
+    print(f"domain CLIP: {parameters:,} parameters, vocabulary {len(vocab)} BPE tokens "
+          f"(text vocab_size {model.vocab_size} with PAD and UNK), config {json.dumps(model.model_cfg)}", flush=True)
 
     val_frames, val_captions = next(frame_caption_batches("val", args.val_pairs, args.seed, args.max_start_seconds))
     zs_frames, zs_labels = zero_shot_set(args.zero_shot_clips, args.seed, args.max_start_seconds)
@@ -122,11 +153,16 @@ def main() -> None:
         "chance": {"colour": 1 / len(OBJECT_COLORS), "shape": 1 / len(SHAPES)},
     }
     info["eval_seconds"] = time.perf_counter() - t0
+    info["parameters"] = parameters
+    info["vocab"] = {"bpe_tokens": len(vocab), "vocab_size": int(model.vocab_size),
+                     "source": f"first {args.vocab_captions} train-split captions and the zero-shot prompts"}
     info["threads"] = args.threads
     save_domain_clip(args.out, model, info)
-    summary = {k: info[k] for k in ("steps", "seconds", "seconds_per_step", "batch_size", "val_loss", "zero_shot")}
+    summary = {k: info[k] for k in ("steps", "seconds", "seconds_per_step", "batch_size", "parameters", "vocab",
+                                    "val_loss", "zero_shot")}
     print(json.dumps(summary, indent=2), flush=True)
-    print(f"saved {args.out}", flush=True)
+    print(f"saved {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB; {parameters:,} parameters, "
+          f"vocab_size {model.vocab_size})", flush=True)
 
 
 if __name__ == "__main__":
