@@ -147,3 +147,13 @@ def test_ablation_variant_values_are_validated(tmp_path):
 
 def test_expand_without_ablations_is_identity():
     assert expand_ablations({"name": "x"}) == [(None, {"name": "x"})]
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "suites").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_suite_validates(path, capsys):
+    """A shipped suite that names a missing checkpoint, metric or option fails here, not on a user's machine."""
+    from vbench_flow.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["validate", str(path)])
+    assert info.value.code == 0, capsys.readouterr().err
