@@ -107,8 +107,8 @@ class CausalConv3d(nn.Conv3d):
             if past is None:
                 past = x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1)
             x = torch.cat([past, x], dim=2)
-            if self.stream is not None:  # the next chunk's past: this chunk's last input frames
-                self.stream["past"] = x[:, :, -self.time_pad:]
+            if self.stream is not None:  # the next chunk's past: a copy, so the chunk itself can be freed
+                self.stream["past"] = x[:, :, -self.time_pad:].clone()
         return super().forward(x)
 
 
@@ -345,20 +345,34 @@ class VideoAutoencoder(nn.Module):
         convolution carrying its last input frames over to the next chunk: the frames equal one
         whole-clip pass (up to float rounding) while memory stays that of one chunk, whatever
         the clip's length. ``None`` decodes in one pass. (Chunks much shorter than 12 latent
-        frames leave torch's fast 3D-convolution path on CPU and cost more time and memory.)
+        frames leave torch's fast 3D-convolution path on CPU and cost more time and memory, so a
+        short last chunk is padded to full length.)
         """
         if latents.dim() != 5 or latents.shape[1] != self.config.latent_channels:
             raise ValueError(f"decode_to_frames wants (B, {self.config.latent_channels}, t, h, w), "
                              f"got {tuple(latents.shape)}")
         z = self.denormalize(latents.to(self.latent_mean.device, torch.float32))
-        if chunk_frames is None or z.shape[2] <= chunk_frames:
+        if chunk_frames is None:
             return video_to_frames(self.decode(z))
         streaming = [m for m in self.decoder.modules() if isinstance(m, (CausalConv3d, Upsample))]
         for module in streaming:
             module.stream = {}
         try:
-            return torch.cat([video_to_frames(self.decode(z[:, :, i:i + chunk_frames]))
-                              for i in range(0, z.shape[2], chunk_frames)], dim=1)
+            r = self.config.temporal_factor
+            out = None  # filled in place: a list of chunks joined at the end would hold the clip twice
+            for i in range(0, z.shape[2], chunk_frames):
+                chunk = z[:, :, i:i + chunk_frames]
+                real = chunk.shape[2]
+                # every chunk the same length (repeating the last latent frame; the decoder is causal,
+                # so the padding changes nothing before it): one convolution algorithm, flat memory
+                padded = torch.cat([chunk, chunk[:, :, -1:].expand(-1, -1, chunk_frames - real, -1, -1)], dim=2)
+                frames = video_to_frames(self.decode(padded))[:, :(1 + r * (real - 1)) if i == 0 else r * real]
+                if out is None:
+                    out = frames.new_empty((frames.shape[0], 1 + r * (z.shape[2] - 1), *frames.shape[2:]))
+                    start = 0
+                out[:, start:start + frames.shape[1]] = frames
+                start += frames.shape[1]
+            return out
         finally:
             for module in streaming:
                 module.stream = None
