@@ -422,3 +422,39 @@ def test_zero_shot_accuracy_counts_correct_classes(shapes_frames, shapes_vocab, 
     assert result["shape"] in {i / 6 for i in range(7)}
     with pytest.raises(ValueError, match="no prompts"):
         zero_shot_accuracy(model, frames, {"colour": ["blue"] * 6}, {"colour": {"red": ["a red shape"]}})
+
+
+def test_clipsim_as_a_suite_metric_with_the_shipped_domain_clip(tmp_path, capsys):
+    """Registered for suites: the shipped domain CLIP by default, named as the extractor; a matching
+    caption scores higher than a wrong one on real shapes-world clips."""
+    import json
+    import textwrap
+
+    from tests.test_runner import vbf
+    from vbench_flow.store import Store
+
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(textwrap.dedent("""\
+        name: clip
+        data: {type: shapes, size: 64, fps: 4}
+        clip_seconds: [1]
+        prompts: {source: data, split: test, count: 3}
+        models: [{name: real, type: dataset}]
+        metrics: [{name: clipsim}]
+        """))
+    assert vbf("run", str(suite), "--runs-dir", str(tmp_path / "runs"), "--run-id", "c", "--quiet") == 0
+    lines = [json.loads(line) for line in (tmp_path / "runs" / "c" / "samples.jsonl").read_text().splitlines()]
+    assert all(r["status"] == "ok" and len(r["series"]["clipsim"]) == 5 for r in lines)
+    extractor = Store(tmp_path / "runs" / "vbf.sqlite").metric_info("c").set_index("metric").loc["clipsim", "extractor"]
+    assert extractor.startswith("domain-clip shapes64")
+    from metrics.clipsim import ClipScorer
+    from vbench_flow.video_io import read_video
+
+    scorer = ClipScorer.from_domain_checkpoint()
+    for r in lines:
+        frames, _ = read_video(tmp_path / "runs" / "c" / r["video"])
+        assert r["metrics"]["clipsim"] > scorer.score(frames, "a small white circle on a red background") + 0.1
+    # an open_clip model without weights: a configuration error that says what to give, before any compute
+    suite.write_text(suite.read_text().replace("{name: clipsim}", "{name: clipsim, args: {model: ViT-B-32}}"))
+    assert vbf("run", str(suite), "--runs-dir", str(tmp_path / "runs"), "--run-id", "d", "--quiet") == 4
+    assert "pretrained" in capsys.readouterr().err

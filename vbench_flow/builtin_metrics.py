@@ -7,7 +7,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 from pydantic import Field
 
-from metrics import flicker, throughput, warping
+from metrics import clipsim, flicker, throughput, warping
 from vbench_flow.errors import ConfigError
 from vbench_flow.registry import Args, MetricType, SampleContext, SampleScore, register_metric
 
@@ -115,4 +115,44 @@ register_metric(MetricType(
     args_model=WarpingArgs,
     higher_is_better=warping.HIGHER_IS_BETTER,
     build=WarpingScorer,
+))
+
+
+# ---------------------------------------------------------------- CLIPSIM
+
+class ClipsimArgs(Args):
+    model: str = Field("domain", description="'domain' (the shipped shapes-world CLIP, or a domain checkpoint "
+                       "given as checkpoint:) or an open_clip architecture name, e.g. ViT-B-32")
+    pretrained: str | None = Field(None, description="open_clip: a pretrained tag (e.g. openai) or a local weights file")
+    checkpoint: str | None = Field(None, description="domain: a domain-CLIP .pt file (default: the shipped one)")
+
+
+def _clip_scorer(args: ClipsimArgs) -> Any:
+    try:
+        if args.model == "domain":
+            return clipsim.ClipScorer.from_domain_checkpoint(args.checkpoint or clipsim.DEFAULT_CHECKPOINT)
+        if not args.pretrained:
+            raise ConfigError(f"CLIPSIM with open_clip model {args.model!r} needs pretrained: (a tag or a weights file)",
+                              where="clipsim.args.pretrained", fix="e.g. pretrained: openai")
+        return clipsim.ClipScorer.from_open_clip(args.model, args.pretrained)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        raise ConfigError(str(exc), where="clipsim.args") from None
+
+
+class ClipsimScorer:
+    def __init__(self, args: ClipsimArgs) -> None:
+        self.scorer = _clip_scorer(args)
+        self.extractor, self.version = self.scorer.extractor, self.scorer.version
+
+    def score(self, video: np.ndarray, ctx: SampleContext) -> SampleScore:
+        per_frame = self.scorer.score_per_frame(video, ctx.prompt)
+        return SampleScore(value=float(per_frame.mean()), series=[(t / ctx.fps, float(v)) for t, v in enumerate(per_frame)])
+
+
+register_metric(MetricType(
+    name="clipsim",
+    summary="CLIPSIM: mean over frames of the cosine between CLIP image and prompt embeddings (raw, in [-1, 1])",
+    args_model=ClipsimArgs,
+    higher_is_better=clipsim.HIGHER_IS_BETTER,
+    build=ClipsimScorer,
 ))
