@@ -7,9 +7,9 @@ from typing import Any, Callable, Literal
 import numpy as np
 from pydantic import Field
 
-from metrics import clipsim, flicker, throughput, warping
+from metrics import clipsim, drift, flicker, throughput, warping
 from vbench_flow.errors import ConfigError
-from vbench_flow.registry import Args, MetricType, SampleContext, SampleScore, register_metric
+from vbench_flow.registry import Args, MetricType, SampleContext, SampleScore, get_metric, register_metric
 
 
 class FlickerArgs(Args):
@@ -156,3 +156,36 @@ register_metric(MetricType(
     higher_is_better=clipsim.HIGHER_IS_BETTER,
     build=ClipsimScorer,
 ))
+
+
+# ---------------------------------------------------------------- drift over time
+
+class DriftArgs(Args):
+    window_seconds: float = Field(5.0, gt=0, description="window length (VBench-Long uses 2 s; 5 s for 30 s clips)")
+
+
+def _register_drift(base: str, summary: str, make: Callable[[], Any]) -> None:
+    entry = get_metric(base)
+
+    class DriftScorer:
+        def __init__(self, args: DriftArgs) -> None:
+            self.window_seconds = args.window_seconds
+            self.scorer = make()
+            self.extractor = self.scorer.extractor
+            self.version = f"{drift.VERSION}; of {self.scorer.version}; windows {args.window_seconds:g}s"
+
+        def score(self, video: np.ndarray, ctx: SampleContext) -> SampleScore:
+            windows = drift.per_window(video, ctx.fps, self.window_seconds,
+                                       lambda clip: self.scorer.score(clip, ctx).value, min_frames=3)
+            return SampleScore(value=drift.drift_slope(windows), series=[(w.centre_seconds, w.value) for w in windows])
+
+    register_metric(MetricType(name=f"{base}_drift", summary=summary, args_model=DriftArgs,
+                               higher_is_better=entry.higher_is_better, build=DriftScorer))
+
+
+_register_drift("flicker", "slope per second of flicker over windows (negative: the clip flickers more as it goes)",
+                lambda: FlickerScorer(FlickerArgs()))
+_register_drift("warping_error", "slope per second of the warping error over windows (positive: less consistent as it goes)",
+                lambda: WarpingScorer(WarpingArgs()))
+_register_drift("clipsim", "slope per second of CLIPSIM over windows (negative: drifting away from the prompt)",
+                lambda: ClipsimScorer(ClipsimArgs()))

@@ -152,12 +152,16 @@ def ls(what: str, directory: Path) -> int:
     from vbench_flow.registry import metric_types, model_types
 
     if what == "models":
-        for name, entry in sorted(model_types().items()):
-            click.echo(f"{name:12s} {entry.summary}")
+        types = model_types()
+        width = max(map(len, types))
+        for name, entry in sorted(types.items()):
+            click.echo(f"{name:{width}s}  {entry.summary}")
     elif what == "metrics":
-        for name, entry in sorted(metric_types().items()):
+        metrics = metric_types()
+        width = max(map(len, metrics))
+        for name, entry in sorted(metrics.items()):
             arrow = "higher is better" if entry.higher_is_better else "lower is better"
-            click.echo(f"{name:12s} {entry.summary} [{arrow}]")
+            click.echo(f"{name:{width}s}  {entry.summary} [{arrow}]")
     else:
         if not directory.is_dir():
             raise ConfigError(f"no suites folder at {directory}", fix="pass --dir PATH")
