@@ -7,7 +7,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 from pydantic import Field
 
-from metrics import clipsim, drift, flicker, throughput, warping
+from metrics import clipsim, drift, fidelity, flicker, throughput, warping
 from vbench_flow.errors import ConfigError
 from vbench_flow.registry import Args, MetricType, SampleContext, SampleScore, get_metric, register_metric
 
@@ -189,3 +189,27 @@ _register_drift("warping_error", "slope per second of the warping error over win
                 lambda: WarpingScorer(WarpingArgs()))
 _register_drift("clipsim", "slope per second of CLIPSIM over windows (negative: drifting away from the prompt)",
                 lambda: ClipsimScorer(ClipsimArgs()))
+
+
+# ---------------------------------------------------------------- continuation fidelity
+
+class FidelityScorer:
+    extractor = "none (pixels against the ground truth)"
+    version = fidelity.VERSION
+
+    def __init__(self, per_frame: Callable[[np.ndarray, np.ndarray, int], np.ndarray]) -> None:
+        self.per_frame = per_frame
+
+    def score(self, video: np.ndarray, ctx: SampleContext) -> SampleScore:
+        if ctx.ground_truth is None:
+            raise ValueError("continuation fidelity needs the ground-truth clip of the prompt")
+        values = self.per_frame(video, ctx.ground_truth, ctx.num_condition_frames)
+        start = ctx.num_condition_frames
+        return SampleScore(value=float(values.mean()), series=[((start + i) / ctx.fps, float(v)) for i, v in enumerate(values)])
+
+
+for _name, _summary, _fn, _higher in (
+        ("continuation_psnr", "PSNR (dB) of each generated frame against the real one at the same time, averaged", fidelity.psnr_per_frame, True),
+        ("continuation_ssim", "SSIM of each generated frame against the real one at the same time, averaged", fidelity.ssim_per_frame, True)):
+    register_metric(MetricType(name=_name, summary=_summary, args_model=NoArgs, higher_is_better=_higher,
+                               build=lambda _args, fn=_fn: FidelityScorer(fn), needs_ground_truth=True))
