@@ -70,7 +70,9 @@ class LatentVideoPipeline:
 
     @torch.no_grad()
     def bits_per_dim(self, videos: np.ndarray, captions: list[str], seed: int = 0) -> list[float]:
-        """Exact bits per latent dimension of each clip (noise-augmented standardised latent space)."""
+        """Bits per latent dimension of each clip (noise-augmented standardised latent space):
+        exact for the flow, an upper bound for diffusion (``likelihood_kind``). Clips must fit
+        the model's window (``likelihood_frames``)."""
         generator = torch.Generator().manual_seed(seed)
         return self.model.bits_per_dim(self.encode(videos), captions, generator).tolist()
 
@@ -82,6 +84,11 @@ class LatentVideoPipeline:
                 **self._info}
 
     likelihood_kind = "exact"
+
+    @property
+    def likelihood_frames(self) -> int:
+        """The longest clip (video frames) the model scores in one piece: its training window."""
+        return 1 + self.autoencoder.config.temporal_factor * (self.model.max_latent_frames - 1)
 
 
 class StarFlowPipeline(LatentVideoPipeline):

@@ -101,6 +101,11 @@ class StarFlowV(nn.Module):
         return self.prior.text_proj.weight.device
 
     @property
+    def max_latent_frames(self) -> int:
+        """Latent frames the model has positions for (its training window)."""
+        return self.config.flow.max_frames
+
+    @property
     def latent_height(self) -> int:
         return self.config.flow.frame_height * self.config.patch_size
 

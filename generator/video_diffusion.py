@@ -87,6 +87,11 @@ class VideoDiffusion(nn.Module):
         return self.head.weight.device
 
     @property
+    def max_latent_frames(self) -> int:
+        """Latent frames the model has positions for (its training window)."""
+        return self.config.max_frames
+
+    @property
     def latent_height(self) -> int:
         return self.config.frame_height * self.config.patch_size
 

@@ -286,3 +286,40 @@ metrics:
     assert all(r["num_frames"] == 17 and r["metrics"]["network_evaluations"] > 0 for r in ok)
     wrong = [r for r in lines if r["model"] == "wrong"]
     assert wrong and all("not a diffusion model" in r["error"] for r in wrong)
+
+
+def test_bits_per_dim_metric_for_flow_and_diffusion(exported, diffusion_exports, tmp_path, capsys):
+    """The likelihood metric scores each prompt's real clip with the model itself: the value equals a
+    direct pipeline call, and models without a likelihood are excluded by name."""
+    import json
+
+    from vbench_flow.cli import main
+
+    folder, _ = diffusion_exports
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"""
+name: likelihood
+data: {{type: shapes, size: 32, fps: 8}}
+clip_seconds: [2]
+prompts: {{source: data, split: test, count: 2}}
+models:
+  - {{name: flow, type: starflow, checkpoint: "{folder / 'flow.pt'}", sampler: {{sampler: sequential}}}}
+  - {{name: ar, type: diffusion, checkpoint: "{folder / 'ar.pt'}", sampler: {{steps: 2}}}}
+  - {{name: real, type: dataset}}
+metrics:
+  - {{name: bits_per_dim, models: [flow, ar]}}
+""")
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(suite), "--runs-dir", str(tmp_path / "runs"), "--run-id", "l", "--quiet"])
+    assert info.value.code == 0, capsys.readouterr().err
+    lines = [json.loads(line) for line in (tmp_path / "runs" / "l" / "samples.jsonl").read_text().splitlines()]
+    world = ShapesWorld("test", size=32, fps=8)
+    for r in lines:
+        if r["model"] == "real":
+            assert "bits_per_dim" not in r["metrics"]
+            continue
+        pipe = generator.load(folder / ("flow.pt" if r["model"] == "flow" else "ar.pt"))
+        index = int(r["prompt_id"].split("-")[-1])
+        clip = world.clip(index, 17)
+        expected = pipe.bits_per_dim(clip.frames[None, :pipe.likelihood_frames], [clip.caption])[0]
+        assert r["metrics"]["bits_per_dim"] == pytest.approx(expected, rel=1e-5)

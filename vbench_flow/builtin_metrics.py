@@ -213,3 +213,33 @@ for _name, _summary, _fn, _higher in (
         ("continuation_ssim", "SSIM of each generated frame against the real one at the same time, averaged", fidelity.ssim_per_frame, True)):
     register_metric(MetricType(name=_name, summary=_summary, args_model=NoArgs, higher_is_better=_higher,
                                build=lambda _args, fn=_fn: FidelityScorer(fn), needs_ground_truth=True))
+
+
+# ---------------------------------------------------------------- likelihood
+
+class LikelihoodScorer:
+    """Bits per dimension the model assigns to the prompt's real clip (its first training window),
+    through the generator's own ``bits_per_dim``; the model's info says exact or bound and in
+    which space. One value per unit, independent of the generated clip."""
+
+    extractor = "the generator's own likelihood (see the model's info: exact or upper bound, and its space)"
+    version = "bits-per-dim/1 (held-out real clip of the prompt, first training window)"
+
+    def __init__(self, _args: NoArgs) -> None:
+        pass
+
+    def score(self, video: np.ndarray, ctx: SampleContext) -> SampleScore:
+        if ctx.generator is None or not hasattr(ctx.generator, "bits_per_dim"):
+            raise ValueError("this model defines no likelihood (its generator has no bits_per_dim); "
+                             "limit the metric to the models that do with models: [...]")
+        if ctx.ground_truth is None:
+            raise ValueError("bits_per_dim scores the prompt's real clip, which this unit does not have")
+        (value,) = ctx.generator.bits_per_dim([ctx.ground_truth], [ctx.prompt])
+        return SampleScore(value=float(value))
+
+
+register_metric(MetricType(
+    name="bits_per_dim",
+    summary="the model's bits per dimension on the prompt's real clip (exact for flows, a bound for diffusion)",
+    args_model=NoArgs, higher_is_better=False, build=LikelihoodScorer, needs_ground_truth=True,
+))

@@ -256,8 +256,19 @@ class StarFlowGenerator:
     def generation_stats(self) -> dict[str, Any]:
         return dict(self.pipeline.last_sampling)
 
+    def bits_per_dim(self, videos: Sequence[np.ndarray], prompts: Sequence[str]) -> list[float]:
+        return _bits_per_dim(self.pipeline, videos, prompts)
+
     def info(self) -> dict[str, Any]:
         return {k: v for k, v in self.pipeline.info().items() if k != "history"}
+
+
+def _bits_per_dim(pipeline: Any, videos: Sequence[np.ndarray], prompts: Sequence[str]) -> list[float]:
+    """Bits/dim of the first training window of each clip (the model scores no longer piece at once)."""
+    frames = pipeline.likelihood_frames
+    if any(len(v) < frames for v in videos):
+        raise ValueError(f"{pipeline.name} scores clips of {frames} frames; got one of {min(len(v) for v in videos)}")
+    return pipeline.bits_per_dim(np.stack([v[:frames] for v in videos]), [str(p) for p in prompts])
 
 
 def _check_latent_generator(pipeline: Any, fps: float, context_frames: int | None, window: int) -> None:
@@ -343,6 +354,9 @@ class DiffusionGenerator:
 
     def generation_stats(self) -> dict[str, Any]:
         return dict(self.pipeline.last_sampling)
+
+    def bits_per_dim(self, videos: Sequence[np.ndarray], prompts: Sequence[str]) -> list[float]:
+        return _bits_per_dim(self.pipeline, videos, prompts)
 
     def info(self) -> dict[str, Any]:
         return {k: v for k, v in self.pipeline.info().items() if k != "history"}

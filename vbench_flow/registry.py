@@ -64,6 +64,8 @@ class SampleContext:
     ground_truth: np.ndarray | None = None
     # measured around generate() (seconds, peak memory) plus what the generator reported
     generation: dict[str, Any] = field(default_factory=dict)
+    # the generator itself, for metrics about the model rather than the clip (likelihood)
+    generator: Any = None
 
 
 @dataclass

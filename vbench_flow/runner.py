@@ -263,7 +263,7 @@ class Runner:
                 return [r for unit in batch for r in self._generate_batch(generator, spec, [unit])]
             return [self._failure(first, _describe(exc, "generation failed"), "generate")]
         generation = _generation_record(generator, meter, len(batch))
-        return [self._finish_unit(unit, video, num_frames, generation) for unit, video in zip(batch, videos)]
+        return [self._finish_unit(unit, video, num_frames, generation, generator) for unit, video in zip(batch, videos)]
 
     def _conditions(self, batch: list[Unit], num_frames: int) -> list[np.ndarray] | None:
         count = task_condition_frames(self.suite, batch[0].task)
@@ -279,7 +279,8 @@ class Runner:
             self._ground_truth[key] = self.data.ground_truth(prompt, num_frames, self.fps)
         return self._ground_truth[key]
 
-    def _finish_unit(self, unit: Unit, video: Any, num_frames: int, generation: dict[str, Any]) -> SampleRecord:
+    def _finish_unit(self, unit: Unit, video: Any, num_frames: int, generation: dict[str, Any],
+                     generator: Any = None) -> SampleRecord:
         generate_seconds = generation["seconds"]
         problem = _check_generated(video, num_frames, unit.clip_seconds, self.fps)
         if problem:
@@ -299,7 +300,7 @@ class Runner:
                                  generate_seconds=generate_seconds, video=relative, sha=sha)
         ctx = SampleContext(fps=self.fps, prompt=str(unit.prompt), task=unit.task,
                             num_condition_frames=task_condition_frames(self.suite, unit.task), ground_truth=truth,
-                            generation=generation)
+                            generation=generation, generator=generator)
         for spec in self.suite.metrics:
             if not spec.applies_to(unit.model):
                 continue
