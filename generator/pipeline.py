@@ -85,6 +85,13 @@ class LatentVideoPipeline:
 
     likelihood_kind = "exact"
 
+    def _clock(self) -> float:
+        """Wall time after the device has finished queued work (CUDA runs asynchronously)."""
+        device = next(self.model.parameters()).device
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter()
+
     @property
     def likelihood_frames(self) -> int:
         """The longest clip (video frames) the model scores in one piece: its training window."""
@@ -119,12 +126,12 @@ class StarFlowPipeline(LatentVideoPipeline):
         latent_frames = self.latent_frames_for(num_frames)
 
         def invert_flow(inverter: JacobiInverter | None) -> tuple[torch.Tensor, float, int]:
-            started = time.perf_counter()
+            started = self._clock()
             with PassCounter(self.model.flow) as passes:
                 noisy = self.model.sample_noisy(captions, latent_frames, generator=torch.Generator().manual_seed(seed),
                                                 guidance=guidance, condition=condition, invert=inverter,
                                                 context_frames=context_frames)
-            return noisy, time.perf_counter() - started, passes.count
+            return noisy, self._clock() - started, passes.count
 
         inverter = JacobiInverter(jacobi) if jacobi is not None else None
         noisy, flow_seconds, passes = invert_flow(inverter)
@@ -136,12 +143,12 @@ class StarFlowPipeline(LatentVideoPipeline):
             reference, reference_seconds, _ = invert_flow(None)
             stats.update(reference_seconds=reference_seconds,
                          max_abs_latent_difference=float((noisy - reference).abs().max()))
-        started = time.perf_counter()
+        started = self._clock()
         tokens = self.model.finish(noisy, condition, denoise=denoise)
-        stats["denoise_seconds"] = time.perf_counter() - started
-        started = time.perf_counter()
+        stats["denoise_seconds"] = self._clock() - started
+        started = self._clock()
         videos = self.decode(tokens, num_frames)
-        stats["decode_seconds"] = time.perf_counter() - started
+        stats["decode_seconds"] = self._clock() - started
         self.last_sampling = stats
         return videos
 
@@ -174,19 +181,19 @@ class DiffusionPipeline(LatentVideoPipeline):
         else:
             raise ValueError(f"unknown diffusion sampler {sampler!r} (few_step or euler)")
         condition = None if condition_frames is None else self.condition_tokens(condition_frames)
-        started = time.perf_counter()
+        started = self._clock()
         with PassCounter(self.model.transformer) as passes:
             tokens = self.model.sample(captions, self.latent_frames_for(num_frames),
                                        generator=torch.Generator().manual_seed(seed), timesteps=timesteps,
                                        few_step=sampler == "few_step", guidance=guidance, condition=condition,
                                        context_frames=context_frames, sink=sink)
         stats: dict[str, Any] = {"sampler": sampler, "denoising_steps": len(timesteps) - 1,
-                                 "sampling_seconds": time.perf_counter() - started,
+                                 "sampling_seconds": self._clock() - started,
                                  "network_evaluations": passes.count}
         if condition is not None:
             tokens = torch.cat([condition.to(tokens), tokens[:, condition.shape[1]:]], dim=1)
-        started = time.perf_counter()
+        started = self._clock()
         videos = self.decode(tokens, num_frames)
-        stats["decode_seconds"] = time.perf_counter() - started
+        stats["decode_seconds"] = self._clock() - started
         self.last_sampling = stats
         return videos

@@ -190,6 +190,7 @@ class VideoDiffusion(nn.Module):
         bounded given the earlier noise-augmented frames (fed at their own noise level);
         bidirectional: one bound over the whole clip."""
         sigma_n = self.config.noise_sigma
+        latents = latents.to(self.device)
         y = latents + sigma_n * torch.randn(latents.shape, generator=generator).to(latents)
         prefix = self.text_prefix(self.caption_tokens(captions))
         b, f = y.shape[:2]
@@ -235,6 +236,8 @@ class VideoDiffusion(nn.Module):
             raise ValueError(f"{k} given latent frames: give fewer than {min(num_frames, window)}")
         if sink and not c.causal:
             raise ValueError("an attention sink needs the causal model")
+        if sink and context < 2:
+            raise ValueError("an attention sink needs context_frames >= 2 (the sink plus at least one recent frame)")
         b = len(captions)
         prefix = self.text_prefix(self.caption_tokens(captions))
         if guidance:
@@ -257,7 +260,7 @@ class VideoDiffusion(nn.Module):
             reader.reset(frames)
             while len(frames) < num_frames:
                 if reader.position == window:
-                    kept = frames[-context:] if not sink else [frames[0]] + frames[-(context - 1):] if context > 1 else [frames[0]]
+                    kept = frames[-context:] if not sink else [frames[0]] + frames[-(context - 1):]
                     reader.reset(kept)
                 position = reader.position
                 frames.append(denoise(noise(b, c.tokens_per_frame, c.token_dim),

@@ -42,7 +42,8 @@ import torch.nn.functional as F
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
 
-from metrics.domain_clip import DEFAULT_CHECKPOINT, file_sha256, load_domain_clip, tokenizer_for
+from metrics.domain_clip import DEFAULT_CHECKPOINT, load_domain_clip, tokenizer_for
+from metrics.files import file_sha256
 from metrics.video import check_video
 
 HIGHER_IS_BETTER = True

@@ -1,9 +1,11 @@
 """Drift over time: how a per-video metric changes across a long clip.
 
-A clip is cut into non-overlapping windows of ``window_seconds`` (the last one extended backwards
-to full length, as VBench-Long does); the metric is computed on each window, and the drift is the
-least-squares slope of the window values against the windows' centre times, in metric units per
-second. A stable generator has slope ~0; the sign says which way the metric moves.
+A clip is cut into consecutive, non-overlapping windows of ``window_seconds``; a tail shorter than
+a window joins the last one (extending it backwards instead, as VBench-Long's segments do, would
+add a near-copy of the last window and double the weight of the clip's end). The metric is
+computed on each window, and the drift is the least-squares slope of the window values against
+the windows' centre times, in metric units per second. A stable generator has slope ~0; the
+sign says which way the metric moves. Clips need at least two whole windows.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from typing import Callable
 
 import numpy as np
 
-from metrics.video import check_video, segment_bounds
+from metrics.video import check_video
 
-VERSION = "drift/1 (least-squares slope per second of window values vs window centres; last window extended backwards)"
+VERSION = "drift/2 (least-squares slope per second of window values vs window centres; a short tail joins the last window)"
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,13 @@ def per_window(frames: np.ndarray, fps: float, window_seconds: float,
     if fps <= 0 or window_seconds <= 0:
         raise ValueError(f"fps and window_seconds must be positive, got fps={fps}, window_seconds={window_seconds}")
     length = max(min_frames, int(round(window_seconds * fps)))
-    return [Window(a, b, (a + b - 1) / 2 / fps, float(metric(frames[a:b]))) for a, b in segment_bounds(frames.shape[0], length)]
+    return [Window(a, b, (a + b - 1) / 2 / fps, float(metric(frames[a:b]))) for a, b in window_bounds(frames.shape[0], length)]
+
+
+def window_bounds(num_frames: int, length: int) -> list[tuple[int, int]]:
+    """[start, end) of consecutive windows of ``length`` frames; a shorter tail joins the last one."""
+    starts = list(range(0, num_frames - length + 1, length)) or [0]
+    return [(a, starts[i + 1] if i + 1 < len(starts) else num_frames) for i, a in enumerate(starts)]
 
 
 def drift_slope(windows: list[Window]) -> float:

@@ -1,9 +1,11 @@
 """Throughput: what generating a clip cost, measured around the generator call.
 
 :class:`GenerationMeter` wraps one ``generate`` call and records its wall seconds and peak
-memory. Peak memory is the process's resident set (RSS) above its level when the call began,
-sampled every few milliseconds on a background thread; when torch has CUDA initialised, the peak
-CUDA memory allocated during the call is recorded too. Generators may add their own cost counts
+memory above the level when the call began, sampled every few milliseconds on a background
+thread. On glibc (Linux) the sample is the heap memory in use (``mallinfo2``: allocated chunks
+plus mmapped blocks), which counts what the call holds rather than what the allocator keeps from
+earlier calls; elsewhere it is the resident set size. When torch has CUDA initialised, the peak
+CUDA memory allocated above the start is recorded too. Generators may add their own cost counts
 (network evaluations, sampler iterations, a reference sampler's seconds); the per-clip values
 below turn such a record into numbers a suite can aggregate and gate on.
 """
@@ -57,6 +59,7 @@ class GenerationMeter:
         self._baseline = self._peak = 0
         self._started = self.seconds = 0.0
         self._cuda = None
+        self._cuda_start = 0
 
     def _watch(self) -> None:
         while not self._stop.wait(self.interval):
@@ -67,6 +70,7 @@ class GenerationMeter:
         if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
             self._cuda = torch.cuda
             self._cuda.reset_peak_memory_stats()
+            self._cuda_start = self._cuda.memory_allocated()
         self._baseline = self._peak = self._memory()
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
@@ -84,14 +88,16 @@ class GenerationMeter:
         record: dict[str, Any] = {"seconds": self.seconds, "peak_memory_mb": (self._peak - self._baseline) / MEGABYTE,
                                   "memory_measure": self.memory_kind}
         if self._cuda is not None:
-            record["peak_cuda_memory_mb"] = self._cuda.max_memory_allocated() / MEGABYTE
+            record["peak_cuda_memory_mb"] = (self._cuda.max_memory_allocated() - self._cuda_start) / MEGABYTE
         return record
 
 
 def generation_seconds(generation: Mapping[str, Any]) -> float:
-    """Seconds the generator needed for the clip; a reference sampler the generator ran only to
-    check itself (``reference_seconds``) is not part of generating it."""
-    return float(generation["seconds"]) - float(generation.get("reference_seconds", 0.0))
+    """Seconds the generator needed for the clip (``seconds``: the call's wall time shared by its
+    ``batch_size`` clips); a reference sampler the generator ran in the same call only to check
+    itself (``reference_seconds``, per call) is not part of generating it."""
+    reference = float(generation.get("reference_seconds", 0.0)) / int(generation.get("batch_size", 1))
+    return float(generation["seconds"]) - reference
 
 
 def frames_per_second(generation: Mapping[str, Any], generated_frames: int) -> float:
@@ -114,6 +120,7 @@ def mean_iterations(generation: Mapping[str, Any]) -> float:
 
 
 def speedup(generation: Mapping[str, Any]) -> float:
-    """The reference sampler's seconds over this sampler's, on the same noise in the same call."""
+    """The reference sampler's seconds over this sampler's, on the same noise in the same call
+    (both as the generator reported them for the whole call)."""
     own = float(generation["flow_seconds"])
     return float(generation["reference_seconds"]) / own if own > 0 else math.inf

@@ -28,12 +28,18 @@ def test_slope_is_the_least_squares_slope_per_second():
         drift.drift_slope(windows[:1])
 
 
-def test_windows_cover_the_clip_with_the_last_extended_backwards():
+def test_windows_tile_the_clip_and_a_short_tail_joins_the_last():
     video = brightening_flicker_video(frames=21)
     windows = drift.per_window(video, fps=4, window_seconds=2, metric=temporal_flickering)
-    assert [(w.start_frame, w.end_frame) for w in windows] == [(0, 8), (8, 16), (13, 21)]
-    assert windows[0].centre_seconds == pytest.approx(3.5 / 4)
-    assert windows[1].value == pytest.approx(temporal_flickering(video[8:16]))
+    assert [(w.start_frame, w.end_frame) for w in windows] == [(0, 8), (8, 21)]
+    assert windows[0].centre_seconds == pytest.approx(3.5 / 4) and windows[1].centre_seconds == pytest.approx(14 / 4)
+    assert windows[1].value == pytest.approx(temporal_flickering(video[8:21]))
+    # a 30 s clip at 8 fps (241 frames) in 5 s windows: six windows, the last one frame longer
+    assert drift.window_bounds(241, 40)[-2:] == [(160, 200), (200, 241)]
+    # a clip no longer than one window has no drift
+    one = drift.per_window(video[:9], fps=4, window_seconds=2, metric=temporal_flickering)
+    with pytest.raises(ValueError, match="at least 2 windows"):
+        drift.drift_slope(one)
 
 
 def test_growing_flicker_drifts_down_and_a_static_clip_does_not():
@@ -58,7 +64,7 @@ def test_flicker_drift_in_a_suite(tmp_path, capsys):
     assert vbf("run", str(suite), "--runs-dir", str(tmp_path / "runs"), "--run-id", "d", "--quiet") == 0
     for line in (tmp_path / "runs" / "d" / "samples.jsonl").read_text().splitlines():
         record = json.loads(line)
-        # 25 frames: windows of 8 (the last extended back) and of 12
-        assert len(record["series"]["flicker_drift"]) == 4 and len(record["series"]["warping_error_drift"]) == 3
+        # 25 frames: windows of 8 (the last one 9 long) and of 12 (the last one 13 long)
+        assert len(record["series"]["flicker_drift"]) == 3 and len(record["series"]["warping_error_drift"]) == 2
         times, values = zip(*record["series"]["flicker_drift"])
         assert record["metrics"]["flicker_drift"] == pytest.approx(np.polyfit(times, values, 1)[0])

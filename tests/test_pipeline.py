@@ -269,7 +269,7 @@ tasks: [t2v, v2v]
 v2v_frames: 5
 prompts: {{source: data, split: test, count: 1}}
 models:
-  - {{name: ar, type: diffusion, checkpoint: "{folder / 'ar.pt'}", sampler: {{sampler: few_step, sink: true}}}}
+  - {{name: ar, type: diffusion, checkpoint: "{folder / 'ar.pt'}", sampler: {{sampler: few_step, sink: true, context_frames: 2}}}}
   - {{name: bidir, type: diffusion, checkpoint: "{folder / 'bidir.pt'}", sampler: {{steps: 4}}}}
   - {{name: wrong, type: diffusion, checkpoint: "{folder / 'flow.pt'}"}}
 metrics:
@@ -323,3 +323,23 @@ metrics:
         clip = world.clip(index, 17)
         expected = pipe.bits_per_dim(clip.frames[None, :pipe.likelihood_frames], [clip.caption])[0]
         assert r["metrics"]["bits_per_dim"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_vbf_sample_refuses_a_diffusion_checkpoint_and_too_many_given_frames(diffusion_exports, tmp_path, capsys):
+    from vbench_flow.cli import main
+    from vbench_flow.video_io import write_video
+
+    folder, _ = diffusion_exports
+
+    def vbf(*args):
+        with pytest.raises(SystemExit) as info:
+            main(["sample", "--prompt", "a red circle bouncing on a black background", *args])
+        return info.value.code
+
+    assert vbf("--model", str(folder / "ar.pt")) == 4
+    assert "vbf sample drives the flow" in capsys.readouterr().err
+    # the tiny flow sees 3 latent frames: 9 given frames (3 latent) leave nothing to generate
+    write_video(tmp_path / "long.gif", ShapesWorld("test", size=32).clip(0, 9).frames, 8)
+    assert vbf("--model", str(folder / "flow.pt"), "--video", str(tmp_path / "long.gif"), "--seconds", "2") == 4
+    err = capsys.readouterr().err
+    assert "--video" in err and "at most 5 frames" in err

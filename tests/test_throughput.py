@@ -32,6 +32,9 @@ def test_values_from_a_generation_record():
     assert throughput.mean_iterations(record) == 4.0
     assert throughput.peak_memory_mb(record) == 10.0
     assert throughput.peak_memory_mb({**record, "peak_cuda_memory_mb": 7.0}) == 7.0
+    # a batch of 2: the harness shares the call's seconds, the generator reports per call
+    batched = {**record, "seconds": 2.0, "batch_size": 2}
+    assert throughput.generation_seconds(batched) == 0.5 and throughput.speedup(batched) == 6.0
     with pytest.raises(ValueError, match="no frames were generated"):
         throughput.frames_per_second(record, 0)
 

@@ -66,6 +66,8 @@ def test_sampler_options_are_checked():
     model = tiny(False)
     with pytest.raises(ValueError, match="attention sink needs the causal model"):
         model.sample(CAPTIONS[:1], 3, timesteps=[1.0, 0.0], few_step=False, sink=True)
+    with pytest.raises(ValueError, match="sink needs context_frames >= 2"):
+        tiny(True).sample(CAPTIONS[:1], 6, timesteps=[1.0, 0.0], few_step=False, sink=True, context_frames=1)
     with pytest.raises(ValueError, match="context_frames must be in 1..3"):
         tiny(True).sample(CAPTIONS[:1], 6, timesteps=[1.0, 0.0], few_step=False, context_frames=4)
 

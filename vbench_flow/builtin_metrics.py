@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Literal
 
 import numpy as np
@@ -234,7 +235,9 @@ class LikelihoodScorer:
                              "limit the metric to the models that do with models: [...]")
         if ctx.ground_truth is None:
             raise ValueError("bits_per_dim scores the prompt's real clip, which this unit does not have")
-        (value,) = ctx.generator.bits_per_dim([ctx.ground_truth], [ctx.prompt])
+        score = ctx.generator.bits_per_dim
+        takes_prompts = len(inspect.signature(score).parameters) >= 2  # the older contract: bits_per_dim(videos)
+        (value,) = score([ctx.ground_truth], [ctx.prompt]) if takes_prompts else score([ctx.ground_truth])
         return SampleScore(value=float(value))
 
 

@@ -345,6 +345,9 @@ class DiffusionGenerator:
         if options.sink and not config.causal:
             raise ConfigError(f"{self.pipeline.name} is bidirectional; an attention sink needs the causal model",
                               where="sink", fix="drop sink: true for this model")
+        if options.sink and (options.context_frames or max(1, config.max_frames // 2)) < 2:
+            raise ConfigError("an attention sink needs context_frames >= 2 (the sink plus a recent frame)",
+                              where="context_frames", fix="set context_frames: 2 or more")
         condition = None if condition_frames is None else np.stack(condition_frames)
         videos = self.pipeline.sample([str(p) for p in prompts], num_frames_for(seconds, fps), seed=seed,
                                       guidance=options.guidance, sampler=options.sampler, steps=options.steps,

@@ -250,7 +250,7 @@ def sample(model_name: str, prompt: str, seconds: float, sampler: str, block_siz
     import numpy as np
 
     from vbench_flow.builtin_models import StarFlowGenerator
-    from vbench_flow.video_io import write_video
+    from vbench_flow.video_io import num_frames_for, write_video
 
     if image and video:
         raise ConfigError("give --image or --video, not both", where="vbf sample")
@@ -260,6 +260,9 @@ def sample(model_name: str, prompt: str, seconds: float, sampler: str, block_siz
         pipeline = generator.load(model_name)
     except (FileNotFoundError, ValueError) as exc:
         raise ConfigError(str(exc), where="--model") from None
+    if pipeline.model.kind != "starflow":
+        raise ConfigError(f"{model_name} is a {pipeline.model.kind} checkpoint; vbf sample drives the flow",
+                          where="--model", fix="run diffusion baselines through a suite (type: diffusion)")
     fps = float(pipeline.info().get("recipe", {}).get("fps", 8.0))
     condition = None
     if image or video:
@@ -271,6 +274,13 @@ def sample(model_name: str, prompt: str, seconds: float, sampler: str, block_siz
             raise ConfigError(f"{source} is {frames.shape[2]}x{frames.shape[1]}; this model makes {size}x{size} frames",
                               where=option, fix=f"resize it to {size}x{size}")
         condition = frames[:1] if image else frames
+        given = 1 + (condition.shape[0] - 1) // pipeline.autoencoder.config.temporal_factor  # as condition_tokens uses them
+        window = pipeline.model.max_latent_frames
+        if given >= min(window, pipeline.latent_frames_for(num_frames_for(seconds, fps))):
+            most = 1 + pipeline.autoencoder.config.temporal_factor * (window - 2)
+            raise ConfigError(f"{source} gives {condition.shape[0]} frames, which leave nothing to generate "
+                              f"in {seconds:g} s with a {window}-latent-frame window",
+                              where=option, fix=f"give at most {most} frames and ask for more --seconds")
     generator_ = StarFlowGenerator(pipeline)
     started = time.perf_counter()
     [clip] = generator_.generate([prompt], seconds, fps, seed, task="t2v" if condition is None else ("i2v" if image else "v2v"),

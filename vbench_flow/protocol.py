@@ -15,9 +15,10 @@ A generator is any object with
     At least ``name``, ``parameters`` (int, 0 for non-neural sources) and ``checkpoint_sha256``
     (or ``None``), recorded with every run.
 
-``bits_per_dim(videos, prompts) -> list[float]`` (optional)
-    Likelihood of held-out real clips given their prompts, for generators that define one (the
-    ``bits_per_dim`` metric); ``info()["likelihood"]`` says whether it is exact or a bound.
+``bits_per_dim(videos, prompts) -> list[float]`` (optional; ``bits_per_dim(videos)`` also works)
+    Likelihood of held-out real clips (given their prompts, for conditional models), for
+    generators that define one (the ``bits_per_dim`` metric); ``info()["likelihood"]`` says
+    whether it is exact or a bound.
 
 ``generation_stats() -> dict`` (optional)
     What the last ``generate`` call cost, in the generator's own terms (network evaluations,

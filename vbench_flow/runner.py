@@ -258,11 +258,12 @@ class Runner:
                                             task=first.task, condition_frames=conditions, **spec.sampler)
             if len(videos) != len(batch):
                 raise RuntimeError(f"generate() returned {len(videos)} videos for {len(batch)} prompts")
+            reported = generator.generation_stats() if hasattr(generator, "generation_stats") else {}
         except Exception as exc:
             if len(batch) > 1:  # isolate the failing prompt(s): retry one by one
                 return [r for unit in batch for r in self._generate_batch(generator, spec, [unit])]
             return [self._failure(first, _describe(exc, "generation failed"), "generate")]
-        generation = _generation_record(generator, meter, len(batch))
+        generation = _generation_record(reported, meter, len(batch))
         return [self._finish_unit(unit, video, num_frames, generation, generator) for unit, video in zip(batch, videos)]
 
     def _conditions(self, batch: list[Unit], num_frames: int) -> list[np.ndarray] | None:
@@ -335,15 +336,12 @@ def _model_info(generator: Any) -> dict[str, Any]:
         return {"info_error": f"{type(exc).__name__}: {exc}"}
 
 
-def _generation_record(generator: Any, meter: GenerationMeter, batch_size: int) -> dict[str, Any]:
+def _generation_record(reported: dict[str, Any], meter: GenerationMeter, batch_size: int) -> dict[str, Any]:
     """What one clip of a ``generate`` call cost: the call's seconds shared evenly by its clips,
-    its peak memory, and whatever the generator reports about the call (generation_stats())."""
+    its peak memory, and what the generator reported about the whole call (generation_stats())."""
     measured = meter.record()
-    reported = generator.generation_stats() if hasattr(generator, "generation_stats") else {}
     record = {**reported, **measured, "batch_size": batch_size}
-    for key in ("seconds", "reference_seconds"):
-        if key in record:
-            record[key] = float(record[key]) / batch_size
+    record["seconds"] = measured["seconds"] / batch_size  # generator-reported timings stay per call
     return record
 
 
