@@ -48,7 +48,8 @@ import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 from tqdm.auto import tqdm
 
-from metrics.files import file_sha256
+from metrics.files import file_sha256, read_checkpoint
+from metrics.schedules import warmup_cosine
 
 FORMAT = "vbench-flow/domain-clip/1"
 NAME = "shapes64"
@@ -278,16 +279,6 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
     return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
 
 
-def warmup_cosine(warmup_steps: int, steps: int) -> Callable[[int], float]:
-    """LR multiplier: linear warm-up to 1 over ``warmup_steps``, then cosine decay to 0 at ``steps``."""
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    return factor
-
-
 def contrastive_loss(model: open_clip.CLIP, frames: torch.Tensor | np.ndarray, captions: Sequence[str],
                      loss_fn: ClipLoss | None = None, *,
                      tokenizer: Callable[[list[str]], torch.Tensor] | None = None) -> torch.Tensor:
@@ -461,19 +452,9 @@ def load_domain_clip(path: str | Path = DEFAULT_CHECKPOINT,
     """The model (eval mode) and the checkpoint's metadata (everything but the weights, plus
     ``sha256`` of the file). A missing file raises FileNotFoundError saying how to make it."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"domain-CLIP checkpoint not found at {path}. Train it with "
-            f"`python scripts/train_domain_clip.py --out {path}` (the default --out is {DEFAULT_CHECKPOINT}), "
-            "or pass the path of an existing checkpoint.")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # re-raised naming the file and the expected format
-        raise ValueError(f"{path} is not a readable torch file ({type(error).__name__}: {str(error)[:300]})") from error
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
-        found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise ValueError(f"{path} is not a domain-CLIP checkpoint (format {found!r}, expected {FORMAT!r}); "
-                         "open_clip weights for a named architecture go through ClipScorer.from_open_clip")
+    checkpoint = read_checkpoint(path, name="domain-CLIP", expected_format=FORMAT,
+                                 train_script="scripts/train_domain_clip.py", default_path=DEFAULT_CHECKPOINT,
+                                 hint="; open_clip weights for a named architecture go through ClipScorer.from_open_clip")
     model = build_domain_clip(checkpoint["model_cfg"], vocab=(checkpoint.get("tokenizer") or {}).get("vocab"),
                               seed=None)
     preprocess = {k: (tuple(v) if isinstance(v, list) else v) for k, v in checkpoint["preprocess_cfg"].items()}
