@@ -190,8 +190,6 @@ class DiffusionPipeline(LatentVideoPipeline):
         stats: dict[str, Any] = {"sampler": sampler, "denoising_steps": len(timesteps) - 1,
                                  "sampling_seconds": self._clock() - started,
                                  "network_evaluations": passes.count}
-        if condition is not None:
-            tokens = torch.cat([condition.to(tokens), tokens[:, condition.shape[1]:]], dim=1)
         started = self._clock()
         videos = self.decode(tokens, num_frames)
         stats["decode_seconds"] = self._clock() - started

@@ -428,20 +428,18 @@ def test_clipsim_as_a_suite_metric_with_the_shipped_domain_clip(tmp_path, capsys
     """Registered for suites: the shipped domain CLIP by default, named as the extractor; a matching
     caption scores higher than a wrong one on real shapes-world clips."""
     import json
-    import textwrap
 
-    from tests.test_runner import vbf
+    from tests.test_runner import vbf, write_suite
     from vbench_flow.store import Store
 
-    suite = tmp_path / "suite.yaml"
-    suite.write_text(textwrap.dedent("""\
+    suite = write_suite(tmp_path, """\
         name: clip
         data: {type: shapes, size: 64, fps: 4}
         clip_seconds: [1]
         prompts: {source: data, split: test, count: 3}
         models: [{name: real, type: dataset}]
         metrics: [{name: clipsim}]
-        """))
+        """)
     assert vbf("run", str(suite), "--runs-dir", str(tmp_path / "runs"), "--run-id", "c", "--quiet") == 0
     lines = [json.loads(line) for line in (tmp_path / "runs" / "c" / "samples.jsonl").read_text().splitlines()]
     assert all(r["status"] == "ok" and len(r["series"]["clipsim"]) == 5 for r in lines)

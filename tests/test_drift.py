@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 
 import numpy as np
 import pytest
@@ -50,17 +49,16 @@ def test_growing_flicker_drifts_down_and_a_static_clip_does_not():
 
 
 def test_flicker_drift_in_a_suite(tmp_path, capsys):
-    from tests.test_runner import vbf
+    from tests.test_runner import vbf, write_suite
 
-    suite = tmp_path / "suite.yaml"
-    suite.write_text(textwrap.dedent("""\
+    suite = write_suite(tmp_path, """\
         name: drift
         data: {type: shapes, size: 32, fps: 4}
         clip_seconds: [6]
         prompts: {source: data, split: val, count: 2}
         models: [{name: real, type: dataset}]
         metrics: [{name: flicker_drift, args: {window_seconds: 2}}, {name: warping_error_drift, args: {window_seconds: 3}}]
-        """))
+        """)
     assert vbf("run", str(suite), "--runs-dir", str(tmp_path / "runs"), "--run-id", "d", "--quiet") == 0
     for line in (tmp_path / "runs" / "d" / "samples.jsonl").read_text().splitlines():
         record = json.loads(line)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import textwrap
 
 import numpy as np
 import pytest
@@ -41,10 +40,9 @@ def test_mismatched_ground_truth_is_an_error():
 
 
 def test_continuation_metrics_in_a_suite(tmp_path, capsys):
-    from tests.test_runner import vbf
+    from tests.test_runner import vbf, write_suite
 
-    suite = tmp_path / "suite.yaml"
-    suite.write_text(textwrap.dedent("""\
+    suite = write_suite(tmp_path, """\
         name: fidelity
         data: {type: shapes, size: 32, fps: 4}
         clip_seconds: [2]
@@ -52,7 +50,7 @@ def test_continuation_metrics_in_a_suite(tmp_path, capsys):
         prompts: {source: data, split: val, count: 1}
         models: [{name: real, type: dataset}]
         metrics: [{name: continuation_psnr}, {name: continuation_ssim}]
-        """))
+        """)
     assert vbf("run", str(suite), "--runs-dir", str(tmp_path / "runs"), "--run-id", "f", "--quiet") == 0
     (record,) = [json.loads(line) for line in (tmp_path / "runs" / "f" / "samples.jsonl").read_text().splitlines()]
     # the real clip is its own continuation: 8 generated frames (frame 0 was given), all identical to the truth

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 import time
 
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 
 from metrics import throughput
 from metrics.throughput import GenerationMeter
-from tests.test_runner import FIXTURES, records, vbf
+from tests.test_runner import FIXTURES, records, vbf, write_suite
 
 
 def test_meter_times_the_call_and_sees_memory_it_allocates():
@@ -40,8 +39,7 @@ def test_values_from_a_generation_record():
 
 
 def test_cost_metrics_through_a_run(tmp_path, capsys):
-    suite = tmp_path / "suite.yaml"
-    suite.write_text(textwrap.dedent(f"""\
+    suite = write_suite(tmp_path, f"""\
         name: costs
         data: {{type: shapes, size: 16, fps: 4}}
         clip_seconds: [2]
@@ -56,7 +54,7 @@ def test_cost_metrics_through_a_run(tmp_path, capsys):
           - {{name: network_evaluations, models: [gen]}}
           - {{name: sampler_iterations, models: [gen]}}
           - {{name: peak_memory_mb}}
-        """))
+        """)
     assert vbf("run", str(suite), "--runs-dir", str(tmp_path / "runs"), "--run-id", "c", "--quiet") == 0
     everything = records(tmp_path / "runs" / "c")
     real = [r for r in everything if r["model"] == "real"]
@@ -72,30 +70,28 @@ def test_cost_metrics_through_a_run(tmp_path, capsys):
 
 
 def test_a_cost_the_generator_does_not_report_fails_the_unit_clearly(tmp_path, capsys):
-    suite = tmp_path / "suite.yaml"
-    suite.write_text(textwrap.dedent("""\
+    suite = write_suite(tmp_path, """\
         name: costs
         data: {type: shapes, size: 16, fps: 4}
         clip_seconds: [2]
         prompts: {source: data, split: val, count: 1}
         models: [{name: real, type: dataset}]
         metrics: [{name: network_evaluations}]
-        """))
+        """)
     assert vbf("run", str(suite), "--runs-dir", str(tmp_path / "runs"), "--run-id", "c", "--quiet") == 2
     (line,) = records(tmp_path / "runs" / "c")
     assert line["status"] == "failed" and "did not report it" in line["error"]
 
 
 def test_a_metric_restricted_to_an_unknown_model_is_a_validation_error(tmp_path, capsys):
-    suite = tmp_path / "suite.yaml"
-    suite.write_text(textwrap.dedent("""\
+    suite = write_suite(tmp_path, """\
         name: costs
         data: {type: shapes, size: 16, fps: 4}
         clip_seconds: [2]
         prompts: {source: data, split: val, count: 1}
         models: [{name: jacobi, type: dataset}]
         metrics: [{name: network_evaluations, models: [jacobbi]}]
-        """))
+        """)
     assert vbf("validate", str(suite)) == 4
     err = capsys.readouterr().err
     assert "metrics[0].models[0]" in err and "did you mean 'jacobi'" in err

@@ -385,11 +385,9 @@ def test_rejects_bad_flows_and_images():
 def test_warping_error_as_a_suite_metric(tmp_path, capsys):
     """Registered for suites: one value per clip and a per-pair series; RAFT without weights is a config error."""
     import json
-    import textwrap
 
-    from tests.test_runner import vbf
+    from tests.test_runner import vbf, write_suite
 
-    suite = tmp_path / "suite.yaml"
     body = """\
         name: warp
         data: {type: shapes, size: 32, fps: 4}
@@ -398,10 +396,10 @@ def test_warping_error_as_a_suite_metric(tmp_path, capsys):
         models: [{name: real, type: dataset}]
         metrics: [{name: warping_error, args: {estimator: ESTIMATOR}}]
         """
-    suite.write_text(textwrap.dedent(body.replace("ESTIMATOR", "dis")))
+    suite = write_suite(tmp_path, body.replace("ESTIMATOR", "dis"))
     assert vbf("run", str(suite), "--runs-dir", str(tmp_path / "runs"), "--run-id", "w", "--quiet") == 0
     lines = [json.loads(line) for line in (tmp_path / "runs" / "w" / "samples.jsonl").read_text().splitlines()]
     assert all(r["status"] == "ok" and len(r["series"]["warping_error"]) == 8 for r in lines)
     assert all(r["metrics"]["warping_error"] >= 0 for r in lines)
-    suite.write_text(textwrap.dedent(body.replace("ESTIMATOR", "rafft")))
+    write_suite(tmp_path, body.replace("ESTIMATOR", "rafft"))
     assert vbf("validate", str(suite)) == 4 and "raft" in capsys.readouterr().err

@@ -232,11 +232,28 @@ class StarFlowSamplerOptions(Args):
                                            "record the largest latent difference and the speed-up")
 
 
-class StarFlowGenerator:
-    """The harness side of ``generator.load``: t2v, i2v and v2v clips of any length."""
+class LatentGenerator:
+    """The harness side of a pipeline from ``generator.load``: what every latent generator reports."""
 
     def __init__(self, pipeline: Any) -> None:
         self.pipeline = pipeline
+
+    def generation_stats(self) -> dict[str, Any]:
+        return dict(self.pipeline.last_sampling)
+
+    def bits_per_dim(self, videos: Sequence[np.ndarray], prompts: Sequence[str]) -> list[float]:
+        """Bits/dim of the first training window of each clip (the model scores no longer piece at once)."""
+        frames = self.pipeline.likelihood_frames
+        if any(len(v) < frames for v in videos):
+            raise ValueError(f"{self.pipeline.name} scores clips of {frames} frames; got one of {min(len(v) for v in videos)}")
+        return self.pipeline.bits_per_dim(np.stack([v[:frames] for v in videos]), [str(p) for p in prompts])
+
+    def info(self) -> dict[str, Any]:
+        return {k: v for k, v in self.pipeline.info().items() if k != "history"}
+
+
+class StarFlowGenerator(LatentGenerator):
+    """The flow: t2v, i2v and v2v clips of any length, Jacobi or sequential."""
 
     def generate(self, prompts: Sequence[str], seconds: float, fps: float, seed: int, task: str = "t2v",
                  condition_frames: Sequence[np.ndarray] | None = None, **sampler_opts: Any) -> list[np.ndarray]:
@@ -252,23 +269,6 @@ class StarFlowGenerator:
                                       jacobi=jacobi, context_frames=options.context_frames,
                                       check_against_sequential=options.check_against_sequential)
         return list(videos)
-
-    def generation_stats(self) -> dict[str, Any]:
-        return dict(self.pipeline.last_sampling)
-
-    def bits_per_dim(self, videos: Sequence[np.ndarray], prompts: Sequence[str]) -> list[float]:
-        return _bits_per_dim(self.pipeline, videos, prompts)
-
-    def info(self) -> dict[str, Any]:
-        return {k: v for k, v in self.pipeline.info().items() if k != "history"}
-
-
-def _bits_per_dim(pipeline: Any, videos: Sequence[np.ndarray], prompts: Sequence[str]) -> list[float]:
-    """Bits/dim of the first training window of each clip (the model scores no longer piece at once)."""
-    frames = pipeline.likelihood_frames
-    if any(len(v) < frames for v in videos):
-        raise ValueError(f"{pipeline.name} scores clips of {frames} frames; got one of {min(len(v) for v in videos)}")
-    return pipeline.bits_per_dim(np.stack([v[:frames] for v in videos]), [str(p) for p in prompts])
 
 
 def _check_latent_generator(pipeline: Any, fps: float, context_frames: int | None, window: int) -> None:
@@ -289,7 +289,7 @@ def _starflow_checkpoint(ctx: BuildContext) -> str:
     return str(path) if path.suffix == ".pt" else name
 
 
-def _check_starflow(args: StarFlowArgs, ctx: BuildContext) -> list[str]:
+def _check_checkpoint(args: StarFlowArgs, ctx: BuildContext) -> list[str]:
     from generator import checkpoint_path
 
     try:
@@ -299,14 +299,19 @@ def _check_starflow(args: StarFlowArgs, ctx: BuildContext) -> list[str]:
     return []
 
 
-def _build_starflow(args: StarFlowArgs, ctx: BuildContext) -> StarFlowGenerator:
+def _load_pipeline(args: StarFlowArgs, ctx: BuildContext, kind: str, described: str) -> Any:
+    """The checkpoint's pipeline, refused when it holds another kind of model than the type expects."""
     import generator
 
     pipeline = generator.load(_starflow_checkpoint(ctx), device=args.device)
-    if pipeline.model.kind != "starflow":
-        raise ConfigError(f"{ctx.checkpoint} is a {pipeline.model.kind} checkpoint, not a STARFlow-V model",
+    if pipeline.model.kind != kind:
+        raise ConfigError(f"{ctx.checkpoint} is a {pipeline.model.kind} checkpoint, not {described}",
                           fix=f"use type: {pipeline.model.kind} for it")
-    return StarFlowGenerator(pipeline)
+    return pipeline
+
+
+def _build_starflow(args: StarFlowArgs, ctx: BuildContext) -> StarFlowGenerator:
+    return StarFlowGenerator(_load_pipeline(args, ctx, "starflow", "a STARFlow-V model"))
 
 
 register_model(ModelType(
@@ -314,7 +319,7 @@ register_model(ModelType(
     summary="the STARFlow-V normalizing flow (checkpoint: a shipped name or a .pt file); sampler: jacobi or sequential",
     args_model=StarFlowArgs,
     build=_build_starflow,
-    check=_check_starflow,
+    check=_check_checkpoint,
     sampler_model=StarFlowSamplerOptions,
 ))
 
@@ -331,11 +336,8 @@ class DiffusionSamplerOptions(Args):
     sink: bool = Field(False, description="causal model: keep the clip's first frame in every window (attention sink)")
 
 
-class DiffusionGenerator:
-    """The harness side of a diffusion baseline from ``generator.load``."""
-
-    def __init__(self, pipeline: Any) -> None:
-        self.pipeline = pipeline
+class DiffusionGenerator(LatentGenerator):
+    """A diffusion baseline: t2v, i2v and v2v clips of any length, Euler or few-step."""
 
     def generate(self, prompts: Sequence[str], seconds: float, fps: float, seed: int, task: str = "t2v",
                  condition_frames: Sequence[np.ndarray] | None = None, **sampler_opts: Any) -> list[np.ndarray]:
@@ -355,36 +357,15 @@ class DiffusionGenerator:
                                       context_frames=options.context_frames, sink=options.sink)
         return list(videos)
 
-    def generation_stats(self) -> dict[str, Any]:
-        return dict(self.pipeline.last_sampling)
-
-    def bits_per_dim(self, videos: Sequence[np.ndarray], prompts: Sequence[str]) -> list[float]:
-        return _bits_per_dim(self.pipeline, videos, prompts)
-
-    def info(self) -> dict[str, Any]:
-        return {k: v for k, v in self.pipeline.info().items() if k != "history"}
-
 
 def _check_diffusion(args: StarFlowArgs, ctx: BuildContext) -> list[str]:
-    from generator import checkpoint_path
-
     if not ctx.checkpoint:
         return ["checkpoint: a diffusion model needs one (ar-diffusion-shapes64, bidir-diffusion-shapes64 or a .pt file)"]
-    try:
-        checkpoint_path(_starflow_checkpoint(ctx))
-    except FileNotFoundError as exc:
-        return [f"checkpoint: {exc}"]
-    return []
+    return _check_checkpoint(args, ctx)
 
 
 def _build_diffusion(args: StarFlowArgs, ctx: BuildContext) -> DiffusionGenerator:
-    import generator
-
-    pipeline = generator.load(_starflow_checkpoint(ctx), device=args.device)
-    if pipeline.model.kind != "diffusion":
-        raise ConfigError(f"{ctx.checkpoint} is a {pipeline.model.kind} checkpoint, not a diffusion model",
-                          fix="use type: starflow for it")
-    return DiffusionGenerator(pipeline)
+    return DiffusionGenerator(_load_pipeline(args, ctx, "diffusion", "a diffusion model"))
 
 
 register_model(ModelType(

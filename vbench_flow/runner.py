@@ -293,7 +293,7 @@ class Runner:
         started = time.perf_counter()
         metrics: dict[str, float] = {}
         series: dict[str, list[tuple[float, float]]] = {}
-        needs_truth = any(get_metric(m.name).needs_ground_truth for m in self.suite.metrics)
+        needs_truth = any(get_metric(m.name).needs_ground_truth for m in self.suite.metrics if m.applies_to(unit.model))
         try:
             truth = self._truth(unit.prompt, num_frames) if needs_truth else None
         except Exception as exc:
