@@ -292,3 +292,66 @@ def fvd(real_videos: np.ndarray | Sequence[np.ndarray], fake_videos: np.ndarray 
     real = extract_features(real_videos, detector, name="real_videos", **kwargs)
     fake = extract_features(fake_videos, detector, name="fake_videos", **kwargs)
     return fvd_from_features(real, fake, estimator=estimator)
+
+
+# ---------------------------------------------------------------- clips of longer videos and intervals
+
+WINDOWS = ("first", "all")
+
+
+def clip_windows(video: np.ndarray, *, num_frames: int = CLIP_FRAMES, windows: str = "first") -> list[np.ndarray]:
+    """The FVD clips of one video: its first ``num_frames`` frames ("first", FVD_16 of a generated
+    clip), or every non-overlapping window of ``num_frames`` frames from the start ("all", the
+    long-clip variant: a 241-frame clip gives 15 windows; a shorter tail is dropped)."""
+    check_video(video, name="video")
+    if windows not in WINDOWS:
+        raise ValueError(f"windows must be one of {WINDOWS}, got {windows!r}")
+    if video.shape[0] < num_frames:
+        raise ValueError(f"video: {video.shape[0]} frames, too few: FVD uses clips of {num_frames} consecutive frames")
+    count = 1 if windows == "first" else video.shape[0] // num_frames
+    return [video[i * num_frames:(i + 1) * num_frames] for i in range(count)]
+
+
+def unit_stats(features_per_unit: Sequence[np.ndarray]) -> list[FeatureStats]:
+    """One FeatureStats per unit (a unit may contribute several clips' features)."""
+    return [FeatureStats.of(np.asarray(f, dtype=np.float64).reshape(-1, np.shape(f)[-1])) for f in features_per_unit]
+
+
+def merge_all(stats: Sequence[FeatureStats], weights: Sequence[int] | None = None) -> FeatureStats:
+    """The statistics of the union, each part counted ``weights[i]`` times (a bootstrap draw)."""
+    weights = [1] * len(stats) if weights is None else list(weights)
+    out = FeatureStats()
+    for part, weight in zip(stats, weights):
+        if weight <= 0 or part.dim is None:
+            continue
+        out._ensure(part.dim)
+        out.count += weight * part.count
+        out.total += weight * part.total
+        out.outer += weight * part.outer
+        out.norm2_x += weight * part.norm2_x
+        out.norm4 += weight * part.norm4
+    return out
+
+
+def bootstrap_fvd_interval(real: FeatureStats, fake_units: Sequence[FeatureStats], *, estimator: str = "unbiased",
+                           resamples: int = 200, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile-bootstrap interval of FVD over the generated units (resampled with replacement,
+    all clips of a drawn unit together); the real statistics stay fixed, so the interval shows
+    how much the value depends on which generated clips were drawn. NaN with fewer than 2 units."""
+    if len(fake_units) < 2 or resamples < 1:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        weights = np.bincount(rng.integers(0, len(fake_units), len(fake_units)), minlength=len(fake_units))
+        drawn = merge_all(fake_units, weights)
+        if drawn.count < 2:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a draw of few distinct units is singular
+            values.append(fvd_from_features(real, drawn, estimator=estimator))
+    if not values:
+        return float("nan"), float("nan")
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(values, [tail, 100.0 - tail])
+    return float(low), float(high)

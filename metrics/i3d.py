@@ -350,3 +350,37 @@ def load_i3d(path: str | Path | None = None, sha256: str | None = None, *, num_c
                          f"load_i3d needs {WEIGHTS_FILENAME} from {WEIGHTS_URL}")
     model.load_state_dict(state, strict=True)
     return model.eval().to(device)
+
+
+class TorchScriptI3d(nn.Module):
+    """StyleGAN-V's TorchScript export of the FVD network (``i3d_torchscript.pt``), called the way
+    its FVD code calls it: inputs already preprocessed to [-1, 1] at 224x224 (``rescale=False,
+    resize=False``) and ``return_features=True``, which returns the 400 pre-softmax logits
+    averaged over time, i.e. the same feature as :meth:`InceptionI3d.features`."""
+
+    def __init__(self, module: torch.jit.ScriptModule) -> None:
+        super().__init__()
+        self.module = module
+
+    def features(self, videos: Tensor) -> Tensor:
+        check_network_input(videos)
+        out = self.module(videos, rescale=False, resize=False, return_features=True)
+        if out.ndim != 2 or out.shape[0] != videos.shape[0]:
+            raise ValueError(f"the TorchScript detector returned features of shape {tuple(out.shape)}; expected "
+                             f"({videos.shape[0]}, {NUM_CLASSES}): is it StyleGAN-V's {TORCHSCRIPT_FILENAME}?")
+        return out
+
+
+def load_i3d_torchscript(path: str | Path, sha256: str | None = None, *,
+                         device: str | torch.device = "cpu") -> TorchScriptI3d:
+    """StyleGAN-V's ``i3d_torchscript.pt`` from a local file (never downloaded here)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"TorchScript I3D not found at {path}. Download {TORCHSCRIPT_FILENAME} from "
+                                f"{TORCHSCRIPT_URL} and save it there (`vbf fetch i3d --torchscript` does it on a "
+                                "machine with internet).")
+    if sha256 is not None and file_sha256(path).lower() != sha256.lower():
+        raise ValueError(f"{path}: sha256 does not match the expected {sha256}")
+    if not _is_torchscript(path):
+        raise ValueError(f"{path} is not a TorchScript archive; for the state dict {WEIGHTS_FILENAME} use load_i3d")
+    return TorchScriptI3d(torch.jit.load(str(path), map_location=device).eval()).eval()

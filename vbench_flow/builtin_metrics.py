@@ -8,7 +8,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 from pydantic import Field
 
-from metrics import clipsim, drift, fidelity, flicker, throughput, warping
+from metrics import clipsim, drift, fidelity, flicker, fvd, i3d, shapes_detector, throughput, warping
 from vbench_flow.errors import ConfigError
 from vbench_flow.registry import Args, MetricType, SampleContext, SampleScore, get_metric, register_metric
 
@@ -190,6 +190,74 @@ _register_drift("warping_error", "slope per second of the warping error over win
                 lambda: WarpingScorer(WarpingArgs()))
 _register_drift("clipsim", "slope per second of CLIPSIM over windows (negative: drifting away from the prompt)",
                 lambda: ClipsimScorer(ClipsimArgs()))
+
+
+# ---------------------------------------------------------------- FVD (set-level)
+
+class FvdArgs(Args):
+    extractor: Literal["shapes-i3d", "i3d", "i3d-torchscript"] = Field(
+        "shapes-i3d", description="shapes-i3d: the shipped shapes-world detector (offline default); i3d: the "
+        "Kinetics-400 I3D state dict i3d_pretrained_400.pt; i3d-torchscript: StyleGAN-V's i3d_torchscript.pt "
+        "(`vbf fetch i3d` downloads them where there is internet)")
+    weights: str | None = Field(None, description="the extractor's file (default: the shipped shapes-i3d, or "
+                                "~/.cache/vbench-flow/<file> for i3d)")
+    sha256: str | None = Field(None, description="i3d: the hash the weights file must have")
+    estimator: Literal["unbiased", "biased", "ledoit_wolf"] = Field(
+        "unbiased", description="covariance: / (n-1) as the original FVD, / n as StyleGAN-V, or Ledoit-Wolf shrinkage")
+    windows: Literal["first", "all"] = Field(
+        "first", description="first: FVD_16 on each clip's first 16 frames; all: every non-overlapping 16-frame "
+        "window of the clip (the long-clip variant)")
+    preprocessing: Literal["stretch", "center_crop"] = Field(
+        "stretch", description="i3d: stretch frames to 224x224 (original FVD) or resize the shorter side and crop")
+    batch_size: int = Field(16, ge=1, le=1024)
+    bootstrap: int = Field(200, ge=0, le=10_000, description="resamples of the generated units for the interval "
+                           "(0: no interval)")
+
+
+class FvdScorer:
+    """Features per clip now; FVD per (model, task, clip length) against the suite's reference clips
+    when the run is aggregated (``vbench_flow.set_metrics``)."""
+
+    def __init__(self, args: FvdArgs) -> None:
+        self.args = args
+        try:
+            if args.extractor == "shapes-i3d":
+                self.detector, meta = shapes_detector.load_shapes_detector(args.weights or shapes_detector.DEFAULT_CHECKPOINT)
+                self.extractor = shapes_detector.extractor_id(meta)
+                base = shapes_detector.metric_version(meta, estimator=args.estimator)
+                self._features = lambda clips: self.detector.features(clips, args.batch_size)
+            else:
+                self.detector = (i3d.load_i3d(args.weights, args.sha256) if args.extractor == "i3d" else
+                                 i3d.load_i3d_torchscript(args.weights or i3d.DEFAULT_WEIGHTS_PATH.with_name(
+                                     i3d.TORCHSCRIPT_FILENAME), args.sha256))
+                self.extractor = f"{args.extractor} (Kinetics-400)"
+                base = fvd.metric_version(estimator=args.estimator, mode=args.preprocessing)
+                self._features = lambda clips: fvd.extract_features(clips, self.detector, batch_size=args.batch_size,
+                                                                    mode=args.preprocessing)
+        except (FileNotFoundError, ValueError) as exc:
+            raise ConfigError(str(exc), where="fvd.args", fix="`vbf fetch i3d` downloads the I3D weights, or use "
+                              "extractor: shapes-i3d (offline)") from None
+        self.version = f"{base}; windows={args.windows}"
+
+    def features(self, video: np.ndarray, fps: float) -> np.ndarray:
+        return np.asarray(self._features(fvd.clip_windows(video, windows=self.args.windows)), dtype=np.float64)
+
+    def distance(self, real: fvd.FeatureStats, fake: fvd.FeatureStats) -> float:
+        return fvd.fvd_from_features(real, fake, estimator=self.args.estimator)
+
+    def interval(self, real: fvd.FeatureStats, fake_units: list[fvd.FeatureStats], *, confidence: float,
+                 seed: int) -> tuple[float, float]:
+        return fvd.bootstrap_fvd_interval(real, fake_units, estimator=self.args.estimator, resamples=self.args.bootstrap,
+                                          confidence=confidence, seed=seed)
+
+
+register_metric(MetricType(
+    name="fvd",
+    summary="Fréchet Video Distance of each (model, task, clip length) set against real reference clips "
+            "(shapes-i3d features offline, Kinetics I3D where its weights are present)",
+    args_model=FvdArgs, higher_is_better=fvd.HIGHER_IS_BETTER, build=FvdScorer, set_level=True,
+    min_frames=fvd.CLIP_FRAMES,
+))
 
 
 # ---------------------------------------------------------------- continuation fidelity

@@ -42,3 +42,10 @@ class RunInterrupted(VbfError):
     """Ctrl-C during a run: finished units are saved and ``--resume`` continues."""
 
     exit_code = 130
+
+
+class EvaluationError(VbfError):
+    """A run could not finish its evaluation (e.g. a reference set could not be scored); the units
+    computed so far are saved."""
+
+    exit_code = 2

@@ -82,14 +82,33 @@ class VideoScorer(Protocol):
     def score(self, video: np.ndarray, ctx: SampleContext) -> SampleScore: ...
 
 
+class SetScorer(Protocol):
+    """A set-level metric (FVD): each clip gives feature vectors, and the value of a group of
+    units (model, task, clip length) is a distance between their features and those of real
+    reference clips, computed when the run is aggregated."""
+
+    extractor: str
+    version: str
+
+    def features(self, video: np.ndarray, fps: float) -> np.ndarray: ...  # (clips, D)
+
+    def distance(self, real: Any, fake: Any) -> float: ...  # FeatureStats -> value
+
+    def interval(self, real: Any, fake_units: list[Any], *, confidence: float, seed: int) -> tuple[float, float]: ...
+
+
 @dataclass(frozen=True)
 class MetricType:
     name: str
     summary: str
     args_model: type[Args]
     higher_is_better: bool
-    build: Callable[[Any], VideoScorer]
+    build: Callable[[Any], VideoScorer | SetScorer]
     needs_ground_truth: bool = False
+    # set-level: the scorer is a SetScorer and the value exists per group, not per clip
+    set_level: bool = False
+    # the fewest frames a clip needs for this metric (FVD: 16)
+    min_frames: int = 2
 
 
 _MODEL_TYPES: dict[str, ModelType] = {}

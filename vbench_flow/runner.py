@@ -30,10 +30,11 @@ from metrics.throughput import GenerationMeter
 from metrics.video import check_video
 from vbench_flow.aggregate import aggregate_records
 from vbench_flow.environment import capture_environment
-from vbench_flow.errors import ConfigError, RunInterrupted, VbfError
+from vbench_flow.errors import ConfigError, EvaluationError, RunInterrupted, VbfError
 from vbench_flow.prompts import Unit, load_prompts, plan_units
 from vbench_flow.protocol import Prompt
 from vbench_flow.registry import BuildContext, SampleContext, get_metric, get_model_type
+from vbench_flow.set_metrics import aggregate_set_metric, reference_set
 from vbench_flow.store import SampleRecord, Store
 from vbench_flow.suite import ResolvedSuite, open_data_source, task_condition_frames
 from vbench_flow.video_io import num_frames_for, write_video
@@ -134,6 +135,7 @@ class Runner:
         self.folder = RunFolder(run_dir)
         self.progress, self.retry_failed = progress, retry_failed
         self.fps = self.suite.generation_fps
+        self.cache_dir = run_dir.parent / "cache"
         self.data = open_data_source(self.suite, resolved.directory)
         self._ground_truth: dict[tuple[str, int], np.ndarray] = {}
         self.scorers = {m.name: get_metric(m.name).build(get_metric(m.name).args_model.model_validate(m.args))
@@ -209,9 +211,37 @@ class Runner:
                               expected=outcome.expected, done=outcome.done, failed=outcome.failed)
         if self.model_info:
             self.store.upsert_run(self.run_id, models_json=self.model_info)
-        self.store.set_aggregates(self.run_id, aggregate_records(mine, self.metric_info, confidence=self.suite.gate.confidence,
-                                                                 resamples=self.suite.gate.resamples, seed=self.suite.seed))
+        rows = aggregate_records(mine, self.metric_info, confidence=self.suite.gate.confidence,
+                                 resamples=self.suite.gate.resamples, seed=self.suite.seed)
+        if not interrupted:
+            rows += self._set_metric_rows(mine)
+        self.store.set_aggregates(self.run_id, rows)
         return outcome
+
+    def _set_metric_rows(self, records: list[SampleRecord]) -> list[Any]:
+        """FVD and other set-level values per group, against reference features of each clip length."""
+        rows = []
+        for spec in self.suite.metrics:
+            if not get_metric(spec.name).set_level:
+                continue
+            scorer = self.scorers[spec.name]
+            lengths = sorted({r.clip_seconds for r in records if r.status == "ok" and spec.name in r.features})
+            references = {}
+            for seconds in lengths:
+                try:
+                    reference = reference_set(scorer, self.data, self.suite.reference, num_frames_for(seconds, self.fps),
+                                              self.fps, self.cache_dir / "reference-features", progress=self.progress)
+                except Exception as exc:
+                    raise EvaluationError(_describe(exc, f"the reference clips of metric {spec.name!r} ({seconds:g} s) "
+                                                         "could not be scored"),
+                                          fix="every unit is saved: fix the reference and rerun with --resume") from None
+                path = reference.save(self.folder.root / "reference" / f"{safe_id(spec.name)}-{seconds:g}s.npz")
+                self.store.set_reference(self.run_id, spec.name, seconds, reference.digest, reference.clips,
+                                         path.relative_to(self.folder.root).as_posix())
+                references[seconds] = reference
+            rows += aggregate_set_metric(spec.name, scorer, records, references, self.metric_info[spec.name],
+                                         confidence=self.suite.gate.confidence, seed=self.suite.seed)
+        return rows
 
     def _compute(self, pending: list[Unit]) -> Iterator[SampleRecord]:
         by_model: dict[str, list[Unit]] = defaultdict(list)
@@ -302,21 +332,29 @@ class Runner:
         ctx = SampleContext(fps=self.fps, prompt=str(unit.prompt), task=unit.task,
                             num_condition_frames=task_condition_frames(self.suite, unit.task), ground_truth=truth,
                             generation=generation, generator=generator)
+        features: dict[str, list[list[float]]] = {}
+        metric_seconds: dict[str, float] = {}
         for spec in self.suite.metrics:
             if not spec.applies_to(unit.model):
                 continue
+            scorer, clock = self.scorers[spec.name], time.perf_counter()
             try:
-                score = self.scorers[spec.name].score(video, ctx)
+                if get_metric(spec.name).set_level:
+                    features[spec.name] = np.asarray(scorer.features(video, self.fps), dtype=np.float64).tolist()
+                    continue
+                score = scorer.score(video, ctx)
             except Exception as exc:
                 return self._failure(unit, _describe(exc, f"metric {spec.name!r} failed"), "score",
                                      generate_seconds=generate_seconds, video=relative, sha=sha)
+            finally:
+                metric_seconds[spec.name] = time.perf_counter() - clock
             metrics[spec.name] = float(score.value)
             if score.series:
                 series[spec.name] = [(float(t), float(v)) for t, v in score.series]
         return SampleRecord(**_unit_fields(unit), status="ok", video=relative, video_sha256=sha,
                             num_frames=int(video.shape[0]), fps=self.fps, generate_seconds=generate_seconds,
-                            score_seconds=time.perf_counter() - started, metrics=metrics, series=series,
-                            generation=generation)
+                            score_seconds=time.perf_counter() - started, metric_seconds=metric_seconds,
+                            metrics=metrics, series=series, generation=generation, features=features)
 
     def _failure(self, unit: Unit, reason: str, stage: str, *, generate_seconds: float | None = None,
                  video: str | None = None, sha: str | None = None) -> SampleRecord:

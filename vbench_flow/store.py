@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
@@ -41,6 +42,14 @@ CREATE TABLE IF NOT EXISTS sample_metrics (
 CREATE TABLE IF NOT EXISTS sample_series (
     run_id TEXT NOT NULL, unit_id TEXT NOT NULL, metric TEXT NOT NULL, t_seconds REAL NOT NULL, value REAL,
     PRIMARY KEY (run_id, unit_id, metric, t_seconds)
+);
+CREATE TABLE IF NOT EXISTS sample_features (
+    run_id TEXT NOT NULL, unit_id TEXT NOT NULL, metric TEXT NOT NULL, features_json TEXT NOT NULL,
+    PRIMARY KEY (run_id, unit_id, metric)
+);
+CREATE TABLE IF NOT EXISTS reference_sets (
+    run_id TEXT NOT NULL, metric TEXT NOT NULL, clip_seconds REAL NOT NULL, digest TEXT NOT NULL,
+    clips INTEGER NOT NULL, path TEXT NOT NULL, PRIMARY KEY (run_id, metric, clip_seconds)
 );
 CREATE TABLE IF NOT EXISTS metric_info (
     run_id TEXT NOT NULL, metric TEXT NOT NULL, version TEXT, extractor TEXT, higher_is_better INTEGER,
@@ -77,10 +86,13 @@ class SampleRecord(BaseModel):
     fps: float | None = None
     generate_seconds: float | None = None
     score_seconds: float | None = None
+    metric_seconds: dict[str, float] = Field(default_factory=dict, description="wall seconds each metric took on this clip")
     metrics: dict[str, float] = Field(default_factory=dict)
     series: dict[str, list[tuple[float, float]]] = Field(default_factory=dict)
     generation: dict[str, Any] = Field(default_factory=dict, description="what generating the clip cost "
                                        "(seconds, peak memory, generator-reported sampler costs)")
+    features: dict[str, list[list[float]]] = Field(default_factory=dict, description="set-level metrics (FVD): "
+                                                   "the clip's feature vectors, one per FVD window")
     finished: str = Field(default_factory=utc_now)
 
 
@@ -149,6 +161,9 @@ class Store:
                        (run_id, *values))
             db.execute("DELETE FROM sample_metrics WHERE run_id=? AND unit_id=?", (run_id, record.unit_id))
             db.execute("DELETE FROM sample_series WHERE run_id=? AND unit_id=?", (run_id, record.unit_id))
+            db.execute("DELETE FROM sample_features WHERE run_id=? AND unit_id=?", (run_id, record.unit_id))
+            db.executemany("INSERT INTO sample_features VALUES (?,?,?,?)",
+                           [(run_id, record.unit_id, m, json.dumps(f)) for m, f in record.features.items()])
             db.executemany("INSERT INTO sample_metrics VALUES (?,?,?,?)",
                            [(run_id, record.unit_id, m, v) for m, v in record.metrics.items()])
             db.executemany("INSERT INTO sample_series VALUES (?,?,?,?,?)",
@@ -163,7 +178,22 @@ class Store:
                   int(r.higher_is_better), r.metric_version, r.extractor) for r in rows],
             )
 
+    def set_reference(self, run_id: str, metric: str, clip_seconds: float, digest: str, clips: int, path: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO reference_sets VALUES (?,?,?,?,?,?)",
+                       (run_id, metric, clip_seconds, digest, clips, path))
+
     # ------------------------------------------------------------ reads
+
+    def sample_features(self, run_id: str, metric: str) -> dict[str, np.ndarray]:
+        """unit id -> (clips, D) features of a set-level metric, finished units only."""
+        rows = self._conn.execute(
+            "SELECT f.unit_id, f.features_json FROM sample_features f JOIN units u USING (run_id, unit_id) "
+            "WHERE f.run_id=? AND f.metric=? AND u.status='ok' ORDER BY f.unit_id", (run_id, metric)).fetchall()
+        return {unit: np.asarray(json.loads(text), dtype=np.float64) for unit, text in rows}
+
+    def reference_sets(self, run_id: str) -> pd.DataFrame:
+        return self._frame("SELECT * FROM reference_sets WHERE run_id=?", (run_id,))
 
     def _frame(self, sql: str, params: tuple = ()) -> pd.DataFrame:
         return pd.read_sql_query(sql, self._conn, params=params)

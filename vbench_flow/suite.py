@@ -466,9 +466,27 @@ def _check_metrics(suite: Suite, lines: dict[tuple, int]) -> list[Problem]:
                 problems.append(Problem(_loc_to_key(loc + ("models", j)), f"metric {spec.name!r} names model {name!r}, "
                                         f"which the suite does not have{did_you_mean(name, model_names)}",
                                         line=lines.get(loc + ("models", j))))
+        if entry.set_level:
+            problems += _check_set_metric(suite, spec.name, loc, lines)
         if entry.needs_ground_truth and suite.prompts.source != "data":
             problems.append(Problem(_loc_to_key(loc + ("name",)), f"metric {spec.name!r} compares with ground truth, so prompts must come from the data set",
                                     fix="set prompts.source: data", line=lines.get(loc + ("name",))))
+    return problems
+
+
+def _check_set_metric(suite: Suite, name: str, loc: tuple, lines: dict[tuple, int]) -> list[Problem]:
+    """A set-level metric (FVD) needs real reference clips and at least two clips per group."""
+    problems = []
+    if suite.reference is None:
+        problems.append(Problem(_loc_to_key(loc + ("name",)), f"metric {name!r} compares the generated set with real clips, "
+                                "but the suite has no reference: block",
+                                fix="add e.g. reference: {split: val, count: 256} (a split the prompts do not use)",
+                                line=lines.get(loc + ("name",))))
+    per_group = (suite.prompt_count() or len(suite.prompts.texts or [])) * len(suite.prompts.seeds)
+    if suite.prompt_count() is not None and per_group < 2:
+        problems.append(Problem("prompts.count", f"metric {name!r} needs at least 2 clips per model, task and clip "
+                                f"length; the suite plans {per_group}", fix="raise prompts.count or add seeds",
+                                line=lines.get(("prompts", "count"))))
     return problems
 
 
@@ -533,6 +551,13 @@ def _check_cross_references(suite: Suite, lines: dict[tuple, int]) -> list[Probl
     if shortest < 2:
         problems.append(Problem("clip_seconds", f"{min(suite.clip_seconds):g} s at {fps:g} fps is a single frame; "
                                 "metrics over time need at least 2", line=lines.get(("clip_seconds",))))
+    known = metric_types()
+    for i, spec in enumerate(suite.metrics):
+        needed = known[spec.name].min_frames if spec.name in known else 2
+        if needed > 2 and shortest < needed:
+            problems.append(Problem("clip_seconds", f"metric {spec.name!r} needs clips of at least {needed} frames; "
+                                    f"{min(suite.clip_seconds):g} s at {fps:g} fps gives {shortest}",
+                                    fix=f"use clips of at least {needed / fps:g} s", line=lines.get(("metrics", i, "name"))))
     if "v2v" in suite.tasks:
         if suite.v2v_frames >= shortest:
             problems.append(Problem("v2v_frames", f"v2v gives {suite.v2v_frames} frames but the shortest clip has only {shortest}",

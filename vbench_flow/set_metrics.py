@@ -1,0 +1,117 @@
+"""Set-level metrics (FVD) in a run: real reference features and one value per group of units.
+
+Every clip's features are stored with its record as the clip is scored (so a resumed or sharded
+run loses none); the value of a group -- (model, task, clip length) -- is computed when the run is
+aggregated, against the features of the suite's ``reference`` clips: real clips of the same length
+at the same fps. Reference features are cached under ``<runs dir>/cache/reference-features`` by a
+content hash of the clips themselves and the metric version, so a changed data set, length, fps
+or extractor never reuses stale statistics; the run folder keeps a copy (``reference/``) that the
+gate reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from metrics.fvd import FeatureStats, merge_all, unit_stats
+from vbench_flow.aggregate import group_seed
+from vbench_flow.store import AggregateRow, SampleRecord
+
+
+@dataclass
+class ReferenceSet:
+    """Per-clip features of the real reference clips (one array per clip) and their content hash."""
+
+    features: list[np.ndarray]
+    digest: str
+
+    @property
+    def stats(self) -> FeatureStats:
+        return merge_all(unit_stats(self.features))
+
+    @property
+    def clips(self) -> int:
+        return len(self.features)
+
+    def save(self, path: Path) -> Path:
+        """Atomically, as .npz: the clips' features stacked, with each clip's row count."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        with tmp.open("wb") as handle:
+            np.savez(handle, stacked=np.concatenate(self.features), counts=np.array([len(f) for f in self.features]),
+                     digest=np.array(self.digest))
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> ReferenceSet:
+        with np.load(path) as data:
+            stacked, counts, digest = data["stacked"], data["counts"], str(data["digest"])
+        return cls(np.split(stacked, np.cumsum(counts)[:-1]), digest)
+
+
+def _clip_digest(frames: np.ndarray) -> bytes:
+    digest = hashlib.sha256(f"{frames.shape}|".encode())
+    digest.update(np.ascontiguousarray(frames).data)
+    return digest.digest()
+
+
+def reference_set(scorer: Any, data: Any, reference: Any, num_frames: int, fps: float, cache_dir: Path, *,
+                  progress: bool = True) -> ReferenceSet:
+    """The reference features for clips of ``num_frames`` frames at ``fps``, from the cache when the
+    clips and the metric version are the ones cached. Clips are rendered (or decoded) twice on a
+    miss -- once to hash, once to extract -- rather than held in memory all at once."""
+    prompts = data.prompts(reference.split, reference.start, reference.count)
+
+    def clips() -> Iterator[np.ndarray]:
+        for prompt in prompts:
+            yield data.ground_truth(prompt, num_frames, fps)
+
+    content = hashlib.sha256(f"{scorer.version}|{num_frames}|{fps:.6f}|".encode())
+    for frames in clips():
+        content.update(_clip_digest(frames))
+    digest = content.hexdigest()
+    cached = cache_dir / f"{digest}.npz"
+    if cached.exists():
+        return ReferenceSet.load(cached)
+    bar = tqdm(clips(), total=len(prompts), desc=f"reference features ({num_frames} frames)", unit="clip",
+               disable=not progress, file=sys.stderr)
+    result = ReferenceSet([scorer.features(frames, fps) for frames in bar], digest)
+    result.save(cached)
+    return result
+
+
+def aggregate_set_metric(name: str, scorer: Any, records: list[SampleRecord], references: dict[float, ReferenceSet],
+                         info: dict[str, Any], *, confidence: float, seed: int) -> list[AggregateRow]:
+    """One row per (model, task, clip length) of the finished units that carry features of ``name``.
+
+    ``n`` counts the generated clips (FVD windows) that entered the value; the row's version names
+    the reference set (its hash and size), because FVD against another reference is another number.
+    """
+    groups: dict[tuple, list[np.ndarray]] = defaultdict(list)
+    for record in records:
+        if record.status == "ok" and name in record.features:
+            groups[(record.model, record.task, record.clip_seconds)].append(np.asarray(record.features[name]))
+    rows = []
+    for (model, task, seconds), per_unit in sorted(groups.items()):
+        reference = references[seconds]
+        fake_units = unit_stats(per_unit)
+        fake = merge_all(fake_units)
+        real = reference.stats
+        value = scorer.distance(real, fake) if fake.count >= 2 else float("nan")
+        low, high = scorer.interval(real, fake_units, confidence=confidence, seed=group_seed(seed, model, task, seconds, name))
+        rows.append(AggregateRow(model=model, task=task, clip_seconds=seconds, metric=name, value=value, ci_low=low,
+                                 ci_high=high, n=fake.count, higher_is_better=info["higher_is_better"],
+                                 metric_version=f"{info['version']}; reference {reference.digest[:12]} "
+                                                f"({reference.clips} real clips, {real.count} windows)",
+                                 extractor=info["extractor"]))
+    return rows
