@@ -93,6 +93,22 @@ class LatentVideoPipeline:
         return time.perf_counter()
 
     @property
+    def frame_causal(self) -> bool:
+        """Whether a frame depends only on the frames before it (so the first can be shown early)."""
+        return bool(getattr(self.model.config, "causal", True))
+
+    def first_frame_clip(self, num_frames: int, given_frames: int = 0) -> int:
+        """Frames of the shortest clip whose generation includes the first generated frame of a
+        ``num_frames`` clip: for a frame-causal model, the given frames' latent frames plus one
+        (sampled, denoised, decoded); for a bidirectional one, the whole first window, since every
+        frame of a window waits for the last denoising step."""
+        factor = self.autoencoder.config.temporal_factor
+        if not self.frame_causal:
+            return min(num_frames, self.likelihood_frames)
+        given_latents = 0 if given_frames == 0 else 1 + (given_frames - 1) // factor
+        return min(num_frames, 1 + factor * given_latents)
+
+    @property
     def likelihood_frames(self) -> int:
         """The longest clip (video frames) the model scores in one piece: its training window."""
         return 1 + self.autoencoder.config.temporal_factor * (self.model.max_latent_frames - 1)

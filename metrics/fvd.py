@@ -44,6 +44,14 @@ def metric_version(*, estimator: str = "unbiased", mode: str = "stretch", sampli
 VERSION = metric_version()
 
 
+def estimator_from_version(version: str) -> str:
+    """The covariance estimator a version string of :func:`metric_version` names (``cov=...``)."""
+    for estimator in ESTIMATORS:
+        if f"cov={estimator})" in version or f"cov={estimator};" in version:
+            return estimator
+    raise ValueError(f"not an FVD version string (no cov=<estimator>): {version!r}")
+
+
 # ---------------------------------------------------------------- statistics
 
 

@@ -95,9 +95,10 @@ class GenerationMeter:
 def generation_seconds(generation: Mapping[str, Any]) -> float:
     """Seconds the generator needed for the clip (``seconds``: the call's wall time shared by its
     ``batch_size`` clips); a reference sampler the generator ran in the same call only to check
-    itself (``reference_seconds``, per call) is not part of generating it."""
-    reference = float(generation.get("reference_seconds", 0.0)) / int(generation.get("batch_size", 1))
-    return float(generation["seconds"]) - reference
+    itself (``reference_seconds``, per call) and a separate run that timed the first frame
+    (``first_frame_seconds``, per call) are not part of generating it."""
+    extra = float(generation.get("reference_seconds", 0.0)) + float(generation.get("first_frame_seconds", 0.0))
+    return float(generation["seconds"]) - extra / int(generation.get("batch_size", 1))
 
 
 def frames_per_second(generation: Mapping[str, Any], generated_frames: int) -> float:

@@ -1,7 +1,9 @@
 """Self-contained HTML reports: tables, plots and videos in one file that opens anywhere.
 
 This package only renders what it is given (pandas tables, dicts, video files on disk); it
-never runs a model or a metric.
+never runs a model or a metric, and computes no statistics beyond what a plot draws.
+``vbench_flow.reporting`` gathers the data (deltas, intervals, Pareto fronts) and calls
+:func:`render_report`.
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ from __future__ import annotations
 import base64
 import io
 import math
+import os
+import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +23,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 TEMPLATES = Path(__file__).parent / "templates"
 DEFAULT_EMBED_BUDGET = 8 * 1024 * 1024
+VIDEO_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".webm": "video/webm", ".gif": "image/gif"}
+MARKS = {"better": "▲ better", "worse": "▼ worse", "same": "no significant difference", "n/a": "no interval"}
 
 
 @dataclass
@@ -35,6 +42,7 @@ class RunSummary:
     environment: dict[str, Any]
     failures: list[dict[str, Any]] = field(default_factory=list)
     metric_info: list[dict[str, Any]] = field(default_factory=list)
+    sweep: str | None = None
 
 
 @dataclass
@@ -48,38 +56,187 @@ class GalleryItem:
 
 
 @dataclass
+class GalleryRow:
+    """One prompt (at one task, clip length and seed) across the gallery's columns; None where a
+    column has no video for it."""
+
+    prompt_id: str
+    prompt: str
+    task: str
+    clip_seconds: float
+    seed: int
+    items: list[GalleryItem | None]
+
+
+@dataclass
+class Baseline:
+    kind: str  # "model" (within each run), "run" (model by model), "run+model" (one row for everything)
+    run_id: str | None
+    model: str | None
+    description: str
+
+
+@dataclass
+class ParetoInput:
+    quality_metric: str | None
+    throughput_metric: str | None
+    throughput_label: str = ""
+    quality_higher_is_better: bool = True
+    points: pd.DataFrame = field(default_factory=pd.DataFrame)  # run_id, model, task, clip_seconds, x*, y*, on_front
+    note: str | None = None
+
+
+@dataclass
+class AblationView:
+    sweep: str
+    metrics: list[str]
+    higher_is_better: dict[str, bool]
+    groups: list[dict[str, Any]]  # {model, task, clip_seconds, rows: [{run_id, variant, overrides, cells}]}
+
+
+@dataclass
 class ReportInput:
     title: str
     runs: list[RunSummary]
     aggregates: pd.DataFrame
-    series: pd.DataFrame = field(default_factory=pd.DataFrame)
-    gallery: list[GalleryItem] = field(default_factory=list)
+    metric_order: list[str] = field(default_factory=list)
+    primary_metric: str | None = None
+    confidence: float = 0.95
+    baseline: Baseline | None = None
+    deltas: pd.DataFrame = field(default_factory=pd.DataFrame)
+    leaders: list[dict[str, Any]] = field(default_factory=list)
+    drift: pd.DataFrame = field(default_factory=pd.DataFrame)
+    pareto: ParetoInput | None = None
+    ablations: list[AblationView] = field(default_factory=list)
+    gallery_columns: list[tuple[str, str]] = field(default_factory=list)
+    gallery: list[GalleryRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- numbers
+
+def _nan(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
 
 
 def format_value(value: float, low: float, high: float) -> str:
     """Value with its interval's half-width, at a precision the interval justifies."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _nan(value):
         return "—"
-    half = (high - low) / 2 if not (low is None or high is None or math.isnan(low) or math.isnan(high)) else 0.0
+    half = (high - low) / 2 if not (_nan(low) or _nan(high)) else 0.0
     digits = 4 if half == 0 else max(2, min(6, 1 - int(math.floor(math.log10(half))) + 1))
     return f"{value:.{digits}f} ± {half:.{digits}f}" if half > 0 else f"{value:.{digits}f}"
 
 
-def aggregate_table(aggregates: pd.DataFrame) -> dict[str, Any]:
-    """Rows (run, model, task, clip length) x one column per metric, cells 'value ± half CI (n)'."""
+def format_delta(delta: float, low: float, high: float) -> str:
+    """'Δ +0.012 [+0.004, +0.020]': the interval's width sets the decimals."""
+    if _nan(delta):
+        return "Δ —"
+    if _nan(low) or _nan(high):
+        return f"Δ {delta:+.4g}"
+    half = (high - low) / 2
+    digits = 4 if half <= 0 else max(0, min(6, -int(math.floor(math.log10(half)))))
+    while digits < 6 and any(b != 0 and round(b, digits) == 0 for b in (low, high)):
+        digits += 1  # a bound that is not zero never reads as zero
+    return f"Δ {delta:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
+
+
+def _short(value: float) -> str:
+    return "—" if _nan(value) else f"{value:.4g}"
+
+
+def _row_label(run_id: str, model: str, several_runs: bool) -> str:
+    return f"{model} · {run_id}" if several_runs else model
+
+
+# ---------------------------------------------------------------- tables
+
+def aggregate_table(aggregates: pd.DataFrame, deltas: pd.DataFrame | None = None, metric_order: list[str] | None = None,
+                    baseline: Baseline | None = None) -> dict[str, Any]:
+    """Rows (run, model, task, clip length) x one column per metric: 'value ± half CI (n)' and, where
+    the row has a baseline, 'Δ delta [low, high]' with a significance mark."""
     if aggregates.empty:
-        return {"metrics": [], "rows": []}
-    metrics = list(dict.fromkeys(aggregates["metric"]))
-    rows = []
+        return {"metrics": [], "rows": [], "direction": {}}
+    metrics = metric_order or list(dict.fromkeys(aggregates["metric"]))
+    direction = {m: bool(h) for m, h in zip(aggregates["metric"], aggregates["higher_is_better"])}
     keys = ["run_id", "model", "task", "clip_seconds"]
+    by_key: dict[tuple, dict[str, Any]] = {}
+    if deltas is not None and not deltas.empty:
+        for d in deltas.to_dict("records"):
+            by_key[(d["run_id"], d["model"], d["task"], float(d["clip_seconds"]), d["metric"])] = d
+    rows = []
     for key, group in aggregates.groupby(keys, sort=False):
+        run_id, model, task, seconds = key
+        is_baseline = baseline is not None and (
+            (baseline.kind == "model" and model == baseline.model) or
+            (baseline.kind == "run" and run_id == baseline.run_id) or
+            (baseline.kind == "run+model" and (run_id, model) == (baseline.run_id, baseline.model)))
         cells = {}
         for _, r in group.iterrows():
-            interval = ("no interval from a single prompt" if math.isnan(r["ci_low"]) else
+            interval = ("no interval from a single prompt" if _nan(r["ci_low"]) else
                         f"{r['ci_low']:.6g} – {r['ci_high']:.6g} (bootstrap interval over prompts)")
-            cells[r["metric"]] = {"text": format_value(r["value"], r["ci_low"], r["ci_high"]), "n": int(r["n"]), "title": interval}
-        rows.append({"key": dict(zip(keys, key)), "cells": cells})
-    return {"metrics": metrics, "rows": rows}
+            cell = {"text": format_value(r["value"], r["ci_low"], r["ci_high"]), "n": int(r["n"]), "title": interval}
+            d = by_key.get((run_id, model, task, float(seconds), r["metric"]))
+            if d is not None:
+                against = f"{d['baseline_model']} · {d['baseline_run']}"
+                cell["delta"] = {
+                    "text": format_delta(d["delta"], d["ci_low"], d["ci_high"]), "verdict": d["verdict"],
+                    "css": d["verdict"].replace("/", ""), "mark": MARKS[d["verdict"]],
+                    "title": (f"{'paired over' if d['paired'] else 'unpaired (no shared units);'} {d['n']} units; "
+                              f"against {against}")}
+            cells[r["metric"]] = cell
+        rows.append({"key": dict(zip(keys, key)), "cells": cells, "baseline": is_baseline})
+    return {"metrics": metrics, "rows": rows, "direction": direction}
+
+
+def leader_rows(leaders: list[dict[str, Any]], several_runs: bool) -> list[dict[str, Any]]:
+    out = []
+    for e in leaders:
+        best = e["best"]
+        row = {"metric": e["metric"], "task": e["task"], "seconds": f"{e['clip_seconds']:g}",
+               "arrow": "↑" if e["higher_is_better"] else "↓",
+               "best": _row_label(best["run_id"], best["model"], several_runs),
+               "value": format_value(best["value"], best["ci_low"], best["ci_high"]),
+               "runner_up": None, "gap": None, "separated": e["separated"], "delta": None}
+        if e["runner_up"] is not None:
+            second = e["runner_up"]
+            row["runner_up"] = f"{_row_label(second['run_id'], second['model'], several_runs)} ({_short(second['value'])})"
+            row["gap"] = _short(e["gap"])
+        if e["delta"] is not None:
+            d = e["delta"]
+            row["delta"] = {"text": format_delta(d["delta"], d["ci_low"], d["ci_high"]), "verdict": d["verdict"],
+                            "css": d["verdict"].replace("/", ""), "mark": MARKS[d["verdict"]], "against": d["baseline_model"]}
+        out.append(row)
+    return out
+
+
+def ablation_tables(views: list[AblationView]) -> list[dict[str, Any]]:
+    out = []
+    for view in views:
+        groups = []
+        for g in view.groups:
+            rows = []
+            for r in g["rows"]:
+                cells = {m: {"text": format_value(c["value"], c["ci_low"], c["ci_high"]), "n": c["n"], "best": c["best"]}
+                         for m, c in r["cells"].items()}
+                overrides = ", ".join(f"{k} = {v}" for k, v in r["overrides"].items()) or r["variant"]
+                rows.append({"run_id": r["run_id"], "variant": r["variant"], "overrides": overrides, "cells": cells})
+            groups.append({"model": g["model"], "task": g["task"], "seconds": f"{g['clip_seconds']:g}", "rows": rows})
+        out.append({"sweep": view.sweep, "metrics": view.metrics,
+                    "arrows": {m: "↑" if view.higher_is_better.get(m, True) else "↓" for m in view.metrics},
+                    "groups": groups})
+    return out
+
+
+# ---------------------------------------------------------------- plots
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _png(fig: Any) -> str:
@@ -88,54 +245,185 @@ def _png(fig: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def series_plots(series: pd.DataFrame) -> list[dict[str, str]]:
-    """One plot per metric: the mean over units of each value-over-time series, per model and task."""
-    if series.empty:
+def _colours(labels: list[str]) -> dict[str, Any]:
+    plt = _pyplot()
+    cycle = plt.get_cmap("tab10").colors
+    return {label: cycle[i % len(cycle)] for i, label in enumerate(dict.fromkeys(labels))}
+
+
+def metric_plots(aggregates: pd.DataFrame, metric_order: list[str], confidence: float) -> list[dict[str, str]]:
+    """Per metric: each (run, model) as a point with its bootstrap interval, one colour per (task, clip length)."""
+    if aggregates.empty:
         return []
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
+    several_runs = aggregates["run_id"].nunique() > 1
+    table = aggregates.assign(row=[_row_label(r, m, several_runs) for r, m in zip(aggregates["run_id"], aggregates["model"])],
+                              setting=[f"{t} · {s:g} s" for t, s in zip(aggregates["task"], aggregates["clip_seconds"])])
+    rows = list(dict.fromkeys(table["row"]))
+    settings = list(dict.fromkeys(table["setting"]))
+    colours = _colours(settings)
     plots = []
-    for metric, group in series.groupby("metric", sort=False):
-        fig, ax = plt.subplots(figsize=(6.4, 3.2))
-        for (run_id, model, task, seconds), line in group.groupby(["run_id", "model", "task", "clip_seconds"]):
-            mean = line.groupby("t_seconds")["value"].mean()
-            label = f"{model} · {task} · {seconds:g}s" + (f" · {run_id}" if group["run_id"].nunique() > 1 else "")
-            ax.plot(mean.index, mean.values, marker="o", markersize=3, label=label)
-        ax.set_xlabel("segment start (s)")
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
-        plots.append({"metric": metric, "src": _png(fig)})
+    for metric in metric_order:
+        group = table[table["metric"] == metric]
+        if group.empty:
+            continue
+        fig, ax = plt.subplots(figsize=(4.6, 0.9 + 0.38 * len(rows) * max(1, len(settings)) ** 0.5))
+        offsets = {s: (i - (len(settings) - 1) / 2) * (0.5 / max(1, len(settings))) for i, s in enumerate(settings)}
+        for setting in settings:
+            part = group[group["setting"] == setting]
+            if part.empty:
+                continue
+            y = [rows.index(r) + offsets[setting] for r in part["row"]]
+            low = (part["value"] - part["ci_low"]).fillna(0).clip(lower=0)
+            high = (part["ci_high"] - part["value"]).fillna(0).clip(lower=0)
+            ax.errorbar(part["value"], y, xerr=[low, high], fmt="o", markersize=4, capsize=3, color=colours[setting],
+                        label=setting)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(5))
+        ax.set_yticks(range(len(rows)), rows, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"{metric} ({'higher' if bool(group['higher_is_better'].iloc[0]) else 'lower'} is better)")
+        ax.grid(axis="x", alpha=0.3)
+        if len(settings) > 1:
+            ax.legend(fontsize=7, loc="best")
+        plots.append({"metric": metric, "src": _png(fig),
+                      "caption": f"{metric}: mean over prompts with the {round(100 * confidence)}% bootstrap interval"})
         plt.close(fig)
     return plots
 
 
-def embed_gallery(items: list[GalleryItem], output: Path, budget: int) -> list[dict[str, str]]:
-    """Videos inline as data URIs while under ``budget`` bytes, else linked relative to the report."""
-    used, out = 0, []
-    for item in items:
-        entry = {"model": item.model, "task": item.task, "seconds": f"{item.clip_seconds:g}", "prompt": item.prompt,
-                 "run_id": item.run_id}
-        if not item.video.exists():
-            entry["missing"] = str(item.video)
-        elif used + item.video.stat().st_size <= budget:
-            data = item.video.read_bytes()
-            used += len(data)
-            entry["src"] = "data:video/mp4;base64," + base64.b64encode(data).decode()
-        else:
-            entry["src"] = Path(_relative(item.video, output.parent)).as_posix()
-        out.append(entry)
-    return out
+def drift_plots(drift: pd.DataFrame, confidence: float) -> list[dict[str, str]]:
+    """One figure per metric, one panel per clip length: the mean curve over units of each
+    (run, model, task) with its interval shaded."""
+    if drift.empty:
+        return []
+    plt = _pyplot()
+    several_runs = drift["run_id"].nunique() > 1
+    several_tasks = drift["task"].nunique() > 1
+    label = [_row_label(r, m, several_runs) + (f" · {t}" if several_tasks else "")
+             for r, m, t in zip(drift["run_id"], drift["model"], drift["task"])]
+    drift = drift.assign(label=label)
+    colours = _colours(list(drift["label"]))
+    plots = []
+    for metric, group in drift.groupby("metric", sort=False):
+        lengths = sorted(group["clip_seconds"].unique())
+        fig, axes = plt.subplots(1, len(lengths), figsize=(min(13.0, 1.2 + 4.6 * len(lengths)), 3.1), squeeze=False,
+                                 sharey=True)
+        for ax, seconds in zip(axes[0], lengths):
+            panel = group[group["clip_seconds"] == seconds]
+            for name, line in panel.groupby("label", sort=False):
+                line = line.sort_values("t_seconds")
+                ax.plot(line["t_seconds"], line["mean"], marker="o", markersize=2.5, color=colours[name], label=name)
+                ax.fill_between(line["t_seconds"], line["low"], line["high"], color=colours[name], alpha=0.18, linewidth=0)
+            ax.set_title(f"{seconds:g} s clips (n = {int(panel['n'].max())} units)", fontsize=9)
+            ax.set_xlabel("time in clip (s)")
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel(metric)
+        axes[0][-1].legend(fontsize=7, loc="best")
+        plots.append({"metric": metric, "src": _png(fig),
+                      "caption": f"{metric} over time: mean over units per segment, {round(100 * confidence)}% "
+                                 "t interval of the mean shaded"})
+        plt.close(fig)
+    return plots
 
 
-def _relative(path: Path, start: Path) -> str:
-    import os
+def pareto_plot(pareto: ParetoInput | None) -> dict[str, Any] | None:
+    """Quality against throughput per (task, clip length), the Pareto front joined and ringed."""
+    if pareto is None:
+        return None
+    if pareto.note or pareto.points.empty:
+        return {"note": pareto.note or "nothing to plot"}
+    plt = _pyplot()
+    points = pareto.points
+    several_runs = points["run_id"].nunique() > 1
+    points = points.assign(label=[_row_label(r, m, several_runs) for r, m in zip(points["run_id"], points["model"])])
+    colours = _colours(list(points["label"]))
+    panels = list(points.groupby(["task", "clip_seconds"], sort=True))
+    fig, axes = plt.subplots(1, len(panels), figsize=(min(13.0, 1.0 + 4.8 * len(panels)), 3.6), squeeze=False)
+    front_rows = []
+    for ax, ((task, seconds), panel) in zip(axes[0], panels):
+        for _, p in panel.iterrows():
+            xerr = [[max(0.0, p["x"] - p["x_low"])], [max(0.0, p["x_high"] - p["x"])]] if not _nan(p["x_low"]) else None
+            yerr = [[max(0.0, p["y"] - p["y_low"])], [max(0.0, p["y_high"] - p["y"])]] if not _nan(p["y_low"]) else None
+            ax.errorbar([p["x"]], [p["y"]], xerr=xerr, yerr=yerr, fmt="o", markersize=6, capsize=3,
+                        color=colours[p["label"]], label=p["label"])
+            if p["on_front"]:
+                ax.plot([p["x"]], [p["y"]], "o", markersize=13, markerfacecolor="none", markeredgecolor="#111",
+                        markeredgewidth=1.2)
+                front_rows.append({"task": task, "seconds": f"{seconds:g}", "label": p["label"],
+                                   "x": _short(p["x"]), "y": _short(p["y"])})
+            ax.annotate(p["model"], (p["x"], p["y"]), textcoords="offset points", xytext=(7, 5), fontsize=7)
+        front = panel[panel["on_front"]].sort_values("x")
+        if len(front) > 1:
+            ax.plot(front["x"], front["y"], "--", color="#111", linewidth=1, alpha=0.7)
+        xs = panel["x"][panel["x"] > 0]
+        if len(xs) > 1 and xs.max() / xs.min() > 30:
+            ax.set_xscale("log")
+        ax.set_title(f"{task} · {seconds:g} s", fontsize=9)
+        ax.set_xlabel(pareto.throughput_label, fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"{pareto.quality_metric} ({'higher' if pareto.quality_higher_is_better else 'lower'} is better)")
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    axes[0][-1].legend(unique.values(), unique.keys(), fontsize=7, loc="best")
+    src = _png(fig)
+    plt.close(fig)
+    return {"src": src, "front": front_rows, "quality": pareto.quality_metric, "throughput": pareto.throughput_metric,
+            "throughput_label": pareto.throughput_label, "higher": pareto.quality_higher_is_better}
 
-    return os.path.relpath(path.resolve(), start.resolve())
 
+# ---------------------------------------------------------------- videos
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "video"
+
+
+def embed_gallery(columns: list[tuple[str, str]], rows: list[GalleryRow], output: Path, budget: int) -> dict[str, Any]:
+    """Videos inline as data URIs while their total stays under ``budget`` bytes; the rest copied
+    into ``<report stem>_videos/`` beside the report and linked relatively, so the folder travels
+    with the page."""
+    several_runs = len({run for run, _ in columns}) > 1
+    sidecar = output.parent / f"{output.stem}_videos"
+    used, copied, out_rows = 0, set(), []
+    for row in rows:
+        cells = []
+        for item in row.items:
+            if item is None:
+                cells.append(None)
+                continue
+            entry: dict[str, Any] = {"model": item.model, "run_id": item.run_id}
+            suffix = item.video.suffix.lower()
+            entry["type"] = VIDEO_TYPES.get(suffix, "video/mp4")
+            entry["image"] = entry["type"].startswith("image/")
+            if not item.video.is_file():
+                entry["missing"] = str(item.video)
+            else:
+                size = item.video.stat().st_size
+                if used + size <= budget:
+                    used += size
+                    entry["src"] = f"data:{entry['type']};base64," + base64.b64encode(item.video.read_bytes()).decode()
+                else:
+                    name = f"{_safe_name(item.run_id)}__{_safe_name(item.model)}__{item.video.name}"
+                    target = sidecar / name
+                    sidecar.mkdir(parents=True, exist_ok=True)
+                    if not (target.is_file() and target.stat().st_size == size):
+                        shutil.copyfile(item.video, target)
+                    copied.add(name)
+                    entry["src"] = Path(os.path.relpath(target, output.parent)).as_posix()
+            cells.append(entry)
+        out_rows.append({"prompt_id": row.prompt_id, "prompt": row.prompt, "task": row.task,
+                         "seconds": f"{row.clip_seconds:g}", "seed": row.seed, "cells": cells})
+    if sidecar.is_dir():  # videos of an earlier rendering of this report that it no longer shows
+        for stale in sidecar.glob("*"):
+            if stale.is_file() and stale.name not in copied and stale.suffix.lower() in VIDEO_TYPES:
+                stale.unlink()
+        if not any(sidecar.iterdir()):
+            sidecar.rmdir()
+    return {"columns": [{"run_id": r, "model": m, "label": _row_label(r, m, several_runs)} for r, m in columns],
+            "rows": out_rows, "inline_bytes": used, "sidecar": sidecar.name if copied else None,
+            "sidecar_count": len(copied)}
+
+
+# ---------------------------------------------------------------- the page
 
 def render_report(data: ReportInput, output: str | Path, *, embed_budget: int = DEFAULT_EMBED_BUDGET) -> Path:
     output = Path(output)
@@ -143,14 +431,24 @@ def render_report(data: ReportInput, output: str | Path, *, embed_budget: int = 
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
     import yaml
 
+    several_runs = len(data.runs) > 1
+    metric_order = data.metric_order or (list(dict.fromkeys(data.aggregates["metric"])) if not data.aggregates.empty else [])
     html = env.get_template("report.html.j2").render(
         title=data.title,
         runs=[{**run.__dict__, "config_yaml": yaml.safe_dump(run.config, sort_keys=False)} for run in data.runs],
-        table=aggregate_table(data.aggregates),
-        confidence=sorted({int(round(100 * run.config.get("gate", {}).get("confidence", 0.95))) for run in data.runs}),
+        several_runs=several_runs,
+        table=aggregate_table(data.aggregates, data.deltas, metric_order, data.baseline),
+        confidence=round(100 * data.confidence),
+        baseline=data.baseline,
+        primary=data.primary_metric,
+        leaders=leader_rows(data.leaders, several_runs),
         metric_info=_metric_info(data.runs),
-        plots=series_plots(data.series),
-        gallery=embed_gallery(data.gallery, output, embed_budget),
+        metric_plots=metric_plots(data.aggregates, metric_order, data.confidence),
+        drift_plots=drift_plots(data.drift, data.confidence),
+        pareto=pareto_plot(data.pareto),
+        ablations=ablation_tables(data.ablations),
+        gallery=embed_gallery(data.gallery_columns, data.gallery, output, embed_budget),
+        notes=data.notes,
     )
     tmp = output.with_suffix(output.suffix + ".tmp")
     tmp.write_text(html, encoding="utf-8")

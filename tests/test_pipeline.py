@@ -343,3 +343,50 @@ def test_vbf_sample_refuses_a_diffusion_checkpoint_and_too_many_given_frames(dif
     assert vbf("--model", str(folder / "flow.pt"), "--video", str(tmp_path / "long.gif"), "--seconds", "2") == 4
     err = capsys.readouterr().err
     assert "--video" in err and "at most 5 frames" in err
+
+
+def test_first_frame_clip_follows_each_model_s_dependencies(exported, diffusion_exports):
+    folder, _ = diffusion_exports
+    flow, ar, bidir = (generator.load(folder / f"{name}.pt") for name in ("flow", "ar", "bidir"))
+    # causal: the first latent frame after the given ones (latent frames 1 + 4k <- frames)
+    for pipe in (flow, ar):
+        assert pipe.frame_causal
+        assert [pipe.first_frame_clip(41, given) for given in (0, 1, 5, 9)] == [1, 5, 9, 13]
+        assert pipe.first_frame_clip(3, 1) == 3
+    # bidirectional: the whole first window (the training window of 9 frames here)
+    assert not bidir.frame_causal and bidir.likelihood_frames == 9
+    assert [bidir.first_frame_clip(41, 0), bidir.first_frame_clip(5, 0)] == [9, 5]
+
+
+def test_latency_to_first_frame_metric(exported, diffusion_exports, tmp_path, capsys):
+    import json
+
+    from vbench_flow.cli import main
+
+    folder, _ = diffusion_exports
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"""
+name: latency
+data: {{type: shapes, size: 32, fps: 8}}
+clip_seconds: [2]
+prompts: {{source: data, split: test, count: 1}}
+models:
+  - {{name: flow, type: starflow, checkpoint: "{folder / 'flow.pt'}", sampler: {{sampler: sequential, measure_first_frame: true}}}}
+  - {{name: bidir, type: diffusion, checkpoint: "{folder / 'bidir.pt'}", sampler: {{steps: 2, measure_first_frame: true}}}}
+  - {{name: real, type: dataset}}
+metrics:
+  - {{name: latency_to_first_frame, models: [flow, bidir]}}
+  - {{name: generate_seconds}}
+""")
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(suite), "--runs-dir", str(tmp_path / "runs"), "--run-id", "l", "--quiet"])
+    assert info.value.code == 0
+    lines = {r["model"]: r for r in map(json.loads, (tmp_path / "runs" / "l" / "samples.jsonl").read_text().splitlines())}
+    for model, frames in (("flow", 1), ("bidir", 9)):
+        record = lines[model]
+        assert record["generation"]["first_frame_clip_frames"] == frames
+        assert record["metrics"]["latency_to_first_frame"] == record["generation"]["first_frame_seconds"] > 0
+        # the timing run is not part of generating the clip
+        assert record["metrics"]["generate_seconds"] == pytest.approx(
+            record["generation"]["seconds"] - record["generation"]["first_frame_seconds"])
+    assert "latency_to_first_frame" not in lines["real"]["metrics"]

@@ -8,7 +8,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 from pydantic import Field
 
-from metrics import clipsim, drift, fidelity, flicker, fvd, i3d, shapes_detector, throughput, warping
+from metrics import clipsim, drift, fidelity, flicker, fvd, i3d, object_identity, shapes_detector, throughput, warping
 from vbench_flow.errors import ConfigError
 from vbench_flow.registry import Args, MetricType, SampleContext, SampleScore, get_metric, register_metric
 
@@ -77,6 +77,9 @@ _cost_metric("generate_seconds", "wall seconds of generate() per clip (a self-ch
              lambda g, ctx, video: throughput.generation_seconds(g))
 _cost_metric("peak_memory_mb", "peak memory during generate(): CUDA allocated, or CPU heap in use above the start (MiB)", False,
              lambda g, ctx, video: throughput.peak_memory_mb(g))
+_cost_metric("latency_to_first_frame", "seconds until the first generated frame exists (a separate timed call: the "
+             "first latent frame for causal models, the first window for bidirectional ones; needs measure_first_frame)",
+             False, lambda g, ctx, video: float(g["first_frame_seconds"]))
 _cost_metric("network_evaluations", "transformer passes the sampler made (generator-reported)", False,
              lambda g, ctx, video: float(g["network_evaluations"]))
 _cost_metric("sampler_iterations", "mean Jacobi iterations per block (generator-reported)", False,
@@ -314,3 +317,31 @@ register_metric(MetricType(
     summary="the model's bits per dimension on the prompt's real clip (exact for flows, a bound for diffusion)",
     args_model=NoArgs, higher_is_better=False, build=LikelihoodScorer, needs_ground_truth=True,
 ))
+
+
+# ---------------------------------------------------------------- object identity (colour and size over time)
+
+class ObjectIdentityScorer:
+    """Colour or size change of each tracked object against its first frame (metrics.object_identity)."""
+
+    extractor = "none (background subtraction + connected components + Hungarian tracking)"
+    version = object_identity.VERSION
+
+    def __init__(self, quantity: Literal["colour", "size"]) -> None:
+        self.quantity = quantity
+
+    def score(self, video: np.ndarray, ctx: SampleContext) -> SampleScore:
+        change = object_identity.object_identity_change(video)
+        value, series = ((change.colour, change.colour_series) if self.quantity == "colour"
+                         else (change.size, change.size_series))
+        return SampleScore(value=value, series=[(frame / ctx.fps, v) for frame, v in series])
+
+
+for _name, _quantity, _summary in (
+        ("object_colour_change", "colour", ("mean RGB distance / (255 sqrt 3) of each tracked object's colour to "
+                                            "its colour in its first frame (shapes-world-like videos; own definition)")),
+        ("object_size_change", "size", ("mean |ln(area / first area)| of each tracked object "
+                                        "(shapes-world-like videos; own definition)"))):
+    register_metric(MetricType(name=_name, summary=_summary, args_model=NoArgs,
+                               higher_is_better=object_identity.HIGHER_IS_BETTER,
+                               build=lambda _args, quantity=_quantity: ObjectIdentityScorer(quantity)))

@@ -230,6 +230,8 @@ class StarFlowSamplerOptions(Args):
     context_frames: int | None = Field(None, ge=1, description="latent frames re-read as context per window")
     check_against_sequential: bool = Field(False, description="also invert the same noise token by token and "
                                            "record the largest latent difference and the speed-up")
+    measure_first_frame: bool = Field(False, description="also time, in a separate call, how long the first "
+                                      "generated frame takes (for latency_to_first_frame)")
 
 
 class LatentGenerator:
@@ -237,9 +239,25 @@ class LatentGenerator:
 
     def __init__(self, pipeline: Any) -> None:
         self.pipeline = pipeline
+        self._first_frame: dict[str, Any] = {}
 
     def generation_stats(self) -> dict[str, Any]:
-        return dict(self.pipeline.last_sampling)
+        return {**self.pipeline.last_sampling, **self._first_frame}
+
+    def _sample(self, prompts: Sequence[str], num_frames: int, condition: np.ndarray | None, measure_first_frame: bool,
+                **options: Any) -> np.ndarray:
+        """The pipeline's clips; with ``measure_first_frame``, first a separate timed call for the
+        shortest clip that contains the first generated frame (``first_frame_seconds``, per call)."""
+        captions = [str(p) for p in prompts]
+        self._first_frame = {}
+        if measure_first_frame:
+            given = 0 if condition is None else condition.shape[1]
+            frames = self.pipeline.first_frame_clip(num_frames, given)
+            started = self.pipeline._clock()
+            self.pipeline.sample(captions, frames, condition_frames=condition,
+                                 **{k: v for k, v in options.items() if k != "check_against_sequential"})
+            self._first_frame = {"first_frame_seconds": self.pipeline._clock() - started, "first_frame_clip_frames": frames}
+        return self.pipeline.sample(captions, num_frames, condition_frames=condition, **options)
 
     def bits_per_dim(self, videos: Sequence[np.ndarray], prompts: Sequence[str]) -> list[float]:
         """Bits/dim of the first training window of each clip (the model scores no longer piece at once)."""
@@ -264,10 +282,10 @@ class StarFlowGenerator(LatentGenerator):
         jacobi = None if options.sampler == "sequential" else JacobiOptions(
             options.block_size, options.later_block_factor, options.tolerance, options.max_iters, options.warm_start)
         condition = None if condition_frames is None else np.stack(condition_frames)
-        videos = self.pipeline.sample([str(p) for p in prompts], num_frames_for(seconds, fps), seed=seed,
-                                      guidance=options.guidance, denoise=options.denoise, condition_frames=condition,
-                                      jacobi=jacobi, context_frames=options.context_frames,
-                                      check_against_sequential=options.check_against_sequential)
+        videos = self._sample(prompts, num_frames_for(seconds, fps), condition, options.measure_first_frame, seed=seed,
+                              guidance=options.guidance, denoise=options.denoise, jacobi=jacobi,
+                              context_frames=options.context_frames,
+                              check_against_sequential=options.check_against_sequential)
         return list(videos)
 
 
@@ -334,6 +352,8 @@ class DiffusionSamplerOptions(Args):
     guidance: float = Field(0.0, ge=0, description="classifier-free guidance scale (0: conditional model)")
     context_frames: int | None = Field(None, ge=1, description="latent frames re-read as context per window")
     sink: bool = Field(False, description="causal model: keep the clip's first frame in every window (attention sink)")
+    measure_first_frame: bool = Field(False, description="also time, in a separate call, how long the first "
+                                      "generated frame takes (for latency_to_first_frame)")
 
 
 class DiffusionGenerator(LatentGenerator):
@@ -351,10 +371,9 @@ class DiffusionGenerator(LatentGenerator):
             raise ConfigError("an attention sink needs context_frames >= 2 (the sink plus a recent frame)",
                               where="context_frames", fix="set context_frames: 2 or more")
         condition = None if condition_frames is None else np.stack(condition_frames)
-        videos = self.pipeline.sample([str(p) for p in prompts], num_frames_for(seconds, fps), seed=seed,
-                                      guidance=options.guidance, sampler=options.sampler, steps=options.steps,
-                                      shift=options.shift, condition_frames=condition,
-                                      context_frames=options.context_frames, sink=options.sink)
+        videos = self._sample(prompts, num_frames_for(seconds, fps), condition, options.measure_first_frame, seed=seed,
+                              guidance=options.guidance, sampler=options.sampler, steps=options.steps,
+                              shift=options.shift, context_frames=options.context_frames, sink=options.sink)
         return list(videos)
 
 

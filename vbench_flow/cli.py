@@ -1,9 +1,12 @@
 """``vbf``: run suites, validate them, inspect results and report.
 
-Exit codes (every command): 0 success; 2 an evaluation error (a run finished with failed
-units; the others are stored); 4 a configuration or usage error (nothing was computed);
-70 an internal error (a bug: please report it); 130 interrupted (finished work is kept;
-``--resume`` continues).
+Exit codes (every command): 0 success; 1 ``vbf gate``: a metric regressed beyond its margin;
+2 an evaluation error (a run finished with failed units, the others are stored; ``vbf gate``: the
+run is not complete); 3 ``vbf gate --strict``: a gated metric is inconclusive or not comparable;
+4 a configuration or usage error (nothing was computed; ``vbf gate``: unknown run, missing or
+malformed baseline, no metric with a margin, or every gated metric not comparable); 70 an
+internal error (a bug: please report it); 130 interrupted (finished work is kept; ``--resume``
+continues).
 """
 
 from __future__ import annotations
@@ -45,9 +48,11 @@ def cli() -> None:
       vbf run suites/smoke.yaml           # generate, score, store, report
       vbf runs ls                         # list stored runs
       vbf report RUN_ID -o report.html    # one self-contained HTML page
+      vbf gate RUN_ID --baseline BASE     # CI: fail on a metric regression
 
-    Exit codes: 0 ok, 2 evaluation error (some units failed; the rest is stored),
-    4 configuration error (nothing computed), 70 internal error, 130 interrupted.
+    Exit codes: 0 ok, 1 gate: regression, 2 evaluation error (some units failed; the rest
+    is stored), 3 gate --strict: inconclusive, 4 configuration error (nothing computed),
+    70 internal error, 130 interrupted.
     """
 
 
@@ -73,7 +78,9 @@ def run(suite: Path, run_id: str | None, runs_dir: Path, resume: bool, retry_fai
       vbf run suites/smoke.yaml
       vbf run suites/smoke.yaml --run-id nightly-42
       vbf run suites/smoke.yaml --resume            # continue the latest smoke run
+      torchrun --nproc_per_node 4 -m vbench_flow run suites/long_horizon.yaml   # one run over 4 processes
     """
+    from vbench_flow.distributed import current_shard
     from vbench_flow.reporting import write_report
     from vbench_flow.runner import run_suite
     from vbench_flow.suite import load_suite
@@ -83,6 +90,8 @@ def run(suite: Path, run_id: str | None, runs_dir: Path, resume: bool, retry_fai
     resolved = load_suite(suite)
     outcomes = run_suite(resolved, runs_dir=runs_dir, run_id=run_id, resume=resume,
                          retry_failed=retry_failed, progress=not quiet)
+    if not current_shard().is_writer:  # under torchrun, rank 0 reports for everyone
+        return max(o.exit_code for o in outcomes)
     store = open_store(runs_dir)
     try:
         for outcome in outcomes:
@@ -467,28 +476,174 @@ def runs_export(run_id: str, output: Path, fmt: str | None, runs_dir: Path) -> i
 @click.argument("run_ids", nargs=-1, required=True)
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("report.html"), show_default=True)
 @click.option("--title", default=None, help="Page title (default: from the suite).")
+@click.option("--baseline-model", default=None,
+              help="Compare every other model with this one, within each run (default: the suite's report.baseline_model).")
+@click.option("--baseline-run", default=None,
+              help="Compare every other run with this one, model by model (added to the report if not listed). "
+                   "With --baseline-model: that model of this run is the one baseline row.")
+@click.option("--embed-budget-mb", default=8.0, show_default=True, type=click.FloatRange(min=0),
+              help="Videos are inlined up to this many MiB in all; the rest are copied into OUTPUT-STEM_videos/.")
 @RUNS_DIR_OPTION
-def report(run_ids: tuple[str, ...], output: Path, title: str | None, runs_dir: Path) -> int:
+def report(run_ids: tuple[str, ...], output: Path, title: str | None, baseline_model: str | None,
+           baseline_run: str | None, embed_budget_mb: float, runs_dir: Path) -> int:
     """Render one self-contained HTML report for one or more runs (or ablation sweeps).
 
     \b
     Examples:
       vbf report smoke-20261121-101500 -o smoke.html
       vbf report RUN_A RUN_B -o compare.html     # side by side
+      vbf report RUN --baseline-model real        # deltas against the real-data row
+      vbf report SWEEP --baseline-run SWEEP.step=1 -o sweep.html
     """
     from vbench_flow.reporting import write_report
 
     store = _existing_store(runs_dir)
     try:
         expanded = [rid for given in run_ids for rid in (store.sweep_runs(given) or [given])]
-        path = write_report(store, expanded, output, title)
+        if baseline_run is not None:
+            swept = store.sweep_runs(baseline_run)
+            if swept:
+                raise ConfigError(f"--baseline-run {baseline_run!r} is a sweep of {len(swept)} runs; name one of them",
+                                  where="--baseline-run", fix=f"e.g. --baseline-run {swept[0]}")
+        path = write_report(store, expanded, output, title, baseline_model=baseline_model, baseline_run=baseline_run,
+                            embed_budget=int(embed_budget_mb * 1024 * 1024))
     finally:
         store.close()
     click.echo(f"wrote {path}")
     return 0
 
 
+# ---------------------------------------------------------------- gate
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--baseline", default=None, metavar="RUN_ID|FILE",
+              help="A run id in the store, or a baseline .json file (default: the suite's gate.baseline, "
+                   "else SUITE_DIR/baselines/SUITE.json). With --update-baseline: the file to write.")
+@click.option("--strict", is_flag=True, help="Inconclusive or not comparable gated metrics fail (exit 3); "
+              "also set by the suite's gate.strict.")
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write JUnit XML: one testcase per gated metric.")
+@click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Append a Markdown summary table (e.g. to $GITHUB_STEP_SUMMARY).")
+@click.option("--update-baseline", is_flag=True, help="Write RUN_ID's per-sample values as the baseline file instead of gating.")
+@RUNS_DIR_OPTION
+def gate(run_id: str, baseline: str | None, strict: bool, junit: Path | None, markdown: Path | None,
+         update_baseline: bool, runs_dir: Path) -> int:
+    """Gate RUN_ID against a baseline: fail when a metric got worse than its margin, with confidence.
+
+    Units pair on (model, task, clip length, prompt, seed); a bootstrap over the pairs gives an
+    interval of the change. Per (model, task, clip length, metric): regress (the whole interval
+    is worse than -margin), pass (the whole interval is better than -margin), inconclusive, or
+    not comparable (different metric version, extractor, resolution, fps or units). Metrics
+    without a margin in the suite are reported, not gated. Different seed sets compare unpaired.
+
+    \b
+    Exit codes: 0 pass (inconclusive passes unless --strict), 1 regression, 2 the run is not
+    complete, 3 inconclusive or not comparable under --strict, 4 configuration error (also when
+    nothing could be gated).
+
+    \b
+    Examples:
+      vbf gate nightly-42 --baseline nightly-41
+      vbf gate nightly-42 --baseline suites/baselines/smoke.json --junit gate.xml --markdown "$GITHUB_STEP_SUMMARY"
+      vbf gate nightly-42 --update-baseline          # writes suites/baselines/<suite>.json
+    """
+    from vbench_flow import gate as gating
+
+    store = _existing_store(runs_dir)
+    try:
+        run = store.run(run_id)
+        gating.check_complete(run)
+        current = gating.side_from_run(store, run_id)
+        if update_baseline:
+            path = Path(baseline) if baseline else gating.default_baseline_path(run)
+            existed = path.exists()
+            doc = gating.write_baseline(current, path)
+            groups = len({(u["model"], u["task"], u["clip_seconds"]) for u in doc["units"]})
+            click.echo(f"{'replaced' if existed else 'wrote'} baseline {path}: run {run_id}, {len(doc['units'])} units "
+                       f"in {groups} group(s), metrics {', '.join(doc['metrics']) or 'none'} "
+                       f"({_size_text(doc['resolution'])} at {doc['fps']:g} fps)")
+            return 0
+        base = gating.resolve_baseline(store, run, baseline)
+    finally:
+        store.close()
+    settings = (run["config"] or {}).get("gate") or {}
+    confidence, resamples = float(settings.get("confidence", 0.95)), int(settings.get("resamples", 1000))
+    strict = strict or bool(settings.get("strict", False))
+    comparisons = gating.compare_sides(current, base, confidence=confidence, resamples=resamples, seed=current.seed)
+    decision = gating.decide(comparisons, strict=strict, confidence=confidence)
+    click.echo(f"gate: run {run_id} vs {base.label}" + (" (strict)" if strict else ""))
+    click.echo(gating.text_table(comparisons))
+    for line in decision.lines:
+        click.echo(f"  {line}")
+    if junit:
+        junit.parent.mkdir(parents=True, exist_ok=True)
+        junit.write_text(gating.junit_xml(comparisons, strict=strict, confidence=confidence))
+        click.echo(f"junit: {junit}")
+    if markdown:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        with markdown.open("a") as handle:  # appends, as $GITHUB_STEP_SUMMARY expects
+            handle.write(gating.markdown_summary(comparisons, decision, run_label=f"run {run_id}",
+                                                 baseline_label=base.label, confidence=confidence) + "\n")
+        click.echo(f"markdown: {markdown}")
+    if decision.exit_code == ConfigError.exit_code:
+        raise ConfigError(decision.headline, where="vbf gate",
+                          fix="add margin: to the metrics to gate" if "margin" in decision.headline
+                          else "gate against a baseline made with the same metrics, extractors, resolution, fps and units")
+    click.echo(decision.headline)
+    return decision.exit_code
+
+
+def _size_text(resolution: int | None) -> str:
+    return "native size" if resolution is None else f"{resolution}x{resolution}"
+
+
 # ---------------------------------------------------------------- entry point
+
+@cli.command()
+@click.argument("what", type=click.Choice(["i3d", "clip", "raft", "list"]))
+@click.option("--torchscript", is_flag=True, help="i3d: StyleGAN-V's i3d_torchscript.pt instead of the state dict.")
+@click.option("--model", "clip_model", default="ViT-B-32", show_default=True, help="clip: the open_clip architecture.")
+@click.option("--pretrained", default="openai", show_default=True, help="clip: the open_clip pretrained tag.")
+@click.option("--from", "source", type=click.Path(path_type=Path), default=None,
+              help="Install a file you downloaded elsewhere (same checks, no network).")
+@click.option("--dest", type=click.Path(path_type=Path), default=None, help="Install here instead of the default path.")
+@click.option("--force", is_flag=True, help="Download again even if a checked file is in place.")
+def fetch(what: str, torchscript: bool, clip_model: str, pretrained: str, source: Path | None, dest: Path | None,
+          force: bool) -> int:
+    """Download a standard pretrained extractor from its pinned URL, check it, install it.
+
+    \b
+      vbf fetch i3d                       # FVD: Kinetics-400 I3D (i3d_pretrained_400.pt)
+      vbf fetch i3d --torchscript         # FVD: StyleGAN-V's i3d_torchscript.pt
+      vbf fetch clip                      # CLIPSIM: open_clip ViT-B-32 'openai'
+      vbf fetch raft                      # warping error: torchvision RAFT-large
+      vbf fetch list                      # where each file goes and whether it is there
+      vbf fetch i3d --from ~/Downloads/i3d_pretrained_400.pt   # offline: install a copied file
+
+    Files are checked (sha256 where one is published, else a strict load into the expected
+    network) before they are put in place. Offline, the error says which URL to download and
+    the exact path to save it at. Exit codes: 0 installed or already there, 2 download or
+    check failed (nothing installed), 4 bad option.
+    """
+    from vbench_flow import fetch as fetching
+
+    if what == "list":
+        for entry in (fetching.i3d_entry(), fetching.i3d_entry(torchscript=True), fetching.clip_entry(),
+                      fetching.raft_entry()):
+            state = "present" if entry.destination.is_file() else "missing"
+            click.echo(f"{entry.name:<18} {state:<8} {entry.destination}\n{'':<28}{entry.url}\n{'':<28}{entry.pinned}")
+        return 0
+    entry = {"i3d": lambda: fetching.i3d_entry(torchscript),
+             "clip": lambda: fetching.clip_entry(clip_model, pretrained),
+             "raft": fetching.raft_entry}[what]()
+    path, digest, installed = fetching.fetch(entry, source=source, destination=dest, force=force,
+                                             progress=sys.stderr.isatty())
+    click.echo(f"{entry.name}: {'installed' if installed else 'already in place'} at {path}\n  sha256 {digest} "
+               f"({entry.pinned})")
+    return 0
+
 
 def main(argv: list[str] | None = None) -> None:
     try:

@@ -1,14 +1,53 @@
-"""Collect what a report shows from the store, and hand it to ``reports`` to render."""
+"""Collect what a report shows from the store, and hand it to ``reports`` to render.
+
+Everything statistical happens here (deltas against a baseline with bootstrap intervals, the
+mean-over-units drift curves, the Pareto front, the best variant of a sweep); ``reports`` gets
+plain tables and only draws them.
+
+Baselines: a *model* within each run (``report.baseline_model`` or ``--baseline-model``), a
+*run* (``--baseline-run``: every other run is compared model by model against it), or both (one
+model of one run that every other row is compared against). Deltas are ``row - baseline``,
+paired over the units both have, keyed by (task, clip length, prompt, seed), the bootstrap
+resampling prompts (a prompt's seeds are not independent draws); rows that share no unit with
+their baseline fall back to an unpaired bootstrap.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from reports.html import GalleryItem, ReportInput, RunSummary, render_report
+from reports.html import (
+    DEFAULT_EMBED_BUDGET,
+    AblationView,
+    Baseline,
+    GalleryItem,
+    GalleryRow,
+    ParetoInput,
+    ReportInput,
+    RunSummary,
+    render_report,
+)
+from vbench_flow.aggregate import group_seed
+from vbench_flow.errors import ConfigError
+from vbench_flow.gate import paired_bootstrap_delta, unpaired_bootstrap_delta
+from vbench_flow.registry import did_you_mean
 from vbench_flow.store import Store
 
+ROW_KEY = ["run_id", "model", "task", "clip_seconds"]
+UNIT_KEY = ["task", "clip_seconds", "prompt_id", "seed"]
+# what generating a clip cost, not how good it is (builtin_metrics' cost metrics)
+COST_METRICS = {"frames_per_second", "generate_seconds", "peak_memory_mb", "network_evaluations", "sampler_iterations",
+                "speedup_vs_sequential", "latent_max_abs_diff"}
+COST_EXTRACTOR = "none (measured around generate)"
+
+
+# ---------------------------------------------------------------- runs
 
 def _summary(store: Store, run_id: str) -> RunSummary:
     run = store.run(run_id)
@@ -20,38 +59,390 @@ def _summary(store: Store, run_id: str) -> RunSummary:
         seed=int(run["seed"] or 0), config=run["config"], environment=run["env"],
         failures=failed[["unit_id", "stage", "error"]].to_dict("records"),
         metric_info=store.metric_info(run_id).to_dict("records"),
+        sweep=run.get("sweep"),
     )
 
 
-def _gallery(store: Store, run_id: str, per_model: int) -> list[GalleryItem]:
-    if per_model <= 0:
+def _is_cost(metric: str, info: dict[str, Any] | None) -> bool:
+    return metric in COST_METRICS or bool(info and info.get("extractor") == COST_EXTRACTOR)
+
+
+def primary_metric(summaries: list[RunSummary], aggregates: pd.DataFrame) -> str | None:
+    """The suite's ``primary: true`` metric, else its first metric that is not a cost of generation."""
+    present = list(dict.fromkeys(aggregates["metric"])) if not aggregates.empty else []
+    info = {i["metric"]: i for s in summaries for i in s.metric_info}
+    for summary in summaries:
+        for spec in summary.config.get("metrics", []):
+            if spec.get("primary") and spec.get("name") in present:
+                return spec["name"]
+    for summary in summaries:
+        for spec in summary.config.get("metrics", []):
+            if spec.get("name") in present and not _is_cost(spec["name"], info.get(spec["name"])):
+                return spec["name"]
+    quality = [m for m in present if not _is_cost(m, info.get(m))]
+    return quality[0] if quality else None
+
+
+# ---------------------------------------------------------------- deltas against a baseline
+
+def _resolve_baseline(summaries: list[RunSummary], aggregates: pd.DataFrame, baseline_model: str | None,
+                      baseline_run: str | None, notes: list[str]) -> Baseline | None:
+    models = sorted(set(aggregates["model"])) if not aggregates.empty else []
+    given_model = baseline_model is not None
+    if baseline_model is None and baseline_run is None:
+        baseline_model = next((s.config.get("report", {}).get("baseline_model") for s in summaries
+                               if s.config.get("report", {}).get("baseline_model")), None)
+    if baseline_model is not None:
+        scope = aggregates if baseline_run is None else aggregates[aggregates["run_id"] == baseline_run]
+        if baseline_model not in set(scope["model"]):
+            where = f"run {baseline_run!r}" if baseline_run else "the reported run(s)"
+            if given_model:
+                raise ConfigError(f"baseline model {baseline_model!r} has no results in {where}"
+                                  f"{did_you_mean(baseline_model, models) if models else ''}", where="--baseline-model")
+            notes.append(f"report.baseline_model {baseline_model!r} has no results in {where}; no deltas shown.")
+            return None
+    if baseline_run is not None and baseline_model is not None:
+        return Baseline("run+model", baseline_run, baseline_model,
+                        f"model {baseline_model} of run {baseline_run}: every other row is compared with it")
+    if baseline_run is not None:
+        return Baseline("run", baseline_run, None, f"run {baseline_run}: every other run is compared with it, model by model")
+    if baseline_model is not None:
+        return Baseline("model", None, baseline_model, f"model {baseline_model}: every other model is compared with it "
+                        "within the same run")
+    return None
+
+
+def _baseline_row(baseline: Baseline, run_id: str, model: str) -> tuple[str, str] | None:
+    """The (run, model) a row is compared with, or None for the baseline itself."""
+    target = (baseline.run_id or run_id, baseline.model or model)
+    if baseline.kind == "run" and run_id == baseline.run_id:
+        return None
+    return None if target == (run_id, model) else target
+
+
+def _verdict(delta: float, low: float, high: float, higher_is_better: bool) -> str:
+    if math.isnan(low) or math.isnan(high):
+        return "n/a"
+    if low > 0 or high < 0:
+        return "better" if (delta > 0) == higher_is_better else "worse"
+    return "same"
+
+
+def compute_deltas(samples: pd.DataFrame, aggregates: pd.DataFrame, baseline: Baseline, *, confidence: float,
+                   resamples: int, seed: int) -> pd.DataFrame:
+    """One row per (run, model, task, clip length, metric) that has a baseline: ``delta`` (row - baseline)
+    with its bootstrap interval, paired over shared units where there are any."""
+    columns = [*ROW_KEY, "metric", "delta", "ci_low", "ci_high", "n", "paired", "higher_is_better", "verdict",
+               "baseline_run", "baseline_model"]
+    if samples.empty or aggregates.empty:
+        return pd.DataFrame(columns=columns)
+    direction = {m: bool(h) for m, h in zip(aggregates["metric"], aggregates["higher_is_better"])}
+    by_row = {key: group for key, group in samples.groupby([*ROW_KEY, "metric"], sort=False)}
+    out = []
+    for (run_id, model, task, seconds, metric), current in by_row.items():
+        target = _baseline_row(baseline, run_id, model)
+        if target is None or metric not in direction:
+            continue
+        base = by_row.get((*target, task, seconds, metric))
+        if base is None:
+            continue
+        merged = current.merge(base, on=["prompt_id", "seed"], suffixes=("", "_base"))
+        group_rng = group_seed(seed, "delta", run_id, model, task, seconds, metric)
+        if len(merged):  # resampled by prompt: a prompt's seeds are not independent draws (as in aggregate.py)
+            delta, low, high = paired_bootstrap_delta(merged["value"].to_numpy(float), merged["value_base"].to_numpy(float),
+                                                      confidence=confidence, resamples=resamples, seed=group_rng,
+                                                      clusters=merged["prompt_id"].to_numpy())
+            n, paired = len(merged), True
+        else:
+            delta, low, high = unpaired_bootstrap_delta(current["value"].to_numpy(float), base["value"].to_numpy(float),
+                                                        confidence=confidence, resamples=resamples, seed=group_rng,
+                                                        current_clusters=current["prompt_id"].to_numpy(),
+                                                        baseline_clusters=base["prompt_id"].to_numpy())
+            n, paired = min(len(current), len(base)), False
+        out.append({"run_id": run_id, "model": model, "task": task, "clip_seconds": float(seconds), "metric": metric,
+                    "delta": float(delta), "ci_low": float(low), "ci_high": float(high), "n": int(n), "paired": paired,
+                    "higher_is_better": direction[metric],
+                    "verdict": _verdict(float(delta), float(low), float(high), direction[metric]),
+                    "baseline_run": target[0], "baseline_model": target[1]})
+    return pd.DataFrame(out, columns=columns)
+
+
+# ---------------------------------------------------------------- who won
+
+def leaders(aggregates: pd.DataFrame, deltas: pd.DataFrame, metric_order: list[str]) -> list[dict[str, Any]]:
+    """Per metric and (task, clip length): the best row, the runner-up and the gap between them, and
+    the best row's delta against the baseline where there is one."""
+    if aggregates.empty:
         return []
-    run = store.run(run_id)
-    units = store.units(run_id)
-    units = units[units["status"] == "ok"]
-    prompts = list(dict.fromkeys(units.sort_values("unit_id")["prompt_id"]))[:per_model]
-    items = []
+    out = []
+    for metric in metric_order:
+        table = aggregates[aggregates["metric"] == metric]
+        for (task, seconds), group in table.groupby(["task", "clip_seconds"], sort=True):
+            group = group.dropna(subset=["value"])
+            if group.empty:
+                continue
+            higher = bool(group["higher_is_better"].iloc[0])
+            ranked = group.sort_values("value", ascending=not higher)
+            best = ranked.iloc[0]
+            entry = {"metric": metric, "task": task, "clip_seconds": float(seconds), "higher_is_better": higher,
+                     "best": {k: best[k] for k in ("run_id", "model", "value", "ci_low", "ci_high")},
+                     "runner_up": None, "gap": None, "separated": None, "delta": None, "rows": len(ranked)}
+            if len(ranked) > 1:
+                second = ranked.iloc[1]
+                entry["runner_up"] = {k: second[k] for k in ("run_id", "model", "value", "ci_low", "ci_high")}
+                entry["gap"] = float(abs(best["value"] - second["value"]))
+                # intervals that do not overlap: the lead is clear even without pairing
+                entry["separated"] = bool(not math.isnan(best["ci_low"]) and not math.isnan(second["ci_low"]) and
+                                          (best["ci_low"] > second["ci_high"] if higher else best["ci_high"] < second["ci_low"]))
+            if not deltas.empty:
+                match = deltas[(deltas["run_id"] == best["run_id"]) & (deltas["model"] == best["model"]) &
+                               (deltas["task"] == task) & (deltas["clip_seconds"] == seconds) & (deltas["metric"] == metric)]
+                if not match.empty:
+                    entry["delta"] = match.iloc[0].to_dict()
+            out.append(entry)
+    return out
+
+
+# ---------------------------------------------------------------- drift curves
+
+def drift_curves(series: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """Mean over units of each per-segment series, with a t interval of that mean, per
+    (run, model, task, clip length, metric, time); only series with at least three time points
+    (two are a start and a tail, not a curve)."""
+    columns = [*ROW_KEY, "metric", "t_seconds", "mean", "low", "high", "n"]
+    if series.empty:
+        return pd.DataFrame(columns=columns)
+    from scipy import stats
+
+    keys = [*ROW_KEY, "metric"]
+    points = series.groupby(keys)["t_seconds"].transform("nunique")
+    series = series[points >= 3]
+    if series.empty:
+        return pd.DataFrame(columns=columns)
+    table = series.groupby([*keys, "t_seconds"])["value"].agg(["mean", "std", "count"]).reset_index()
+    half = np.where(table["count"] > 1,
+                    stats.t.ppf(0.5 + confidence / 2, np.maximum(table["count"] - 1, 1)) * table["std"].fillna(0)
+                    / np.sqrt(table["count"]), 0.0)
+    table["low"], table["high"] = table["mean"] - half, table["mean"] + half
+    return table.rename(columns={"count": "n"})[columns]
+
+
+# ---------------------------------------------------------------- quality against throughput
+
+def pareto_front(x: np.ndarray, y: np.ndarray, higher_y_is_better: bool) -> np.ndarray:
+    """True where no other point has at least the throughput and at least the quality, and more of one."""
+    y = y if higher_y_is_better else -y
+    front = np.ones(len(x), dtype=bool)
+    for i in range(len(x)):
+        dominated = (x >= x[i]) & (y >= y[i]) & ((x > x[i]) | (y > y[i]))
+        front[i] = not dominated.any()
+    return front
+
+
+def pareto_input(aggregates: pd.DataFrame, quality: str | None) -> ParetoInput:
+    metrics = set(aggregates["metric"]) if not aggregates.empty else set()
+    if "frames_per_second" in metrics:
+        throughput, label = "frames_per_second", "generated frames per second (higher is faster)"
+    elif "generate_seconds" in metrics:
+        throughput, label = "generate_seconds", "clips per second = 1 / generate seconds (higher is faster)"
+    else:
+        return ParetoInput(quality, None, note="No throughput was measured in these runs, so there is no "
+                           "quality-against-speed plot: add the frames_per_second (or generate_seconds) metric "
+                           "to the suite.")
+    if quality is None:
+        return ParetoInput(None, throughput, label, note="Every metric measured is a cost of generation; there is no "
+                           "quality metric to plot against throughput.")
+    both = aggregates[aggregates["metric"] == throughput].merge(aggregates[aggregates["metric"] == quality],
+                                                                on=ROW_KEY, suffixes=("_x", "_y"))
+    if both.empty:
+        return ParetoInput(quality, throughput, label, note=f"No row has both {throughput} and {quality}.")
+    if throughput == "generate_seconds":
+        with np.errstate(divide="ignore"):
+            x, x_low, x_high = 1 / both["value_x"], 1 / both["ci_high_x"], 1 / both["ci_low_x"]
+    else:
+        x, x_low, x_high = both["value_x"], both["ci_low_x"], both["ci_high_x"]
+    higher = bool(both["higher_is_better_y"].iloc[0])
+    points = pd.DataFrame({**{k: both[k] for k in ROW_KEY}, "x": x.astype(float), "x_low": x_low.astype(float),
+                           "x_high": x_high.astype(float), "y": both["value_y"].astype(float),
+                           "y_low": both["ci_low_y"].astype(float), "y_high": both["ci_high_y"].astype(float)})
+    points["on_front"] = False
+    for _, group in points.groupby(["task", "clip_seconds"]):
+        points.loc[group.index, "on_front"] = pareto_front(group["x"].to_numpy(), group["y"].to_numpy(), higher)
+    return ParetoInput(quality, throughput, label, higher, points)
+
+
+# ---------------------------------------------------------------- ablation sweeps
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted paths to leaves; lists of named entries (models, metrics) are stepped into by name,
+    as ablation paths address them."""
+    out: dict[str, Any] = {}
+    if isinstance(node, dict):
+        for key, value in node.items():
+            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    elif isinstance(node, list) and node and all(isinstance(i, dict) and "name" in i for i in node):
+        for item in node:
+            out.update(_flatten({k: v for k, v in item.items() if k != "name"}, f"{prefix}.{item['name']}"))
+    else:
+        out[prefix] = node
+    return out
+
+
+def _overrides(summaries: list[RunSummary]) -> dict[str, dict[str, Any]]:
+    """What each variant of a sweep set: the ablation's ``set`` where the config kept it, else the
+    keys where the variants' resolved configs differ."""
+    out: dict[str, dict[str, Any]] = {}
+    for s in summaries:
+        ablations = s.config.get("ablations")
+        if isinstance(ablations, list):
+            match = next((a for a in ablations if isinstance(a, dict) and a.get("name") == s.variant), None)
+            if match is not None:
+                out[s.run_id] = dict(match.get("set") or {})
+    if len(out) == len(summaries):
+        return out
+    flat = {s.run_id: _flatten({k: v for k, v in s.config.items() if k not in ("ablations", "report")}) for s in summaries}
+    keys = sorted({k for f in flat.values() for k in f})
+    differing = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flat.values()}) > 1]
+    for s in summaries:
+        out.setdefault(s.run_id, {k: flat[s.run_id].get(k) for k in differing})
+    return out
+
+
+def ablation_views(summaries: list[RunSummary], aggregates: pd.DataFrame) -> list[AblationView]:
+    """For each sweep with two or more of its runs in the report: variant x metric, per (model, task,
+    clip length), with the best variant of each metric marked."""
+    views = []
+    sweeps = list(dict.fromkeys(s.sweep for s in summaries if s.sweep))
+    for sweep in sweeps:
+        members = [s for s in summaries if s.sweep == sweep]
+        if len(members) < 2:
+            continue
+        overrides = _overrides(members)
+        run_ids = [s.run_id for s in members]
+        table = aggregates[aggregates["run_id"].isin(run_ids)]
+        keys = {k for o in overrides.values() for k in o}
+        names = {m.get("name") for s in members for m in s.config.get("models", []) if isinstance(m, dict)}
+        owners = [{n for n in names if isinstance(n, str) and k.startswith(f"models.{n}.")} for k in keys]
+        if keys and all(owners):  # every override sits under one model: show only the models the sweep changed
+            targeted = set().union(*owners)
+            table = table[table["model"].isin(targeted)]
+        metrics = list(dict.fromkeys(table["metric"]))
+        groups = []
+        for (model, task, seconds), group in table.groupby(["model", "task", "clip_seconds"], sort=True):
+            if group["run_id"].nunique() < 2:
+                continue
+            best: dict[str, set[str]] = {}
+            for metric, rows in group.groupby("metric"):
+                rows = rows.dropna(subset=["value"])
+                if rows.empty:
+                    continue
+                target = rows["value"].max() if bool(rows["higher_is_better"].iloc[0]) else rows["value"].min()
+                best[metric] = set(rows.loc[rows["value"] == target, "run_id"])
+            variant_rows = []
+            for s in members:
+                cells = {}
+                for _, r in group[group["run_id"] == s.run_id].iterrows():
+                    cells[r["metric"]] = {"value": float(r["value"]), "ci_low": float(r["ci_low"]),
+                                          "ci_high": float(r["ci_high"]), "n": int(r["n"]),
+                                          "best": s.run_id in best.get(r["metric"], set())}
+                if cells:
+                    variant_rows.append({"run_id": s.run_id, "variant": s.variant or s.run_id,
+                                         "overrides": overrides.get(s.run_id, {}), "cells": cells})
+            groups.append({"model": model, "task": task, "clip_seconds": float(seconds), "rows": variant_rows})
+        if groups:
+            direction = {m: bool(h) for m, h in zip(table["metric"], table["higher_is_better"])}
+            views.append(AblationView(sweep=sweep, metrics=metrics, higher_is_better=direction, groups=groups))
+    return views
+
+
+# ---------------------------------------------------------------- gallery
+
+def gallery_rows(store: Store, summaries: list[RunSummary], prompts_count: int) -> tuple[list[tuple[str, str]], list[GalleryRow]]:
+    """The first ``prompts_count`` prompts; one row per (prompt, task, clip length) at the prompt's first
+    seed, one column per (run, model)."""
+    if prompts_count <= 0:
+        return [], []
+    frames = []
+    run_dirs = {}
+    for s in summaries:
+        units = store.units(s.run_id)
+        frames.append(units[units["status"] == "ok"].assign(run_id=s.run_id))
+        run_dirs[s.run_id] = Path(store.run(s.run_id)["run_dir"])
+    units = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if units.empty:
+        return [], []
+    prompts = list(dict.fromkeys(units["prompt_id"]))[:prompts_count]
+    units = units[units["prompt_id"].isin(prompts)]
+    columns = list(dict.fromkeys(zip(units["run_id"], units["model"])))
+    rows = []
     for prompt_id in prompts:
-        chosen = units[units["prompt_id"] == prompt_id].sort_values(["task", "clip_seconds", "seed"])
-        for (model, task, seconds), rows in chosen.groupby(["model", "task", "clip_seconds"], sort=False):
-            row = rows.iloc[0]
-            items.append(GalleryItem(run_id, model, task, float(seconds), row["prompt"], Path(run["run_dir"]) / row["video"]))
-    return items
+        chosen = units[units["prompt_id"] == prompt_id]
+        first_seed = int(chosen["seed"].min())
+        chosen = chosen[chosen["seed"] == first_seed]
+        for (task, seconds), cell_units in chosen.groupby(["task", "clip_seconds"], sort=True):
+            by_column = {(r["run_id"], r["model"]): r for _, r in cell_units.iterrows()}
+            items: list[GalleryItem | None] = []
+            for run_id, model in columns:
+                r = by_column.get((run_id, model))
+                items.append(None if r is None or not r["video"] else
+                             GalleryItem(run_id, model, task, float(seconds), r["prompt"], run_dirs[run_id] / r["video"]))
+            if any(items):
+                rows.append(GalleryRow(prompt_id, str(cell_units["prompt"].iloc[0]), task, float(seconds), first_seed, items))
+    return columns, rows
 
 
-def build_report_input(store: Store, run_ids: list[str], title: str | None = None) -> ReportInput:
+# ---------------------------------------------------------------- putting it together
+
+def build_report_input(store: Store, run_ids: list[str], title: str | None = None, *, baseline_model: str | None = None,
+                       baseline_run: str | None = None) -> ReportInput:
+    run_ids = list(dict.fromkeys(run_ids))
+    if baseline_run is not None:
+        store.run(baseline_run)  # a clear error for an unknown run
+        if baseline_run not in run_ids:
+            run_ids.insert(0, baseline_run)
     summaries = [_summary(store, run_id) for run_id in run_ids]
-    series = [store.sample_series(r).assign(run_id=r) for r in run_ids]
-    gallery = [item for s in summaries for item in _gallery(store, s.run_id, int(s.config.get("report", {}).get("gallery", 4)))]
-    default_title = summaries[0].config.get("report", {}).get("title") or f"vbench-flow report: {summaries[0].suite}"
+    first = summaries[0].config
+    gate = first.get("gate", {})
+    confidence, resamples = float(gate.get("confidence", 0.95)), int(gate.get("resamples", 1000))
+    seed = summaries[0].seed
+    notes: list[str] = []
+
+    aggregates = store.aggregates(run_ids)
+    samples = pd.concat([store.sample_metrics(r) for r in run_ids], ignore_index=True)
+    samples = samples.dropna(subset=["value"])
+    baseline = _resolve_baseline(summaries, aggregates, baseline_model, baseline_run, notes)
+    deltas = (compute_deltas(samples, aggregates, baseline, confidence=confidence, resamples=resamples, seed=seed)
+              if baseline is not None else pd.DataFrame())
+
+    primary = primary_metric(summaries, aggregates)
+    metric_order = list(dict.fromkeys(aggregates["metric"])) if not aggregates.empty else []
+    if primary in metric_order:
+        metric_order = [primary] + [m for m in metric_order if m != primary]
+
+    series = pd.concat([store.sample_series(r).assign(run_id=r) for r in run_ids], ignore_index=True)
+    columns, rows = gallery_rows(store, summaries, int(first.get("report", {}).get("gallery", 4)))
+    default_title = first.get("report", {}).get("title") or f"vbench-flow report: {summaries[0].suite}"
     return ReportInput(
         title=title or default_title,
         runs=summaries,
-        aggregates=store.aggregates(run_ids),
-        series=pd.concat(series, ignore_index=True) if series else pd.DataFrame(),
-        gallery=gallery,
+        aggregates=aggregates,
+        metric_order=metric_order,
+        primary_metric=primary,
+        confidence=confidence,
+        baseline=baseline,
+        deltas=deltas,
+        leaders=leaders(aggregates, deltas, metric_order),
+        drift=drift_curves(series, confidence),
+        pareto=pareto_input(aggregates, primary),
+        ablations=ablation_views(summaries, aggregates),
+        gallery_columns=columns,
+        gallery=rows,
+        notes=notes,
     )
 
 
-def write_report(store: Store, run_ids: list[str], output: str | Path, title: str | None = None) -> Path:
-    return render_report(build_report_input(store, run_ids, title), output)
+def write_report(store: Store, run_ids: list[str], output: str | Path, title: str | None = None, *,
+                 baseline_model: str | None = None, baseline_run: str | None = None,
+                 embed_budget: int = DEFAULT_EMBED_BUDGET) -> Path:
+    data = build_report_input(store, run_ids, title, baseline_model=baseline_model, baseline_run=baseline_run)
+    return render_report(data, output, embed_budget=embed_budget)

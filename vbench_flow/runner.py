@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from metrics.throughput import GenerationMeter
 from metrics.video import check_video
 from vbench_flow.aggregate import aggregate_records
+from vbench_flow.distributed import Shard, current_shard
 from vbench_flow.environment import capture_environment
 from vbench_flow.errors import ConfigError, EvaluationError, RunInterrupted, VbfError
 from vbench_flow.prompts import Unit, load_prompts, plan_units
@@ -83,34 +84,55 @@ class RunFolder:
         self.root = root
         self.samples = root / "samples.jsonl"
 
-    def read_records(self) -> dict[str, SampleRecord]:
-        """The last record of each unit; a line cut short by a kill is ignored (its unit reruns)."""
-        records: dict[str, SampleRecord] = {}
-        if not self.samples.exists():
-            return records
-        with self.samples.open() as handle:
+    def shard_logs(self) -> list[Path]:
+        """Per-rank logs of a distributed run that has not merged them yet (it was killed)."""
+        return sorted(self.root.glob("samples.rank*.jsonl"))
+
+    @staticmethod
+    def _read_log(path: Path) -> Iterator[SampleRecord]:
+        if not path.exists():
+            return
+        with path.open() as handle:
             for line in handle:
                 if not line.endswith("\n"):
                     break
                 try:
-                    record = SampleRecord.model_validate_json(line)
+                    yield SampleRecord.model_validate_json(line)
                 except ValueError:
                     continue
+
+    def read_records(self) -> dict[str, SampleRecord]:
+        """The last record of each unit, from the run's log and any unmerged per-rank logs; a line
+        cut short by a kill is ignored (its unit reruns)."""
+        records: dict[str, SampleRecord] = {}
+        for path in [self.samples, *self.shard_logs()]:
+            for record in self._read_log(path):
                 records[record.unit_id] = record
         return records
 
-    def append(self, record: SampleRecord) -> None:
-        self._drop_partial_tail()
-        with self.samples.open("a") as handle:
+    def append(self, record: SampleRecord, log: Path | None = None) -> None:
+        log = log or self.samples
+        self._drop_partial_tail(log)
+        with log.open("a") as handle:
             handle.write(record.model_dump_json() + "\n")
             handle.flush()
             os.fsync(handle.fileno())
 
-    def _drop_partial_tail(self) -> None:
+    def merge_shard_logs(self) -> list[SampleRecord]:
+        """Move the per-rank records into ``samples.jsonl`` (in rank order) and delete the rank logs."""
+        merged = []
+        for path in self.shard_logs():
+            for record in self._read_log(path):
+                self.append(record)
+                merged.append(record)
+            path.unlink()
+        return merged
+
+    def _drop_partial_tail(self, log: Path) -> None:
         # A kill mid-write leaves an unterminated last line; cut it so the next record starts clean.
-        if not self.samples.exists() or self.samples.stat().st_size == 0:
+        if not log.exists() or log.stat().st_size == 0:
             return
-        with self.samples.open("rb+") as handle:
+        with log.open("rb+") as handle:
             handle.seek(-1, os.SEEK_END)
             if handle.read(1) == b"\n":
                 return
@@ -128,9 +150,10 @@ class RunFolder:
 # ---------------------------------------------------------------- the runner
 
 class Runner:
-    def __init__(self, resolved: ResolvedSuite, store: Store, run_dir: Path, run_id: str, *,
-                 sweep: str | None = None, progress: bool = True, retry_failed: bool = False) -> None:
-        self.resolved, self.suite = resolved, resolved.suite
+    def __init__(self, resolved: ResolvedSuite, store: Store | None, run_dir: Path, run_id: str, *,
+                 sweep: str | None = None, progress: bool = True, retry_failed: bool = False,
+                 shard: Shard = Shard()) -> None:
+        self.resolved, self.suite, self.shard = resolved, resolved.suite, shard
         self.store, self.run_id, self.sweep = store, run_id, sweep
         self.folder = RunFolder(run_dir)
         self.progress, self.retry_failed = progress, retry_failed
@@ -183,27 +206,62 @@ class Runner:
 
     def execute(self, *, resuming: bool = False) -> RunOutcome:
         units = plan_units(self.suite, load_prompts(self.suite, self.data, self.resolved.directory))
-        if resuming:
-            self._check_unchanged()
-        self._register(len(units))
+        problem = None
+        if self.shard.is_writer:  # one process registers the run; the others wait for it
+            try:
+                if resuming:
+                    self._check_unchanged()
+                self._register(len(units))
+            except VbfError as exc:
+                problem = exc
+        problem = self.shard.share(problem)
+        if problem is not None:
+            raise problem
         records = self.folder.read_records()
-        for record in records.values():  # the log may be ahead of the store after a kill
-            self.store.record_sample(self.run_id, record)
+        if self.shard.is_writer:
+            for record in records.values():  # the log may be ahead of the store after a kill
+                self.store.record_sample(self.run_id, record)
         pending = [u for u in units if u.unit_id not in records
                    or (self.retry_failed and records[u.unit_id].status == "failed")]
-        self._say(f"run {self.run_id}: {len(units)} units, {len(units) - len(pending)} already finished, {len(pending)} to compute")
+        ranks = f" over {self.shard.world} processes" if self.shard.distributed else ""
+        self._say(f"run {self.run_id}: {len(units)} units, {len(units) - len(pending)} already finished, "
+                  f"{len(pending)} to compute{ranks}")
         try:
             for record in self._compute(pending):
                 records[record.unit_id] = record
         except KeyboardInterrupt:
-            self._finish(units, records, interrupted=True)
+            if self.shard.is_writer and not self.shard.distributed:
+                self._finish(units, records, interrupted=True)
             raise
+        if self.shard.distributed:
+            self.shard.barrier()
+            models = self.shard.gather(self.model_info)
+            if self.shard.is_writer:
+                for record in self.folder.merge_shard_logs():
+                    self.store.record_sample(self.run_id, record)
+                    records[record.unit_id] = record
+                self.model_info = {name: info for part in models for name, info in part.items()}
         return self._finish(units, records, computed=len(pending))
 
     def _finish(self, units: list[Unit], records: dict[str, SampleRecord], *, interrupted: bool = False,
                 computed: int = 0) -> RunOutcome:
+        """Status and aggregates, written by rank 0; every rank returns rank 0's outcome."""
+        outcome, problem = None, None
+        if self.shard.is_writer:
+            try:
+                outcome = self._write_outcome(units, records, interrupted=interrupted, computed=computed)
+            except VbfError as exc:
+                problem = exc
+        outcome, problem = self.shard.share((outcome, problem))
+        if problem is not None:
+            raise problem
+        return outcome
+
+    def _write_outcome(self, units: list[Unit], records: dict[str, SampleRecord], *, interrupted: bool,
+                       computed: int) -> RunOutcome:
         planned = {u.unit_id for u in units}
-        mine = [r for uid, r in records.items() if uid in planned]
+        # sorted: the aggregates (bootstrap draws, float sums) must not depend on the order units finished in
+        mine = sorted((r for uid, r in records.items() if uid in planned), key=lambda r: r.unit_id)
         failures = [(r.unit_id, r.error or "unknown error") for r in mine if r.status == "failed"]
         outcome = RunOutcome(self.run_id, self.folder.root, len(units), sum(r.status == "ok" for r in mine),
                              len(failures), computed, failures)
@@ -247,8 +305,13 @@ class Runner:
         by_model: dict[str, list[Unit]] = defaultdict(list)
         for unit in pending:
             by_model[unit.model].append(unit)
+        first_batch = 0
         for spec in self.suite.models:
-            units = by_model.get(spec.name)
+            batches = list(_batches(by_model.get(spec.name, []), spec.batch_size))
+            # whole batches go round-robin over the ranks: each clip is made exactly as in one process
+            mine = [b for i, b in enumerate(batches, first_batch) if self.shard.mine(i)]
+            first_batch += len(batches)
+            units = [unit for batch in mine for unit in batch]
             if not units:
                 continue
             bar = tqdm(total=len(units), desc=f"{spec.name}", unit="clip", disable=not self.progress, file=sys.stderr, leave=True)
@@ -262,7 +325,7 @@ class Runner:
                     bar.update()
                 bar.close()
                 continue
-            for batch in _batches(units, spec.batch_size):
+            for batch in mine:
                 for record in self._generate_batch(generator, spec, batch):
                     yield self._save(record)
                     bar.update()
@@ -274,6 +337,9 @@ class Runner:
         return entry.build(entry.args_model.model_validate(spec.args), ctx)
 
     def _save(self, record: SampleRecord) -> SampleRecord:
+        if self.shard.distributed:  # rank 0 merges the rank logs and fills the store at the end
+            self.folder.append(record, self.folder.root / f"samples.rank{self.shard.rank}.jsonl")
+            return record
         self.folder.append(record)
         self.store.record_sample(self.run_id, record)
         return record
@@ -435,35 +501,53 @@ def run_suite(resolved: list[ResolvedSuite], *, runs_dir: Path = DEFAULT_RUNS_DI
     With ``resume``, each variant continues where it stopped; a variant of a sweep that never
     started is started. Ctrl-C raises :class:`RunInterrupted` naming the run to resume.
     """
-    store = open_store(runs_dir)
+    shard = current_shard()
+    store = open_store(runs_dir) if shard.is_writer else None
     try:
-        swept = len(resolved) > 1 or resolved[0].variant is not None
-        base_id = run_id
-        if resume and base_id is None:
-            latest = store.latest_run(resolved[0].run_name)
-            if latest is None:
-                raise ConfigError(f"nothing to resume: no earlier run of {resolved[0].run_name!r} in {store.path}",
-                                  fix="drop --resume to start a new run")
-            base_id = store.run(latest)["sweep"] or latest
-        base_id = safe_id(base_id or _new_run_id(resolved))
-        plan = [(item, f"{base_id}.{safe_id(item.variant)}" if item.variant else base_id) for item in resolved]
-        for item, this_id in plan:
-            exists = (runs_dir / this_id).exists()
-            if exists and not resume:
-                raise ConfigError(f"run {this_id!r} already exists in {runs_dir}",
-                                  fix="add --resume to continue it, or choose another --run-id")
-            if resume and not exists and not swept:
-                raise ConfigError(f"cannot resume {this_id!r}: {runs_dir / this_id} does not exist", fix="drop --resume to start it")
-        outcomes = []
-        for item, this_id in plan:
-            runner = Runner(item, store, runs_dir / this_id, this_id, sweep=base_id if swept else None,
-                            progress=progress, retry_failed=retry_failed)
+        plan, problem = None, None
+        if shard.is_writer:  # rank 0 decides the run ids; the others follow
             try:
-                outcomes.append(runner.execute(resuming=resume and (runs_dir / this_id).exists()))
+                plan = _plan_runs(store, resolved, runs_dir, run_id, resume)
+            except VbfError as exc:
+                problem = exc
+        plan, problem = shard.share((plan, problem))
+        if problem is not None:
+            raise problem
+        base_id, swept, ids, existed = plan
+        outcomes = []
+        for item, this_id, exists in zip(resolved, ids, existed):
+            runner = Runner(item, store, runs_dir / this_id, this_id, sweep=base_id if swept else None,
+                            progress=progress and shard.is_writer, retry_failed=retry_failed, shard=shard)
+            try:
+                outcomes.append(runner.execute(resuming=resume and exists))
             except KeyboardInterrupt:
                 raise RunInterrupted(f"interrupted during run {this_id!r}; every finished unit is saved",
                                      fix=f"continue with: vbf run {item.path} --resume --run-id {base_id}"
                                          + (f" --runs-dir {runs_dir}" if runs_dir != DEFAULT_RUNS_DIR else "")) from None
         return outcomes
     finally:
-        store.close()
+        if store is not None:
+            store.close()
+
+
+def _plan_runs(store: Store, resolved: list[ResolvedSuite], runs_dir: Path, run_id: str | None,
+               resume: bool) -> tuple[str, bool, list[str], list[bool]]:
+    """(base id, swept, run id of each variant, whether its folder exists), checked for mistakes."""
+    swept = len(resolved) > 1 or resolved[0].variant is not None
+    base_id = run_id
+    if resume and base_id is None:
+        latest = store.latest_run(resolved[0].run_name)
+        if latest is None:
+            raise ConfigError(f"nothing to resume: no earlier run of {resolved[0].run_name!r} in {store.path}",
+                              fix="drop --resume to start a new run")
+        base_id = store.run(latest)["sweep"] or latest
+    base_id = safe_id(base_id or _new_run_id(resolved))
+    ids = [f"{base_id}.{safe_id(item.variant)}" if item.variant else base_id for item in resolved]
+    existed = [(runs_dir / this_id).exists() for this_id in ids]
+    for this_id, exists in zip(ids, existed):
+        if exists and not resume:
+            raise ConfigError(f"run {this_id!r} already exists in {runs_dir}",
+                              fix="add --resume to continue it, or choose another --run-id")
+        if resume and not exists and not swept:
+            raise ConfigError(f"cannot resume {this_id!r}: {runs_dir / this_id} does not exist", fix="drop --resume to start it")
+    return base_id, swept, ids, existed
