@@ -152,7 +152,7 @@ def test_folder_model_with_corrupt_video_records_failure(tmp_path, capsys):
     for pid in ("test-000001", "test-000002"):
         assert by_id[pid]["status"] == "failed" and f"clip{pid[-1]}.mp4" in by_id[pid]["error"]
     html = (runs / "f" / "report.html").read_text()
-    assert "2 failed unit(s)" in html and "clip1.mp4" in html
+    assert "2 failure(s)" in html and "clip1.mp4" in html
     assert Store(runs / "vbf.sqlite").run("f")["status"] == "partial"
 
 
@@ -393,3 +393,33 @@ def test_report_and_export_need_an_existing_store(tmp_path, capsys):
     assert vbf("report", "x", "--runs-dir", str(tmp_path / "none")) == 4
     assert "no results store" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()
+
+
+def test_a_metric_without_a_value_keeps_the_unit_and_its_other_metrics(tmp_path, capsys):
+    suite = write_suite(tmp_path, f"""\
+        name: partial
+        data: {{type: shapes, size: 32, fps: 8}}
+        clip_seconds: [1]
+        prompts: {{source: data, split: test, count: 2, seeds: [0]}}
+        models:
+          - {{name: flat, type: python, args: {{entry: "flat_generator:FlatGrey", path: "{FIXTURES}"}}}}
+          - {{name: real, type: dataset}}
+        metrics:
+          - {{name: flicker}}
+          - {{name: object_colour_change}}
+        """)
+    runs = tmp_path / "runs"
+    assert vbf("run", str(suite), "--runs-dir", str(runs), "--run-id", "p", "--quiet") == 0
+    err = capsys.readouterr().err
+    assert "object_colour_change: no value for 2 clip(s)" in err and "no object found" in err
+    by_model = {}
+    for record in records(runs / "p"):
+        by_model.setdefault(record["model"], []).append(record)
+    assert all(r["status"] == "ok" and r["metrics"]["flicker"] == 1.0 and "object_colour_change" not in r["metrics"]
+               and "no object found" in r["metric_errors"]["object_colour_change"] for r in by_model["flat"])
+    assert all("object_colour_change" in r["metrics"] and not r["metric_errors"] for r in by_model["real"])
+    store = Store(runs / "vbf.sqlite")
+    table = store.aggregates(["p"]).set_index(["model", "metric"])
+    assert ("flat", "object_colour_change") not in table.index and table.loc[("flat", "flicker"), "n"] == 2
+    assert len(store.metric_errors("p")) == 2
+    assert "metric object_colour_change (other metrics kept)" in (runs / "p" / "report.html").read_text()

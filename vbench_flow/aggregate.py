@@ -12,6 +12,7 @@ import zlib
 from collections import defaultdict
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 from vbench_flow.store import AggregateRow, SampleRecord
@@ -55,3 +56,17 @@ def aggregate_records(records: list[SampleRecord], metric_info: dict[str, dict],
                                  higher_is_better=info["higher_is_better"], metric_version=info["version"],
                                  extractor=info["extractor"]))
     return rows
+
+
+def metric_costs(records: list[SampleRecord]) -> pd.DataFrame:
+    """What scoring cost, per model and metric: frames scored per second of the metric's own time
+    (the seconds each record keeps per metric; a set-level metric's time is its per-clip features)."""
+    rows = [(r.model, r.clip_seconds, metric, r.num_frames, seconds)
+            for r in records if r.status == "ok" and r.num_frames for metric, seconds in r.metric_seconds.items()]
+    table = pd.DataFrame(rows, columns=["model", "clip_seconds", "metric", "frames", "seconds"])
+    if table.empty:
+        return table
+    out = table.groupby(["model", "clip_seconds", "metric"], sort=False).agg(
+        clips=("frames", "size"), frames=("frames", "sum"), seconds=("seconds", "sum")).reset_index()
+    out["frames_per_second"] = out["frames"] / out["seconds"]
+    return out

@@ -113,6 +113,9 @@ def _print_outcome(store, outcome, *, tables: bool) -> None:
         click.echo(table[["model", "task", "clip", "metric", "value", "ci", "n"]].to_string(index=False, float_format="%.4f"))
     click.echo(f"coverage: expected {outcome.expected} / done {outcome.done} / failed {outcome.failed}"
                f"  (computed now: {outcome.computed})")
+    for metric, (count, reason) in outcome.metric_errors.items():
+        click.echo(f"  {metric}: no value for {count} clip(s) (their other metrics stand), e.g. {reason.splitlines()[0]}",
+                   err=True)
     for unit_id, reason in outcome.failures[:10]:
         click.echo(f"  failed {unit_id}: {reason.splitlines()[0]}", err=True)
     if len(outcome.failures) > 10:
@@ -452,6 +455,31 @@ def runs_ls(runs_dir: Path) -> int:
     else:
         click.echo(table[["run_id", "suite", "variant", "status", "created", "expected", "done", "failed"]]
                    .fillna("").to_string(index=False))
+    return 0
+
+
+@runs.command("cost")
+@click.argument("run_ids", nargs=-1, required=True)
+@RUNS_DIR_OPTION
+def runs_cost(run_ids: tuple[str, ...], runs_dir: Path) -> int:
+    """What scoring cost: frames per second of each metric, per model and clip length.
+
+    Read from the seconds every record keeps per metric (suites/perf_metrics.yaml measures them
+    at 64x64 and 256x256).
+    """
+    from vbench_flow.aggregate import metric_costs
+    from vbench_flow.runner import RunFolder
+
+    store = _existing_store(runs_dir)
+    try:
+        for run_id in run_ids:
+            run = store.run(run_id)
+            table = metric_costs(list(RunFolder(Path(run["run_dir"])).read_records().values()))
+            click.echo(f"run {run_id}" + (f" ({run['variant']})" if run["variant"] else "") + ":")
+            click.echo("  no per-metric timings recorded" if table.empty else
+                       table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    finally:
+        store.close()
     return 0
 
 

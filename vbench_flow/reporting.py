@@ -57,7 +57,9 @@ def _summary(store: Store, run_id: str) -> RunSummary:
         run_id=run_id, suite=run["suite"], variant=run["variant"], status=run["status"], created=run["created"],
         expected=int(run["expected"] or 0), done=int(run["done"] or 0), failed=int(run["failed"] or 0),
         seed=int(run["seed"] or 0), config=run["config"], environment=run["env"],
-        failures=failed[["unit_id", "stage", "error"]].to_dict("records"),
+        failures=failed[["unit_id", "stage", "error"]].to_dict("records")
+        + [{"unit_id": e["unit_id"], "stage": f"metric {e['metric']} (other metrics kept)", "error": e["error"]}
+           for e in store.metric_errors(run_id).to_dict("records")],
         metric_info=store.metric_info(run_id).to_dict("records"),
         sweep=run.get("sweep"),
     )

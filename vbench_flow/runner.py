@@ -53,6 +53,8 @@ class RunOutcome:
     failed: int
     computed: int
     failures: list[tuple[str, str]] = field(default_factory=list)
+    # metric -> (clips it could not score, the first reason)
+    metric_errors: dict[str, tuple[int, str]] = field(default_factory=dict)
     report: Path | None = None
 
     @property
@@ -264,7 +266,7 @@ class Runner:
         mine = sorted((r for uid, r in records.items() if uid in planned), key=lambda r: r.unit_id)
         failures = [(r.unit_id, r.error or "unknown error") for r in mine if r.status == "failed"]
         outcome = RunOutcome(self.run_id, self.folder.root, len(units), sum(r.status == "ok" for r in mine),
-                             len(failures), computed, failures)
+                             len(failures), computed, failures, _metric_error_counts(mine))
         self.store.upsert_run(self.run_id, status="interrupted" if interrupted else outcome.status,
                               expected=outcome.expected, done=outcome.done, failed=outcome.failed)
         if self.model_info:
@@ -400,6 +402,7 @@ class Runner:
                             generation=generation, generator=generator)
         features: dict[str, list[list[float]]] = {}
         metric_seconds: dict[str, float] = {}
+        metric_errors: dict[str, str] = {}
         for spec in self.suite.metrics:
             if not spec.applies_to(unit.model):
                 continue
@@ -409,9 +412,9 @@ class Runner:
                     features[spec.name] = np.asarray(scorer.features(video, self.fps), dtype=np.float64).tolist()
                     continue
                 score = scorer.score(video, ctx)
-            except Exception as exc:
-                return self._failure(unit, _describe(exc, f"metric {spec.name!r} failed"), "score",
-                                     generate_seconds=generate_seconds, video=relative, sha=sha)
+            except Exception as exc:  # this metric has no value for this clip; the others still count
+                metric_errors[spec.name] = _describe(exc, f"metric {spec.name!r} failed")
+                continue
             finally:
                 metric_seconds[spec.name] = time.perf_counter() - clock
             metrics[spec.name] = float(score.value)
@@ -420,7 +423,8 @@ class Runner:
         return SampleRecord(**_unit_fields(unit), status="ok", video=relative, video_sha256=sha,
                             num_frames=int(video.shape[0]), fps=self.fps, generate_seconds=generate_seconds,
                             score_seconds=time.perf_counter() - started, metric_seconds=metric_seconds,
-                            metrics=metrics, series=series, generation=generation, features=features)
+                            metrics=metrics, series=series, generation=generation, features=features,
+                            metric_errors=metric_errors)
 
     def _failure(self, unit: Unit, reason: str, stage: str, *, generate_seconds: float | None = None,
                  video: str | None = None, sha: str | None = None) -> SampleRecord:
@@ -430,6 +434,15 @@ class Runner:
     def _say(self, message: str) -> None:
         if self.progress:
             print(message, file=sys.stderr)
+
+
+def _metric_error_counts(records: list[SampleRecord]) -> dict[str, tuple[int, str]]:
+    counts: dict[str, tuple[int, str]] = {}
+    for record in records:
+        for metric, reason in record.metric_errors.items():
+            count, first = counts.get(metric, (0, reason))
+            counts[metric] = (count + 1, first)
+    return counts
 
 
 def _model_info(generator: Any) -> dict[str, Any]:

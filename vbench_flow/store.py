@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS sample_series (
     run_id TEXT NOT NULL, unit_id TEXT NOT NULL, metric TEXT NOT NULL, t_seconds REAL NOT NULL, value REAL,
     PRIMARY KEY (run_id, unit_id, metric, t_seconds)
 );
+CREATE TABLE IF NOT EXISTS metric_errors (
+    run_id TEXT NOT NULL, unit_id TEXT NOT NULL, metric TEXT NOT NULL, error TEXT,
+    PRIMARY KEY (run_id, unit_id, metric)
+);
 CREATE TABLE IF NOT EXISTS sample_features (
     run_id TEXT NOT NULL, unit_id TEXT NOT NULL, metric TEXT NOT NULL, features_json TEXT NOT NULL,
     PRIMARY KEY (run_id, unit_id, metric)
@@ -91,6 +95,8 @@ class SampleRecord(BaseModel):
     series: dict[str, list[tuple[float, float]]] = Field(default_factory=dict)
     generation: dict[str, Any] = Field(default_factory=dict, description="what generating the clip cost "
                                        "(seconds, peak memory, generator-reported sampler costs)")
+    metric_errors: dict[str, str] = Field(default_factory=dict, description="metrics that could not score this clip "
+                                          "(e.g. no object to track), with the reason; the other metrics stand")
     features: dict[str, list[list[float]]] = Field(default_factory=dict, description="set-level metrics (FVD): "
                                                    "the clip's feature vectors, one per FVD window")
     finished: str = Field(default_factory=utc_now)
@@ -162,6 +168,9 @@ class Store:
             db.execute("DELETE FROM sample_metrics WHERE run_id=? AND unit_id=?", (run_id, record.unit_id))
             db.execute("DELETE FROM sample_series WHERE run_id=? AND unit_id=?", (run_id, record.unit_id))
             db.execute("DELETE FROM sample_features WHERE run_id=? AND unit_id=?", (run_id, record.unit_id))
+            db.execute("DELETE FROM metric_errors WHERE run_id=? AND unit_id=?", (run_id, record.unit_id))
+            db.executemany("INSERT INTO metric_errors VALUES (?,?,?,?)",
+                           [(run_id, record.unit_id, m, e) for m, e in record.metric_errors.items()])
             db.executemany("INSERT INTO sample_features VALUES (?,?,?,?)",
                            [(run_id, record.unit_id, m, json.dumps(f)) for m, f in record.features.items()])
             db.executemany("INSERT INTO sample_metrics VALUES (?,?,?,?)",
@@ -191,6 +200,9 @@ class Store:
             "SELECT f.unit_id, f.features_json FROM sample_features f JOIN units u USING (run_id, unit_id) "
             "WHERE f.run_id=? AND f.metric=? AND u.status='ok' ORDER BY f.unit_id", (run_id, metric)).fetchall()
         return {unit: np.asarray(json.loads(text), dtype=np.float64) for unit, text in rows}
+
+    def metric_errors(self, run_id: str) -> pd.DataFrame:
+        return self._frame("SELECT unit_id, metric, error FROM metric_errors WHERE run_id=? ORDER BY unit_id, metric", (run_id,))
 
     def reference_sets(self, run_id: str) -> pd.DataFrame:
         return self._frame("SELECT * FROM reference_sets WHERE run_id=?", (run_id,))
