@@ -69,7 +69,7 @@ def test_cost_metrics_through_a_run(tmp_path, capsys):
         assert r["metrics"]["sampler_iterations"] == 2.0
 
 
-def test_a_cost_the_generator_does_not_report_fails_the_unit_clearly(tmp_path, capsys):
+def test_a_cost_the_generator_does_not_report_is_a_clear_metric_error(tmp_path, capsys):
     suite = write_suite(tmp_path, """\
         name: costs
         data: {type: shapes, size: 16, fps: 4}
@@ -78,9 +78,11 @@ def test_a_cost_the_generator_does_not_report_fails_the_unit_clearly(tmp_path, c
         models: [{name: real, type: dataset}]
         metrics: [{name: network_evaluations}]
         """)
-    assert vbf("run", str(suite), "--runs-dir", str(tmp_path / "runs"), "--run-id", "c", "--quiet") == 2
+    assert vbf("run", str(suite), "--runs-dir", str(tmp_path / "runs"), "--run-id", "c", "--quiet") == 0
+    assert "network_evaluations: no value for 1 clip(s)" in capsys.readouterr().err
     (line,) = records(tmp_path / "runs" / "c")
-    assert line["status"] == "failed" and "did not report it" in line["error"]
+    assert line["status"] == "ok" and "network_evaluations" not in line["metrics"]
+    assert "did not report it" in line["metric_errors"]["network_evaluations"]
 
 
 def test_a_metric_restricted_to_an_unknown_model_is_a_validation_error(tmp_path, capsys):
