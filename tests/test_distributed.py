@@ -74,3 +74,12 @@ def test_unmerged_rank_logs_count_on_resume(tmp_path):
     merged = folder.merge_shard_logs()
     assert [r.unit_id for r in merged] == ["b"] and not folder.shard_logs()
     assert set(folder.read_records()) == {"a", "b"}
+
+
+def test_the_newest_record_of_a_unit_wins(tmp_path):
+    folder = RunFolder(tmp_path)
+    base = dict(model="m", task="t2v", clip_seconds=1.0, seed=0, prompt="p", prompt_id="a", unit_id="a")
+    folder.append(SampleRecord(status="ok", finished="2026-01-02T00:00:00+00:00", **base))  # the retry, merged
+    folder.append(SampleRecord(status="failed", finished="2026-01-01T00:00:00+00:00", **base),
+                  tmp_path / "samples.rank1.jsonl")  # the first attempt, left in a killed run's rank log
+    assert folder.read_records()["a"].status == "ok"

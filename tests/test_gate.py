@@ -384,3 +384,24 @@ def test_decide_exit_codes():
     assert decide([c(gate.REGRESS), c(gate.NOT_COMPARABLE)], strict=True) == 1
     assert decide([c(gate.NOT_COMPARABLE), c(gate.NOT_COMPARABLE)]) == 4
     assert decide([c(gate.NOT_GATED, margin=None)]) == 4  # a gate that gates nothing is a configuration error
+
+
+def test_a_gated_metric_without_values_is_an_evaluation_error(tmp_path, capsys):
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(f"""\
+name: gmissing
+data: {{type: shapes, size: 32, fps: 8}}
+clip_seconds: [1]
+prompts: {{source: data, split: test, count: 2, seeds: [0]}}
+models:
+  - {{name: flat, type: python, args: {{entry: "flat_generator:FlatGrey", path: "{FIXTURES}"}}}}
+metrics:
+  - {{name: flicker, margin: 0.01}}
+  - {{name: object_colour_change, margin: 0.01}}
+""")
+    runs = tmp_path / "runs"
+    assert vbf("run", suite, "--runs-dir", runs, "--run-id", "m", "--quiet") == 0
+    capsys.readouterr()
+    assert gate_cli(runs, "m", "--baseline", "m") == 2
+    err = capsys.readouterr().err
+    assert "object_colour_change have no value for 2 clip(s)" in err and "Traceback" not in err

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any, Callable, Literal
 
 import numpy as np
 from pydantic import Field
 
 from metrics import clipsim, drift, fidelity, flicker, fvd, i3d, object_identity, shapes_detector, throughput, warping
+from metrics.files import file_sha256
 from vbench_flow.errors import ConfigError
 from vbench_flow.registry import Args, MetricType, SampleContext, SampleScore, get_metric, register_metric
 
@@ -233,11 +235,13 @@ class FvdScorer:
                 self.detector = (i3d.load_i3d(args.weights, args.sha256) if args.extractor == "i3d" else
                                  i3d.load_i3d_torchscript(args.weights or i3d.DEFAULT_WEIGHTS_PATH.with_name(
                                      i3d.TORCHSCRIPT_FILENAME), args.sha256))
-                self.extractor = f"{args.extractor} (Kinetics-400)"
+                weights = Path(args.weights or (i3d.DEFAULT_WEIGHTS_PATH if args.extractor == "i3d" else
+                                                i3d.DEFAULT_WEIGHTS_PATH.with_name(i3d.TORCHSCRIPT_FILENAME))).expanduser()
+                self.extractor = f"{args.extractor} (Kinetics-400) {file_sha256(weights)[:12]}"
                 base = fvd.metric_version(estimator=args.estimator, mode=args.preprocessing)
                 self._features = lambda clips: fvd.extract_features(clips, self.detector, batch_size=args.batch_size,
                                                                     mode=args.preprocessing)
-        except (FileNotFoundError, ValueError) as exc:
+        except (FileNotFoundError, ValueError, RuntimeError) as exc:
             raise ConfigError(str(exc), where="fvd.args", fix="`vbf fetch i3d` downloads the I3D weights, or use "
                               "extractor: shapes-i3d (offline)") from None
         self.version = f"{base}; windows={args.windows}"

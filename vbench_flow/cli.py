@@ -583,6 +583,7 @@ def gate(run_id: str, baseline: str | None, strict: bool, junit: Path | None, ma
     try:
         run = store.run(run_id)
         gating.check_complete(run)
+        gating.check_gated_metrics_scored(store, run)
         current = gating.side_from_run(store, run_id)
         if update_baseline:
             path = Path(baseline) if baseline else gating.default_baseline_path(run)

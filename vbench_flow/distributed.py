@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
+import torch
 import torch.distributed as dist
 
 
@@ -63,5 +65,10 @@ def current_shard() -> Shard:
     if world <= 1:
         return Shard()
     if not dist.is_initialized():
-        dist.init_process_group("gloo")
+        # ranks wait for each other while rank 0 scores reference clips and writes the store, and a
+        # rank with fewer batches waits for the others: far longer than gloo's 30-minute default
+        hours = float(os.environ.get("VBF_DIST_TIMEOUT_HOURS", "24"))
+        dist.init_process_group("gloo", timeout=timedelta(hours=hours))
+        if torch.cuda.is_available():  # one GPU per process, as torchrun numbers them per node
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
     return Shard(dist.get_rank(), dist.get_world_size())

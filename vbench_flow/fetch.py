@@ -49,15 +49,17 @@ class WeightsFile:
         digest = sha256_of(path)
         if self.sha256 and digest != self.sha256.lower():
             raise FetchError(f"{self.name}: sha256 of the file is {digest}, expected {self.sha256}",
-                             fix="the download is corrupt or not the pinned file; try again or fetch it by hand")
+                             fix="the download is corrupt or not the pinned file; fetch again with --force, or fetch it by hand")
         if self.sha256_prefix and not digest.startswith(self.sha256_prefix.lower()):
             raise FetchError(f"{self.name}: sha256 of the file is {digest}, which does not start with the published "
-                             f"{self.sha256_prefix}", fix="the download is corrupt or not the pinned file")
+                             f"{self.sha256_prefix}", fix="the file is corrupt or not the pinned file; fetch again with --force")
         if self.verify is not None:
             try:
                 self.verify(path)
-            except (ValueError, RuntimeError) as exc:
-                raise FetchError(f"{self.name}: the file does not load as the expected model: {exc}") from None
+            except Exception as exc:  # any load failure means "not the expected model file"
+                raise FetchError(f"{self.name}: the file does not load as the expected model: "
+                                 f"{type(exc).__name__}: {exc}",
+                                 fix="delete it and fetch again (or pass --force), or check the file you gave") from None
         return digest
 
     @property

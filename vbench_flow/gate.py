@@ -729,6 +729,20 @@ def check_complete(run: dict[str, Any]) -> None:
             fix=f"finish it with `vbf run SUITE --resume --run-id {run['run_id']}` (add --retry-failed for failed units)")
 
 
+def check_gated_metrics_scored(store: Any, run: dict[str, Any]) -> None:
+    """A gated metric that could not score some clips is an evaluation error, not a pass: the
+    missing clips would otherwise only make the group 'not comparable'."""
+    gated = set(suite_margins(run["config"] or {}))
+    errors = store.metric_errors(run["run_id"])
+    errors = errors[errors["metric"].isin(gated)] if not errors.empty else errors
+    if not errors.empty:
+        first = errors.iloc[0]
+        raise EvaluationError(
+            f"gated metric(s) {', '.join(sorted(set(errors['metric'])))} have no value for {len(errors)} clip(s) of run "
+            f"{run['run_id']!r}, e.g. {first['unit_id']}: {first['error'].splitlines()[0]}", where="vbf gate",
+            fix="fix what the metric needs (see the report's failures), or drop its margin from the suite")
+
+
 # ---------------------------------------------------------------- the decision
 
 @dataclass

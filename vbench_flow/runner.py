@@ -109,7 +109,9 @@ class RunFolder:
         records: dict[str, SampleRecord] = {}
         for path in [self.samples, *self.shard_logs()]:
             for record in self._read_log(path):
-                records[record.unit_id] = record
+                known = records.get(record.unit_id)
+                if known is None or record.finished >= known.finished:  # a retried unit's newer record wins
+                    records[record.unit_id] = record
         return records
 
     def append(self, record: SampleRecord, log: Path | None = None) -> None:
@@ -225,6 +227,9 @@ class Runner:
                 self.store.record_sample(self.run_id, record)
         pending = [u for u in units if u.unit_id not in records
                    or (self.retry_failed and records[u.unit_id].status == "failed")]
+        if self.shard.distributed:  # every rank shards rank 0's list, never its own later reading
+            wanted = set(self.shard.share([u.unit_id for u in pending]))
+            pending = [u for u in units if u.unit_id in wanted]
         ranks = f" over {self.shard.world} processes" if self.shard.distributed else ""
         self._say(f"run {self.run_id}: {len(units)} units, {len(units) - len(pending)} already finished, "
                   f"{len(pending)} to compute{ranks}")
@@ -267,15 +272,21 @@ class Runner:
         failures = [(r.unit_id, r.error or "unknown error") for r in mine if r.status == "failed"]
         outcome = RunOutcome(self.run_id, self.folder.root, len(units), sum(r.status == "ok" for r in mine),
                              len(failures), computed, failures, _metric_error_counts(mine))
+        rows = aggregate_records(mine, self.metric_info, confidence=self.suite.gate.confidence,
+                                 resamples=self.suite.gate.resamples, seed=self.suite.seed)
+        if not interrupted:
+            try:
+                rows += self._set_metric_rows(mine)
+            except EvaluationError:
+                self.store.upsert_run(self.run_id, status="partial", expected=outcome.expected, done=outcome.done,
+                                      failed=outcome.failed)
+                raise
+        self.store.set_aggregates(self.run_id, rows)
+        # the status last: a run is 'complete' only once every aggregate is written
         self.store.upsert_run(self.run_id, status="interrupted" if interrupted else outcome.status,
                               expected=outcome.expected, done=outcome.done, failed=outcome.failed)
         if self.model_info:
             self.store.upsert_run(self.run_id, models_json=self.model_info)
-        rows = aggregate_records(mine, self.metric_info, confidence=self.suite.gate.confidence,
-                                 resamples=self.suite.gate.resamples, seed=self.suite.seed)
-        if not interrupted:
-            rows += self._set_metric_rows(mine)
-        self.store.set_aggregates(self.run_id, rows)
         return outcome
 
     def _set_metric_rows(self, records: list[SampleRecord]) -> list[Any]:
