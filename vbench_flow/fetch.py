@@ -13,7 +13,6 @@ by hand through the same checks.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Callable
 
 from tqdm.auto import tqdm
+
+from metrics.files import file_sha256
 
 from vbench_flow.errors import ConfigError, VbfError
 
@@ -46,7 +47,7 @@ class WeightsFile:
 
     def check(self, path: Path) -> str:
         """The file's sha256 after every check passed; FetchError naming the mismatch otherwise."""
-        digest = sha256_of(path)
+        digest = file_sha256(path)
         if self.sha256 and digest != self.sha256.lower():
             raise FetchError(f"{self.name}: sha256 of the file is {digest}, expected {self.sha256}",
                              fix="the download is corrupt or not the pinned file; fetch again with --force, or fetch it by hand")
@@ -69,14 +70,6 @@ class WeightsFile:
         if self.sha256_prefix:
             return f"sha256 starting {self.sha256_prefix}"
         return "no published sha256: checked by loading it strictly"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------- the catalogue

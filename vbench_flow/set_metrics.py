@@ -16,6 +16,7 @@ import os
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -34,8 +35,8 @@ class ReferenceSet:
     features: list[np.ndarray]
     digest: str
 
-    @property
-    def stats(self) -> FeatureStats:
+    @cached_property
+    def stats(self) -> FeatureStats:  # once per set: every group of a run compares with it
         return merge_all(unit_stats(self.features))
 
     @property
