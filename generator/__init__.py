@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
 
@@ -20,9 +21,46 @@ def checkpoint_path(name_or_path: str | Path) -> Path:
         return path
     shipped = CHECKPOINT_DIR / f"{name_or_path}.pt"
     if not shipped.is_file():
-        names = sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt") if not p.name.endswith(".train.pt"))
-        raise FileNotFoundError(f"no shipped checkpoint named {str(name_or_path)!r} (shipped: {', '.join(names) or 'none'})")
+        raise FileNotFoundError(f"no shipped checkpoint named {str(name_or_path)!r} "
+                                f"(shipped: {', '.join(shipped_names()) or 'none'})")
     return shipped
+
+
+def shipped_names() -> list[str]:
+    return sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt") if not p.name.endswith(".train.pt"))
+
+
+def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> Any:
+    """What a checkpoint file holds, read without running code from it; ValueError naming the file
+    when it cannot be.
+
+    ``torch.load(weights_only=True)`` rebuilds only tensors and plain containers and values, and
+    refuses a pickle that names any other class or function: a file that would run code when loaded.
+    """
+    import warnings
+
+    import torch
+
+    try:
+        with warnings.catch_warnings():  # torch's bug-report request for an unusual pickle protocol
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch signals a refused, corrupt or foreign file with many exception types
+        if "Weights only load failed" in str(error):
+            problem = (f"cannot be read safely: it holds something other than tensors and plain values "
+                       f"({_refusal_reason(error)}), so it was not loaded and nothing in it ran")
+        else:
+            detail = str(error).strip()[:200] or "empty"
+            problem = f"is not a readable torch checkpoint ({type(error).__name__}: {detail})"
+        raise ValueError(f"{path} {problem}. Use a checkpoint written by `vbf train` or a shipped one "
+                         f"({', '.join(shipped_names()) or 'none shipped'})") from error
+
+
+def _refusal_reason(error: Exception) -> str:
+    """torch's reason in one line, without its advice to retry with weights_only=False, which is
+    exactly what would run the file's code."""
+    reason = str(error).split("WeightsUnpickler error:", 1)[-1].strip()
+    return reason.split(" Please use")[0].splitlines()[0] if reason else "unknown reason"
 
 
 def shipped_name_or_path(path: Path) -> str:

@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from generator import read_checkpoint
+
 CHECKPOINT_FORMAT = "vbf-video-vae-1"
 
 
@@ -420,7 +422,7 @@ class VideoAutoencoder(nn.Module):
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu",
              expected_config: AutoencoderConfig | None = None) -> "VideoAutoencoder":
         """Load a saved model; with expected_config, a checkpoint of any other config raises ValueError."""
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = read_checkpoint(path, map_location)
         return cls.from_checkpoint(ckpt, expected_config, source=str(path)).eval()
 
     def num_parameters(self) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -26,6 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
+from generator import read_checkpoint
 from generator.starflow import StarFlowConfig, StarFlowV
 
 
@@ -70,14 +72,40 @@ def wrap_ddp(module: nn.Module, device: torch.device) -> nn.Module:
 
 # ---------------------------------------------------------------- checkpoints
 
+MODEL_KINDS = ("starflow", "diffusion")
+PLAIN_VALUES = (str, int, float, bool, type(None))
+
+
+def require_plain(value: Any, where: str) -> None:
+    """TypeError naming the first value in ``value`` that is not a tensor, dict/list/tuple or plain
+    scalar: checkpoints are read with torch.load(weights_only=True), which refuses anything else
+    (a numpy scalar, a Path, a dataclass), so such a file could not be loaded again."""
+    kind = type(value)
+    if isinstance(value, torch.Tensor) or kind in PLAIN_VALUES:
+        return
+    if kind in (dict, OrderedDict):
+        for key, item in value.items():
+            if type(key) not in (str, int):
+                raise TypeError(f"{where} has a key {key!r} of type {type(key).__name__}; use str or int keys")
+            require_plain(item, f"{where}[{key!r}]")
+        return
+    if kind in (list, tuple):
+        for index, item in enumerate(value):
+            require_plain(item, f"{where}[{index}]")
+        return
+    raise TypeError(f"{where} is a {kind.__module__}.{kind.__qualname__}; a checkpoint holds only tensors, "
+                    "dict/list/tuple, str, int, float, bool and None (convert it, e.g. float(x) or str(path))")
+
+
 def save_checkpoint(path: Path, model: nn.Module, ema: AveragedModel, optimizers: dict[str, torch.optim.Optimizer],
                     step: int, history: list[dict[str, float]], extra: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"kind": model.kind, "config": model.config.to_dict(), "model": model.state_dict(),
-             "ema": ema.module.state_dict(),
+    # torch's own state dicts load with weights_only=True; what this code and its callers add is checked
+    described = {"kind": model.kind, "config": model.config.to_dict(), "step": step, "history": history, "extra": extra}
+    require_plain(described, "training state")
+    state = {**described, "model": model.state_dict(), "ema": ema.module.state_dict(),
              "ema_state": ema.state_dict(),  # with n_averaged: a resumed EMA keeps averaging
-             "optimizers": {k: o.state_dict() for k, o in optimizers.items()}, "step": step, "history": history,
-             "extra": extra}
+             "optimizers": {k: o.state_dict() for k, o in optimizers.items()}}
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -86,7 +114,9 @@ def save_checkpoint(path: Path, model: nn.Module, ema: AveragedModel, optimizers
 def export_weights(path: Path, model: nn.Module, info: dict[str, Any]) -> None:
     """The shippable file: kind, config, EMA weights (float32) and info; no optimiser state."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"kind": model.kind, "config": model.config.to_dict(), "weights": model.state_dict(), "info": info}, path)
+    described = {"kind": model.kind, "config": model.config.to_dict(), "info": info}
+    require_plain(described, "exported checkpoint")
+    torch.save({**described, "weights": model.state_dict()}, path)
 
 
 def model_from_state(state: dict[str, Any]) -> nn.Module:
@@ -101,9 +131,22 @@ def model_from_state(state: dict[str, Any]) -> nn.Module:
     raise ValueError(f"unknown model kind {kind!r}")
 
 
+def read_model_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """An exported file's or training checkpoint's saved state, read without running code from it;
+    ValueError naming the file when it is unsafe, unreadable or holds no generator."""
+    state = read_checkpoint(path, map_location)
+    if not isinstance(state, dict) or "config" not in state or not ("weights" in state or "ema" in state):
+        raise ValueError(f"{path} is not a generator checkpoint (no config and weights); use a file that "
+                         "`vbf train starflow` or `vbf train diffusion` wrote")
+    kind = state.get("kind", "starflow")
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"{path} holds a model of unknown kind {kind!r} (known: {', '.join(MODEL_KINDS)})")
+    return state
+
+
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """A model from an exported file (``weights``) or a training checkpoint (its EMA weights)."""
-    state = torch.load(path, map_location=map_location, weights_only=False)
+    state = read_model_state(path, map_location)
     model = model_from_state(state)
     model.load_state_dict(state["weights"] if "weights" in state else state["ema"])
     return model.eval(), state.get("info", state.get("extra", {}))
@@ -148,7 +191,10 @@ def train_model(model: nn.Module, train_batches: Iterator[dict[str, Any]], val_b
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
     step, history = 0, []
     if resume and checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        state = read_checkpoint(checkpoint, map_location=device)
+        if not isinstance(state, dict) or "optimizers" not in state:
+            raise ValueError(f"{checkpoint} is not a training checkpoint (no optimiser state); nothing to resume "
+                             "(train into a new checkpoint, or start over without resume)")
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema_state"])
         for name, opt in optimizers.items():

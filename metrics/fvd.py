@@ -231,6 +231,39 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
 
 
+class FrechetToReference:
+    """Fréchet distances from many Gaussians to one fixed reference, as in a bootstrap.
+
+    ``Tr sqrtm(S_r S)`` equals ``Tr sqrtm(R S R)`` with ``R = S_r^(1/2)`` (the two products have the
+    same eigenvalues), and ``R S R`` is symmetric positive semi-definite, so the trace is the sum of
+    the square roots of its ``eigvalsh`` eigenvalues. R is computed once; each distance then costs
+    one symmetric eigendecomposition instead of a Schur square root of a non-symmetric matrix
+    (about 9x less at d = 128, and it stays real and finite where sqrtm needs a retry).
+    """
+
+    def __init__(self, mu: np.ndarray, sigma: np.ndarray) -> None:
+        self.mu, sigma = np.asarray(mu, np.float64), np.asarray(sigma, np.float64)
+        eigenvalues, vectors = np.linalg.eigh((sigma + sigma.T) / 2.0)
+        self.root = (vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))) @ vectors.T
+        self.trace = float(np.trace(sigma))
+
+    def distance(self, mu: np.ndarray, sigma: np.ndarray) -> float:
+        product = self.root @ np.asarray(sigma, np.float64) @ self.root
+        eigenvalues = np.linalg.eigvalsh((product + product.T) / 2.0)
+        trace_covmean = float(np.sqrt(np.clip(eigenvalues, 0.0, None)).sum())
+        diff = self.mu - np.asarray(mu, np.float64)
+        return float(diff @ diff + self.trace + np.trace(sigma) - 2.0 * trace_covmean)
+
+    @classmethod
+    def of(cls, stats: FeatureStats, estimator: str = "unbiased") -> "FrechetToReference":
+        return cls(stats.mean(), stats.covariance(estimator))
+
+    def fvd(self, stats: FeatureStats, estimator: str = "unbiased") -> float:
+        if stats.count < 2:
+            raise ValueError(f"FVD needs at least 2 clips for a covariance, got {stats.count}")
+        return self.distance(stats.mean(), stats.covariance(estimator))
+
+
 def fvd_from_features(real: np.ndarray | torch.Tensor | FeatureStats, fake: np.ndarray | torch.Tensor | FeatureStats,
                       estimator: str = "unbiased") -> float:
     """FVD between two sets given as per-clip features (N, D) or as FeatureStats."""
@@ -349,15 +382,14 @@ def bootstrap_fvd_interval(real: FeatureStats, fake_units: Sequence[FeatureStats
     if len(fake_units) < 2 or resamples < 1:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
+    reference = FrechetToReference.of(real, estimator)
     values = []
     for _ in range(resamples):
         weights = np.bincount(rng.integers(0, len(fake_units), len(fake_units)), minlength=len(fake_units))
         drawn = merge_all(fake_units, weights)
         if drawn.count < 2:
             continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a draw of few distinct units is singular
-            values.append(fvd_from_features(real, drawn, estimator=estimator))
+        values.append(reference.fvd(drawn, estimator))
     if not values:
         return float("nan"), float("nan")
     tail = (1.0 - confidence) / 2.0 * 100.0

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
-import pytest
+# One compute thread per test process (and per subprocess a test starts): tests must stay fast on
+# one core while the other is busy, and OpenMP threads waiting on a busy core slow torch ~10x.
+os.environ["OMP_NUM_THREADS"] = "1"
+os.environ["MKL_NUM_THREADS"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

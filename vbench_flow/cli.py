@@ -12,14 +12,16 @@ continues).
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
-from vbench_flow.errors import ConfigError, VbfError
+from vbench_flow.errors import ConfigError, VbfError, disk_full
 from vbench_flow.runner import DEFAULT_RUNS_DIR, STORE_NAME, open_store
 from vbench_flow.suite import MAX_FRAME_SIZE, MIN_FRAME_SIZE
 
@@ -81,28 +83,65 @@ def run(suite: Path, run_id: str | None, runs_dir: Path, resume: bool, retry_fai
       torchrun --nproc_per_node 4 -m vbench_flow run suites/long_horizon.yaml   # one run over 4 processes
     """
     from vbench_flow.distributed import current_shard
-    from vbench_flow.reporting import write_report
-    from vbench_flow.runner import run_suite
+    from vbench_flow.runner import check_run_id, run_suite
     from vbench_flow.suite import load_suite
 
     if retry_failed and not resume:
         raise ConfigError("--retry-failed only makes sense with --resume", where="vbf run")
+    if run_id is not None:
+        check_run_id(run_id)
     resolved = load_suite(suite)
-    outcomes = run_suite(resolved, runs_dir=runs_dir, run_id=run_id, resume=resume,
-                         retry_failed=retry_failed, progress=not quiet)
+    with _sigterm_as_interrupt():
+        outcomes = run_suite(resolved, runs_dir=runs_dir, run_id=run_id, resume=resume,
+                             retry_failed=retry_failed, progress=not quiet)
     if not current_shard().is_writer:  # under torchrun, rank 0 reports for everyone
         return max(o.exit_code for o in outcomes)
     store = open_store(runs_dir)
     try:
         for outcome in outcomes:
-            outcome.report = write_report(store, [outcome.run_id], outcome.run_dir / "report.html")
+            outcome.report = _write_report_or_stop(store, [outcome.run_id], outcome.run_dir / "report.html", suite, outcome)
             _print_outcome(store, outcome, tables=not quiet)
         if resolved[0].suite.report.output:
-            combined = write_report(store, [o.run_id for o in outcomes], resolved[0].resolve_path(resolved[0].suite.report.output))
+            output = resolved[0].resolve_path(resolved[0].suite.report.output)
+            combined = _write_report_or_stop(store, [o.run_id for o in outcomes], output, suite, outcomes[0])
             click.echo(f"report: {combined}")
     finally:
         store.close()
     return max(o.exit_code for o in outcomes)
+
+
+def _write_report_or_stop(store, run_ids: list[str], path: Path, suite: Path, outcome) -> Path:
+    """The report; a full disk says where and how to finish (the run's results are all stored)."""
+    from vbench_flow.errors import DiskFull
+    from vbench_flow.reporting import write_report
+
+    try:
+        return write_report(store, run_ids, path)
+    except Exception as exc:
+        full = disk_full(exc, path)
+        if full is None:
+            raise
+        raise DiskFull(f"the report of run {outcome.run_id!r} could not be written: {full.what}",
+                       fix=f"free some space, then `vbf run {suite} --resume --run-id {outcome.run_id}` "
+                           f"(or `vbf report {outcome.run_id}`) writes it") from None
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a scheduler's stop, `kill`) ends a run the way Ctrl-C does: finished units kept,
+    the run marked interrupted, exit 130, resumable."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals to the host program
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _print_outcome(store, outcome, *, tables: bool) -> None:
@@ -240,7 +279,7 @@ def data_preview(split: str, count: int, start: int, seconds: float, size: int, 
 @click.option("--context-frames", default=None, type=click.IntRange(1),
               help="Long clips: latent frames re-read as context by each new window (default: half the window).")
 @click.option("--guidance", default=0.0, show_default=True, type=click.FloatRange(min=0), help="Classifier-free guidance scale.")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(0))
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**63 - 1))
 @click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Image-to-video: the first frame (an image file, or a video whose first frame is used).")
 @click.option("--video", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -346,7 +385,7 @@ def _training_options(default_out: str, config_help: str) -> Callable[[Callable]
         click.option("--pool-clips", default=4096, show_default=True, type=click.IntRange(1),
                      help="Training clips encoded once per process."),
         click.option("--val-clips", default=64, show_default=True, type=click.IntRange(1), help="Validation clips."),
-        click.option("--seed", default=0, show_default=True, type=click.IntRange(0)),
+        click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**63 - 1)),
         click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
                      help=config_help),
         click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
@@ -453,9 +492,19 @@ def runs_ls(runs_dir: Path) -> int:
     if table.empty:
         click.echo(f"no runs yet in {runs_dir}")
     else:
+        table["status"] = [_live_status(status, run_dir) for status, run_dir in zip(table["status"], table["run_dir"])]
         click.echo(table[["run_id", "suite", "variant", "status", "created", "expected", "done", "failed"]]
                    .fillna("").to_string(index=False))
     return 0
+
+
+def _live_status(status: str, run_dir: str | None) -> str:
+    """'running' only while a process holds the run's lock: one that was killed shows 'interrupted'."""
+    from vbench_flow.locking import lock_holder
+
+    if status == "running" and run_dir and lock_holder(Path(run_dir)) is None:
+        return "interrupted"
+    return status
 
 
 @runs.command("cost")
@@ -592,7 +641,7 @@ def gate(run_id: str, baseline: str | None, strict: bool, junit: Path | None, ma
             groups = len({(u["model"], u["task"], u["clip_seconds"]) for u in doc["units"]})
             click.echo(f"{'replaced' if existed else 'wrote'} baseline {path}: run {run_id}, {len(doc['units'])} units "
                        f"in {groups} group(s), metrics {', '.join(doc['metrics']) or 'none'} "
-                       f"({_size_text(doc['resolution'])} at {doc['fps']:g} fps)")
+                       f"({_sizes_text(doc['resolutions'])} at {doc['fps']:g} fps)")
             return 0
         base = gating.resolve_baseline(store, run, baseline)
     finally:
@@ -624,8 +673,9 @@ def gate(run_id: str, baseline: str | None, strict: bool, junit: Path | None, ma
     return decision.exit_code
 
 
-def _size_text(resolution: int | None) -> str:
-    return "native size" if resolution is None else f"{resolution}x{resolution}"
+def _sizes_text(resolutions: dict[str, str]) -> str:
+    sizes = sorted(set(resolutions.values()))
+    return ", ".join(sizes) if sizes else "no frame sizes recorded"
 
 
 # ---------------------------------------------------------------- entry point
@@ -689,7 +739,14 @@ def main(argv: list[str] | None = None) -> None:
     except VbfError as exc:
         click.echo(f"error: {exc.render()}", err=True)
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:  # outside a run (a run says how to resume): nothing to keep
+        click.echo("interrupted", err=True)
+        sys.exit(130)
     except Exception as exc:  # a bug, not a user mistake: say so, and keep the traceback for the report
+        full = disk_full(exc)
+        if full is not None:  # no space is never a bug, wherever it struck
+            click.echo(f"error: {full.render()}", err=True)
+            sys.exit(full.exit_code)
         if os.environ.get("VBF_DEBUG"):
             traceback.print_exc()
         else:

@@ -42,7 +42,7 @@ better, ``[-ci_high, -ci_low]`` when lower is better. With the metric's margin `
 * ``inconclusive``  otherwise, and when there is no interval.
 
 Before that, a group is ``not comparable`` (with its reason) when the metric's version or extractor
-differs, the resolution (``data.size``) or generation fps differs, the metric or group is missing
+differs, the frame size of the model's scored clips or the generation fps differs, the metric or group is missing
 on one side, or the units do not pair as above. A metric with no ``margin`` in the suite is
 compared and reported with verdict ``not gated``; it never affects the exit code.
 
@@ -72,9 +72,9 @@ Baseline files
 JSON (``suites/baselines/<suite>.json`` by default), written deliberately by
 ``vbf gate RUN --update-baseline``::
 
-    {"format": "vbench-flow gate baseline", "format_version": 1,
+    {"format": "vbench-flow gate baseline", "format_version": 2,
      "suite": "smoke", "variant": null, "run_id": "...", "created": "...", "config_hash": "...",
-     "seed": 0, "resolution": 64, "fps": 8.0,
+     "seed": 0, "resolutions": {"real": "64x64"}, "fps": 8.0,
      "metrics": {"flicker": {"version": "...", "extractor": "...", "higher_is_better": true}},
      "units": [{"model": "real", "task": "t2v", "clip_seconds": 5.0, "prompt_id": "test-000000",
                 "seed": 0, "metrics": {"flicker": 0.981}}, ...],
@@ -95,15 +95,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import warnings
-
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from metrics import fvd
-from metrics.fvd import FeatureStats, merge_all, unit_stats
-
+from metrics.fvd import merge_all, unit_stats
 from vbench_flow.aggregate import group_seed
 from vbench_flow.errors import ConfigError, EvaluationError
 from vbench_flow.prompts import resolve_relative
@@ -252,7 +249,7 @@ class GateSide:
     variant: str | None
     run_id: str
     seed: int
-    resolution: int | None
+    resolutions: dict[str, str]  # model -> "WxH" of the clips it scored (several sizes: "WxH, WxH")
     fps: float
     metric_info: dict[str, dict[str, Any]]
     samples: pd.DataFrame  # model, task, clip_seconds, prompt_id, seed, metric, value
@@ -301,17 +298,26 @@ SAMPLE_COLUMNS = ["model", "task", "clip_seconds", "prompt_id", "seed", "metric"
 AGGREGATE_COLUMNS = ["model", "task", "clip_seconds", "metric", "value", "n"]
 
 
-def _resolution_and_fps(config: dict[str, Any]) -> tuple[int | None, float]:
+def _generation_fps(config: dict[str, Any]) -> float:
     data = config.get("data") or {}
-    fps = config.get("fps") or data.get("fps") or 8.0
-    size = data.get("size")
-    return (int(size) if size is not None else None), float(fps)
+    return float(config.get("fps") or data.get("fps") or 8.0)
+
+
+def scored_resolutions(units: pd.DataFrame) -> dict[str, str]:
+    """Model -> the frame size(s) of its finished clips, as scored ("WxH"; several joined by ", ").
+    Units stored before sizes were recorded have none and are left out."""
+    if units.empty or "width" not in units:
+        return {}
+    sized = units[(units["status"] == "ok") & units["width"].notna() & units["height"].notna()]
+    return {str(model): ", ".join(sorted({f"{int(w)}x{int(h)}" for w, h in zip(group["width"], group["height"])}))
+            for model, group in sized.groupby("model")}
 
 
 def side_from_run(store: Any, run_id: str) -> GateSide:
     run = store.run(run_id)  # ConfigError naming recent runs when unknown
     config = run["config"] or {}
-    resolution, fps = _resolution_and_fps(config)
+    fps = _generation_fps(config)
+    resolutions = scored_resolutions(store.units(run_id))
     samples = store.sample_metrics(run_id)
     samples = samples[SAMPLE_COLUMNS].astype({"clip_seconds": float, "seed": int, "value": float}) if not samples.empty \
         else pd.DataFrame(columns=SAMPLE_COLUMNS)
@@ -322,15 +328,24 @@ def side_from_run(store: Any, run_id: str) -> GateSide:
             for r in store.metric_info(run_id).to_dict("records")}
     features, references = _set_level_from_run(store, run_id, run)
     return GateSide(label=f"run {run_id}", suite=run["suite"], variant=run["variant"], run_id=run_id,
-                    seed=int(run["seed"] or 0), resolution=resolution, fps=fps, metric_info=info, samples=samples,
+                    seed=int(run["seed"] or 0), resolutions=resolutions, fps=fps, metric_info=info, samples=samples,
                     aggregates=aggregates, config=config, config_hash=run.get("config_hash"), suite_path=run.get("suite_path"),
                     features=features, references=references)
+
+
+def _load_reference(path: Path, run: dict[str, Any]) -> ReferenceSet:
+    try:
+        return ReferenceSet.load(path)
+    except ValueError as exc:
+        raise ConfigError(str(exc), where=f"run {run['run_id']}",
+                          fix=f"`vbf run {run.get('suite_path') or 'SUITE'} --resume --run-id {run['run_id']}` "
+                              "writes it again from the reference clips") from None
 
 
 def _set_level_from_run(store: Any, run_id: str, run: dict[str, Any]) -> tuple[dict, dict]:
     """Per-unit features and reference sets of a run's set-level metrics (FVD)."""
     sets = store.reference_sets(run_id)
-    references = {(r["metric"], float(r["clip_seconds"])): ReferenceSet.load(Path(run["run_dir"]) / r["path"])
+    references = {(r["metric"], float(r["clip_seconds"])): _load_reference(Path(run["run_dir"]) / r["path"], run)
                   for r in sets.to_dict("records") if (Path(run["run_dir"]) / r["path"]).is_file()}
     units = store.units(run_id).set_index("unit_id")
     features: dict[tuple, dict[tuple[str, int], np.ndarray]] = {}
@@ -445,12 +460,14 @@ def compare_set_level(current: GateSide, baseline: GateSide, key: tuple[str, str
         return refuse(f"different reference clips (content hash {cur_ref.digest[:12]} vs baseline {base_ref.digest[:12]})")
     if len(cur) != len(base):
         return refuse(f"n differs: {len(cur)} clips in the run, {len(base)} in the baseline")
-    distance = _set_distance(current.metric_info.get(metric, {}).get("version", ""))
+    estimator = fvd.estimator_from_version(current.metric_info.get(metric, {}).get("version", ""))
     real = cur_ref.stats
     cur_units, base_units = sorted(cur), sorted(base)
     cur_stats = unit_stats([cur[u] for u in cur_units])
     base_stats = unit_stats([base[u] for u in base_units])
-    delta = distance(real, merge_all(cur_stats)) - distance(real, merge_all(base_stats))
+    delta = (fvd.fvd_from_features(real, merge_all(cur_stats), estimator)
+             - fvd.fvd_from_features(real, merge_all(base_stats), estimator))
+    reference = fvd.FrechetToReference.of(real, estimator)  # every draw compares with the same real set
     paired = cur_units == base_units
     rng = np.random.default_rng(group_seed(settings.seed, *key))
     resamples, n = min(settings.resamples, MAX_SET_LEVEL_RESAMPLES), len(cur_units)
@@ -462,9 +479,7 @@ def compare_set_level(current: GateSide, baseline: GateSide, key: tuple[str, str
         base_draw = merge_all(base_stats, np.bincount(other, minlength=n))
         if cur_draw.count < 2 or base_draw.count < 2:
             continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # draws of few distinct clips are singular
-            deltas.append(distance(real, cur_draw) - distance(real, base_draw))
+        deltas.append(reference.fvd(cur_draw, estimator) - reference.fvd(base_draw, estimator))
     low, high = (np.percentile(deltas, [50 * (1 - settings.confidence), 50 * (1 + settings.confidence)])
                  if len(deltas) >= 2 else (math.nan, math.nan))
     verdict, why = verdict_for(float(low), float(high), higher_is_better=higher_is_better, margin=margin,
@@ -473,12 +488,6 @@ def compare_set_level(current: GateSide, baseline: GateSide, key: tuple[str, str
            f"reference {cur_ref.digest[:12]}")
     return _comparison(key, higher_is_better=higher_is_better, margin=margin, verdict=verdict, reason=f"{why}; {how}",
                        delta=delta, ci=(float(low), float(high)), n=n, paired=paired, **values)
-
-
-def _set_distance(version: str) -> Callable[[FeatureStats, FeatureStats], float]:
-    """The distance a set-level metric's version names (FVD with its covariance estimator)."""
-    estimator = fvd.estimator_from_version(version)
-    return lambda real, fake: fvd.fvd_from_features(real, fake, estimator=estimator)
 
 
 # Dispatch on what kind of values a metric has.
@@ -498,8 +507,12 @@ def _not_comparable_reason(current: GateSide, baseline: GateSide, key: tuple[str
             return f"extractor differs: {cur_info['extractor']!r} vs baseline {base_info['extractor']!r}"
         if cur_info["version"] != base_info["version"]:
             return f"metric version differs: {cur_info['version']!r} vs baseline {base_info['version']!r}"
-    if current.resolution != baseline.resolution:
-        return f"resolution differs: {_size(current.resolution)} vs baseline {_size(baseline.resolution)}"
+    size, base_size = current.resolutions.get(model), baseline.resolutions.get(model)
+    if size is None or base_size is None:
+        return (f"the frame size of {model}'s clips is not recorded in the "
+                f"{'run' if size is None else 'baseline'} (made by an older vbench-flow: rerun it or update the baseline)")
+    if size != base_size:
+        return f"frame size differs: {size} vs baseline {base_size}"
     if current.fps != baseline.fps:
         return f"fps differs: {current.fps:g} vs baseline {baseline.fps:g}"
     return None
@@ -582,14 +595,14 @@ class _FileAggregate(_Strict):
 
 class BaselineFile(_Strict):
     format: Literal["vbench-flow gate baseline"]
-    format_version: Literal[1]
+    format_version: Literal[2]
     suite: str
     variant: str | None = None
     run_id: str
     created: str
     config_hash: str | None = None
     seed: int
-    resolution: int | None
+    resolutions: dict[str, str]
     fps: float
     metrics: dict[str, _FileMetric]
     units: list[_FileUnit]
@@ -619,9 +632,9 @@ def baseline_document(side: GateSide) -> dict[str, Any]:
                   for (metric, seconds), ref in sorted(side.references.items())]
     aggregates = [{"model": r.model, "task": r.task, "clip_seconds": float(r.clip_seconds), "metric": r.metric,
                    "value": _finite_or_none(r.value), "n": int(r.n)} for r in side.aggregates.itertuples(index=False)]
-    doc = {"format": BASELINE_FORMAT, "format_version": 1, "suite": side.suite, "variant": side.variant,
+    doc = {"format": BASELINE_FORMAT, "format_version": 2, "suite": side.suite, "variant": side.variant,
            "run_id": side.run_id, "created": utc_now(), "config_hash": side.config_hash, "seed": side.seed,
-           "resolution": side.resolution, "fps": side.fps,
+           "resolutions": dict(sorted(side.resolutions.items())), "fps": side.fps,
            "metrics": {name: dict(info) for name, info in sorted(side.metric_info.items())},
            "units": list(units.values()), "aggregates": aggregates, "references": references}
     BaselineFile.model_validate(doc)  # what is written can be read back
@@ -645,6 +658,10 @@ def side_from_file(path: Path) -> GateSide:
         raw = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"not valid JSON: {exc}", where=str(path), fix=fix) from None
+    if isinstance(raw, dict) and raw.get("format") == BASELINE_FORMAT and raw.get("format_version") == 1:
+        raise ConfigError("a version-1 baseline records the suite's data.size, not the frame size of the clips "
+                          "actually scored, so it cannot be trusted to refuse clips of another size",
+                          where=str(path), fix="rewrite it from a run: `vbf gate RUN --update-baseline`")
     try:
         doc = BaselineFile.model_validate(raw)
     except ValidationError as exc:
@@ -664,7 +681,7 @@ def side_from_file(path: Path) -> GateSide:
     references = {(r.metric, r.clip_seconds): ReferenceSet(
         np.split(np.asarray(r.features, dtype=np.float64), np.cumsum(r.counts)[:-1]), r.digest) for r in doc.references}
     return GateSide(label=f"baseline file {path}", suite=doc.suite, variant=doc.variant, run_id=doc.run_id, seed=doc.seed,
-                    resolution=doc.resolution, fps=doc.fps,
+                    resolutions=doc.resolutions, fps=doc.fps,
                     metric_info={k: v.model_dump() for k, v in doc.metrics.items()}, samples=samples,
                     aggregates=aggregates, config_hash=doc.config_hash, features=features, references=references)
 
@@ -783,8 +800,6 @@ def _signed(value: float) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:+.4g}"
 
 
-def _size(resolution: int | None) -> str:
-    return "native" if resolution is None else f"{resolution}x{resolution}"
 
 
 def _ci(c: MetricComparison) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vbench_flow.errors import ConfigError
+from vbench_flow.errors import ConfigError, read_utf8
 from vbench_flow.protocol import Prompt
 
 
@@ -38,7 +38,7 @@ def resolve_relative(path: str, base: Path) -> Path:
 def _read_prompt_file(path: Path) -> list[tuple[str | None, str]]:
     if path.suffix == ".jsonl":
         out = []
-        for number, line in enumerate(path.read_text().splitlines(), 1):
+        for number, line in enumerate(read_utf8(path, "the prompts file").splitlines(), 1):
             if not line.strip():
                 continue
             try:
@@ -51,7 +51,7 @@ def _read_prompt_file(path: Path) -> list[tuple[str | None, str]]:
                 raise ConfigError("'text' must be a non-empty string", where=f"{path}:{number}")
             out.append((None if item.get("id") is None else str(item["id"]), text))
         return out
-    return [(None, line.strip()) for line in path.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [(None, line.strip()) for line in read_utf8(path, "the prompts file").splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
 def load_prompts(suite: Any, data: Any, suite_dir: Path) -> list[Prompt]:

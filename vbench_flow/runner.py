@@ -10,6 +10,7 @@ continues without repeating or duplicating work.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -31,7 +32,8 @@ from metrics.video import check_video
 from vbench_flow.aggregate import aggregate_records
 from vbench_flow.distributed import Shard, current_shard
 from vbench_flow.environment import capture_environment
-from vbench_flow.errors import ConfigError, EvaluationError, RunInterrupted, VbfError
+from vbench_flow.errors import ConfigError, DiskFull, EvaluationError, RunInterrupted, VbfError, disk_full
+from vbench_flow.locking import RunLock
 from vbench_flow.prompts import Unit, load_prompts, plan_units
 from vbench_flow.protocol import Prompt
 from vbench_flow.registry import BuildContext, SampleContext, get_metric, get_model_type
@@ -42,6 +44,7 @@ from vbench_flow.video_io import num_frames_for, write_video
 
 DEFAULT_RUNS_DIR = Path("runs")
 STORE_NAME = "vbf.sqlite"
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=,+-]*")
 
 
 @dataclass
@@ -116,11 +119,14 @@ class RunFolder:
 
     def append(self, record: SampleRecord, log: Path | None = None) -> None:
         log = log or self.samples
-        self._drop_partial_tail(log)
-        with log.open("a") as handle:
-            handle.write(record.model_dump_json() + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            self._drop_partial_tail(log)
+            with log.open("a") as handle:
+                handle.write(record.model_dump_json() + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise disk_full(exc, log) or exc
 
     def merge_shard_logs(self) -> list[SampleRecord]:
         """Move the per-rank records into ``samples.jsonl`` (in rank order) and delete the rank logs."""
@@ -146,8 +152,12 @@ class RunFolder:
     def store_video(self, frames: np.ndarray, fps: float) -> tuple[str, str]:
         sha = video_digest(frames, fps)
         relative = Path("videos") / sha[:2] / f"{sha}.mp4"
-        if not (self.root / relative).exists():
-            write_video(self.root / relative, frames, fps)
+        target = self.root / relative
+        if not target.exists():
+            try:
+                write_video(target, frames, fps)  # atomic: a file cut short never passes for the video
+            except Exception as exc:
+                raise disk_full(exc, target) or exc
         return relative.as_posix(), sha
 
 
@@ -303,6 +313,7 @@ class Runner:
                     reference = reference_set(scorer, self.data, self.suite.reference, num_frames_for(seconds, self.fps),
                                               self.fps, self.cache_dir / "reference-features", progress=self.progress)
                 except Exception as exc:
+                    _stop_if_disk_full(exc)
                     raise EvaluationError(_describe(exc, f"the reference clips of metric {spec.name!r} ({seconds:g} s) "
                                                          "could not be scored"),
                                           fix="every unit is saved: fix the reference and rerun with --resume") from None
@@ -331,7 +342,8 @@ class Runner:
             try:
                 generator = self._build(spec)
                 self.model_info[spec.name] = {"type": spec.type, **_model_info(generator)}
-            except Exception as exc:  # a model that cannot be built fails its units, not the run
+            except (Exception, SystemExit) as exc:  # a model that cannot be built fails its units, not the run
+                _stop_if_disk_full(exc)
                 reason = _describe(exc, "could not build the model")
                 for unit in units:
                     yield self._save(self._failure(unit, reason, "build"))
@@ -368,7 +380,8 @@ class Runner:
             if len(videos) != len(batch):
                 raise RuntimeError(f"generate() returned {len(videos)} videos for {len(batch)} prompts")
             reported = generator.generation_stats() if hasattr(generator, "generation_stats") else {}
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a generator's sys.exit() fails its units, not the run
+            _stop_if_disk_full(exc)
             if len(batch) > 1:  # isolate the failing prompt(s): retry one by one
                 return [r for unit in batch for r in self._generate_batch(generator, spec, [unit])]
             return [self._failure(first, _describe(exc, "generation failed"), "generate")]
@@ -398,6 +411,7 @@ class Runner:
         try:
             relative, sha = self.folder.store_video(video, self.fps)
         except Exception as exc:
+            _stop_if_disk_full(exc)
             return self._failure(unit, _describe(exc, "could not store the video"), "store")
         started = time.perf_counter()
         metrics: dict[str, float] = {}
@@ -406,6 +420,7 @@ class Runner:
         try:
             truth = self._truth(unit.prompt, num_frames) if needs_truth else None
         except Exception as exc:
+            _stop_if_disk_full(exc)
             return self._failure(unit, _describe(exc, "could not read the ground truth"), "score",
                                  generate_seconds=generate_seconds, video=relative, sha=sha)
         ctx = SampleContext(fps=self.fps, prompt=str(unit.prompt), task=unit.task,
@@ -420,19 +435,27 @@ class Runner:
             scorer, clock = self.scorers[spec.name], time.perf_counter()
             try:
                 if get_metric(spec.name).set_level:
-                    features[spec.name] = np.asarray(scorer.features(video, self.fps), dtype=np.float64).tolist()
+                    values = np.asarray(scorer.features(video, self.fps), dtype=np.float64)
+                    _require_finite(values, "its features")
+                    features[spec.name] = values.tolist()
                     continue
                 score = scorer.score(video, ctx)
-            except Exception as exc:  # this metric has no value for this clip; the others still count
+                value = float(score.value)
+                points = [(float(t), float(v)) for t, v in score.series or []]
+                _require_finite(np.array([value]), "its value")
+                _require_finite(np.array(points, dtype=np.float64), "its series over time")
+            except (Exception, SystemExit) as exc:  # this metric has no value for this clip; the others still count
+                _stop_if_disk_full(exc)
                 metric_errors[spec.name] = _describe(exc, f"metric {spec.name!r} failed")
                 continue
             finally:
                 metric_seconds[spec.name] = time.perf_counter() - clock
-            metrics[spec.name] = float(score.value)
-            if score.series:
-                series[spec.name] = [(float(t), float(v)) for t, v in score.series]
+            metrics[spec.name] = value
+            if points:
+                series[spec.name] = points
         return SampleRecord(**_unit_fields(unit), status="ok", video=relative, video_sha256=sha,
-                            num_frames=int(video.shape[0]), fps=self.fps, generate_seconds=generate_seconds,
+                            num_frames=int(video.shape[0]), height=int(video.shape[1]), width=int(video.shape[2]),
+                            fps=self.fps, generate_seconds=generate_seconds,
                             score_seconds=time.perf_counter() - started, metric_seconds=metric_seconds,
                             metrics=metrics, series=series, generation=generation, features=features,
                             metric_errors=metric_errors)
@@ -442,9 +465,39 @@ class Runner:
         return SampleRecord(**_unit_fields(unit), status="failed", error=reason, stage=stage,
                             generate_seconds=generate_seconds, video=video, video_sha256=sha)
 
+    def mark_stopped(self) -> None:
+        """A run left by an interrupt or an error is not 'running'; best effort, since the store
+        itself may be what failed (`vbf runs ls` also checks the run's lock)."""
+        if not self.shard.is_writer or self.store is None:
+            return
+        try:
+            if self.store.run(self.run_id)["status"] == "running":
+                self.store.upsert_run(self.run_id, status="interrupted")
+        except Exception:
+            pass
+
     def _say(self, message: str) -> None:
         if self.progress:
             print(message, file=sys.stderr)
+
+
+class NonFiniteValue(ValueError):
+    """A metric gave NaN or infinity: no value, and said so (JSON would turn it into null)."""
+
+
+def _require_finite(values: np.ndarray, what: str) -> None:
+    bad = ~np.isfinite(values)
+    if bad.any():
+        example = values[bad].flat[0]
+        raise NonFiniteValue(f"{what} is not finite ({int(bad.sum())} of {values.size} numbers, e.g. {example})")
+
+
+def _stop_if_disk_full(exc: BaseException) -> None:
+    """A full disk stops the run (a plain --resume continues it once there is space); any other
+    failure belongs to the unit or metric at hand."""
+    full = disk_full(exc)
+    if full is not None:
+        raise full from None
 
 
 def _metric_error_counts(records: list[SampleRecord]) -> dict[str, tuple[int, str]]:
@@ -460,7 +513,7 @@ def _model_info(generator: Any) -> dict[str, Any]:
     """What the generator says about itself (name, parameters, checkpoint hash), JSON-safe."""
     try:
         return json.loads(json.dumps(generator.info(), default=str))
-    except Exception as exc:  # a broken info() must not fail the run
+    except (Exception, SystemExit) as exc:  # a broken info() must not fail the run
         return {"info_error": f"{type(exc).__name__}: {exc}"}
 
 
@@ -503,6 +556,8 @@ def _check_generated(video: Any, num_frames: int, seconds: float, fps: float) ->
 def _describe(exc: BaseException, context: str) -> str:
     if isinstance(exc, VbfError):
         return exc.render()
+    if isinstance(exc, NonFiniteValue):
+        return f"{context}: {exc}"
     frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
     where = f" (at {Path(frame.filename).name}:{frame.lineno})" if frame else ""
     return f"{context}: {type(exc).__name__}: {exc}{where}"
@@ -514,24 +569,33 @@ def open_store(runs_dir: Path) -> Store:
     return Store(runs_dir / STORE_NAME)
 
 
-def _new_run_id(resolved: list[ResolvedSuite]) -> str:
-    return f"{safe_id(resolved[0].suite.name)}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+def check_run_id(run_id: str) -> str:
+    """A run id is a plain folder name: it can never step out of the runs folder."""
+    if not RUN_ID_PATTERN.fullmatch(run_id):
+        raise ConfigError(f"run id {run_id!r} is not a plain name", where="--run-id",
+                          fix="use letters, digits and _ . = , + - starting with a letter or digit, "
+                              "with no path separators (e.g. nightly-42)")
+    return run_id
 
 
 def run_suite(resolved: list[ResolvedSuite], *, runs_dir: Path = DEFAULT_RUNS_DIR, run_id: str | None = None,
               resume: bool = False, retry_failed: bool = False, progress: bool = True) -> list[RunOutcome]:
     """Run every variant of a suite; returns one outcome per run.
 
-    With ``resume``, each variant continues where it stopped; a variant of a sweep that never
-    started is started. Ctrl-C raises :class:`RunInterrupted` naming the run to resume.
+    Each run's folder is created atomically (a new run never reuses a folder) and locked for the
+    whole call, so two processes never write one run. With ``resume``, each variant continues
+    where it stopped; a variant of a sweep that never started is started. Ctrl-C (or SIGTERM)
+    raises :class:`RunInterrupted` and a full disk :class:`DiskFull`, both naming the command
+    that continues the run.
     """
     shard = current_shard()
     store = open_store(runs_dir) if shard.is_writer else None
+    locks: list[RunLock] = []
     try:
         plan, problem = None, None
-        if shard.is_writer:  # rank 0 decides the run ids; the others follow
+        if shard.is_writer:  # rank 0 decides the run ids and holds the locks; the others follow
             try:
-                plan = _plan_runs(store, resolved, runs_dir, run_id, resume)
+                plan, locks = _plan_runs(store, resolved, runs_dir, run_id, resume)
             except VbfError as exc:
                 problem = exc
         plan, problem = shard.share((plan, problem))
@@ -542,36 +606,101 @@ def run_suite(resolved: list[ResolvedSuite], *, runs_dir: Path = DEFAULT_RUNS_DI
         for item, this_id, exists in zip(resolved, ids, existed):
             runner = Runner(item, store, runs_dir / this_id, this_id, sweep=base_id if swept else None,
                             progress=progress and shard.is_writer, retry_failed=retry_failed, shard=shard)
+            continue_with = (f"vbf run {item.path} --resume --run-id {base_id}"
+                             + (f" --runs-dir {runs_dir}" if runs_dir != DEFAULT_RUNS_DIR else ""))
             try:
                 outcomes.append(runner.execute(resuming=resume and exists))
             except KeyboardInterrupt:
+                runner.mark_stopped()
                 raise RunInterrupted(f"interrupted during run {this_id!r}; every finished unit is saved",
-                                     fix=f"continue with: vbf run {item.path} --resume --run-id {base_id}"
-                                         + (f" --runs-dir {runs_dir}" if runs_dir != DEFAULT_RUNS_DIR else "")) from None
+                                     fix=f"continue with: {continue_with}") from None
+            except BaseException as exc:
+                runner.mark_stopped()
+                full = disk_full(exc)
+                if full is None:
+                    raise
+                raise DiskFull(f"run {this_id!r} stopped: {full.what}; every finished unit is saved",
+                               fix=f"free some space, then continue with: {continue_with}") from None
         return outcomes
     finally:
+        for lock in locks:
+            lock.release()
         if store is not None:
             store.close()
 
 
 def _plan_runs(store: Store, resolved: list[ResolvedSuite], runs_dir: Path, run_id: str | None,
-               resume: bool) -> tuple[str, bool, list[str], list[bool]]:
-    """(base id, swept, run id of each variant, whether its folder exists), checked for mistakes."""
+               resume: bool) -> tuple[tuple[str, bool, list[str], list[bool]], list[RunLock]]:
+    """((base id, swept, run id of each variant, whether its folder existed), the runs' locks).
+
+    A new run's folders are created here, each with one ``mkdir`` that fails if it exists, so two
+    processes can never both start the same run; an id made from the suite's name and the time
+    gets a ``-2``, ``-3``, ... suffix when that id is taken (two suites of one name in one second).
+    """
     swept = len(resolved) > 1 or resolved[0].variant is not None
-    base_id = run_id
-    if resume and base_id is None:
-        latest = store.latest_run(resolved[0].run_name)
-        if latest is None:
-            raise ConfigError(f"nothing to resume: no earlier run of {resolved[0].run_name!r} in {store.path}",
-                              fix="drop --resume to start a new run")
-        base_id = store.run(latest)["sweep"] or latest
-    base_id = safe_id(base_id or _new_run_id(resolved))
-    ids = [f"{base_id}.{safe_id(item.variant)}" if item.variant else base_id for item in resolved]
-    existed = [(runs_dir / this_id).exists() for this_id in ids]
-    for this_id, exists in zip(ids, existed):
-        if exists and not resume:
-            raise ConfigError(f"run {this_id!r} already exists in {runs_dir}",
+    if run_id is not None:
+        check_run_id(run_id)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        base_id = run_id if run_id is not None else _latest_base_id(store, resolved[0].run_name)
+        ids = _variant_ids(base_id, resolved)
+        existed = [(runs_dir / this_id).is_dir() for this_id in ids]
+        if not swept and not existed[0]:
+            raise ConfigError(f"cannot resume {ids[0]!r}: {runs_dir / ids[0]} does not exist", fix="drop --resume to start it")
+        for this_id, exists in zip(ids, existed):
+            if not exists:  # a variant of the sweep that never started
+                (runs_dir / this_id).mkdir(exist_ok=True)
+    elif run_id is not None:
+        base_id, ids = run_id, _variant_ids(run_id, resolved)
+        taken = _claim_run_dirs(store, runs_dir, ids)
+        if taken:
+            raise ConfigError(f"run {taken!r} already exists in {runs_dir}",
                               fix="add --resume to continue it, or choose another --run-id")
-        if resume and not exists and not swept:
-            raise ConfigError(f"cannot resume {this_id!r}: {runs_dir / this_id} does not exist", fix="drop --resume to start it")
-    return base_id, swept, ids, existed
+        existed = [False] * len(ids)
+    else:
+        stamp = f"{safe_id(resolved[0].suite.name)}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        for attempt in itertools.count(1):
+            base_id = stamp if attempt == 1 else f"{stamp}-{attempt}"
+            ids = _variant_ids(base_id, resolved)
+            if _claim_run_dirs(store, runs_dir, ids) is None:
+                break
+        existed = [False] * len(ids)
+    locks: list[RunLock] = []
+    try:
+        for this_id in ids:
+            locks.append(RunLock(runs_dir / this_id).acquire())
+    except BaseException:
+        for lock in locks:
+            lock.release()
+        raise
+    return (base_id, swept, ids, existed), locks
+
+
+def _latest_base_id(store: Store, run_name: str) -> str:
+    latest = store.latest_run(run_name)
+    if latest is None:
+        raise ConfigError(f"nothing to resume: no earlier run of {run_name!r} in {store.path}",
+                          fix="drop --resume to start a new run")
+    return store.run(latest)["sweep"] or latest
+
+
+def _variant_ids(base_id: str, resolved: list[ResolvedSuite]) -> list[str]:
+    return [f"{base_id}.{safe_id(item.variant)}" if item.variant else base_id for item in resolved]
+
+
+def _claim_run_dirs(store: Store, runs_dir: Path, ids: list[str]) -> str | None:
+    """Create every run folder of ``ids``, or none: the first id already taken (by a folder or a
+    stored run) is returned and the folders made so far are removed again."""
+    made: list[Path] = []
+    for this_id in ids:
+        folder = runs_dir / this_id
+        try:
+            if store.has_run(this_id):
+                raise FileExistsError(folder)
+            folder.mkdir()
+        except FileExistsError:
+            for path in made:
+                path.rmdir()
+            return this_id
+        made.append(folder)
+    return None

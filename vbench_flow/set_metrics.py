@@ -55,8 +55,15 @@ class ReferenceSet:
 
     @classmethod
     def load(cls, path: Path) -> ReferenceSet:
-        with np.load(path) as data:
-            stacked, counts, digest = data["stacked"], data["counts"], str(data["digest"])
+        """The saved set; ValueError naming ``path`` when the file is not one (cut short, overwritten)."""
+        try:
+            with np.load(path, allow_pickle=False) as data:  # a cache file never runs code when read
+                stacked, counts, digest = data["stacked"], data["counts"], str(data["digest"])
+        except Exception as exc:  # zip, npy-header and key errors all mean the same: not a saved set
+            raise ValueError(f"{path} is not a readable reference-feature file ({type(exc).__name__}: {exc})") from None
+        if stacked.ndim != 2 or counts.ndim != 1 or counts.sum() != len(stacked) or (counts < 1).any() \
+                or not np.isfinite(stacked).all():
+            raise ValueError(f"{path} is not a readable reference-feature file (inconsistent arrays)")
         return cls(np.split(stacked, np.cumsum(counts)[:-1]), digest)
 
 
@@ -83,7 +90,15 @@ def reference_set(scorer: Any, data: Any, reference: Any, num_frames: int, fps: 
     digest = content.hexdigest()
     cached = cache_dir / f"{digest}.npz"
     if cached.exists():
-        return ReferenceSet.load(cached)
+        try:
+            found = ReferenceSet.load(cached)
+        except ValueError as exc:
+            print(f"warning: {exc}; rebuilding it from the reference clips", file=sys.stderr)
+        else:
+            if found.digest == digest and found.clips == len(prompts):
+                return found
+            print(f"warning: {cached} holds another reference set; rebuilding it from the reference clips",
+                  file=sys.stderr)
     bar = tqdm(clips(), total=len(prompts), desc=f"reference features ({num_frames} frames)", unit="clip",
                disable=not progress, file=sys.stderr)
     result = ReferenceSet([scorer.features(frames, fps) for frames in bar], digest)

@@ -19,9 +19,11 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from vbench_flow.errors import ConfigError
+from vbench_flow.errors import ConfigError, disk_full
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# columns added since version 1: (table, column, type)
+ADDED_COLUMNS = [("units", "height", "INTEGER"), ("units", "width", "INTEGER")]
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, suite TEXT NOT NULL, variant TEXT, sweep TEXT, suite_path TEXT,
@@ -33,7 +35,7 @@ CREATE TABLE IF NOT EXISTS units (
     run_id TEXT NOT NULL, unit_id TEXT NOT NULL, model TEXT, task TEXT, clip_seconds REAL,
     prompt_id TEXT, seed INTEGER, prompt TEXT, status TEXT, error TEXT, stage TEXT, video TEXT,
     video_sha256 TEXT, num_frames INTEGER, fps REAL, generate_seconds REAL, score_seconds REAL,
-    finished TEXT, PRIMARY KEY (run_id, unit_id)
+    finished TEXT, height INTEGER, width INTEGER, PRIMARY KEY (run_id, unit_id)
 );
 CREATE TABLE IF NOT EXISTS sample_metrics (
     run_id TEXT NOT NULL, unit_id TEXT NOT NULL, metric TEXT NOT NULL, value REAL,
@@ -87,6 +89,8 @@ class SampleRecord(BaseModel):
     video: str | None = Field(None, description="path relative to the run folder")
     video_sha256: str | None = None
     num_frames: int | None = None
+    height: int | None = Field(None, description="frame size of the clip as scored (gates compare it)")
+    width: int | None = None
     fps: float | None = None
     generate_seconds: float | None = None
     score_seconds: float | None = None
@@ -119,25 +123,41 @@ class AggregateRow(BaseModel):
 class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, timeout=30)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
-            raise ConfigError(f"results store {self.path} has schema version {version}; this vbench-flow reads {SCHEMA_VERSION}",
-                              fix="use a newer vbench-flow, or point --runs-dir at a fresh folder")
-        self._conn.executescript(SCHEMA)
-        self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, timeout=30)
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise ConfigError(f"results store {self.path} has schema version {version}; "
+                                  f"this vbench-flow reads up to {SCHEMA_VERSION}",
+                                  fix="use a newer vbench-flow, or point --runs-dir at a fresh folder")
+            with self._conn:
+                self._conn.executescript(SCHEMA)
+                self._add_missing_columns()
+                self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except (OSError, sqlite3.Error) as exc:
+            raise disk_full(exc, self.path) or exc
+
+    def _add_missing_columns(self) -> None:
+        """Stores written by an older version gain the newer columns (empty for their runs)."""
+        for table, column, kind in ADDED_COLUMNS:
+            present = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         self._conn.close()
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._conn:
-            yield self._conn
+        try:
+            with self._conn:
+                yield self._conn
+        except sqlite3.OperationalError as exc:
+            raise disk_full(exc, self.path) or exc
 
     # ------------------------------------------------------------ writes
 
@@ -160,7 +180,8 @@ class Store:
 
     def record_sample(self, run_id: str, record: SampleRecord) -> None:
         unit_cols = ("unit_id", "model", "task", "clip_seconds", "prompt_id", "seed", "prompt", "status", "error",
-                     "stage", "video", "video_sha256", "num_frames", "fps", "generate_seconds", "score_seconds", "finished")
+                     "stage", "video", "video_sha256", "num_frames", "fps", "generate_seconds", "score_seconds", "finished",
+                     "height", "width")
         values = [getattr(record, c) for c in unit_cols]
         with self._tx() as db:
             db.execute(f"INSERT OR REPLACE INTO units (run_id, {', '.join(unit_cols)}) VALUES ({', '.join('?' * (len(unit_cols) + 1))})",
@@ -224,6 +245,9 @@ class Store:
         for key in ("config_json", "env_json", "models_json"):
             out[key.removesuffix("_json")] = json.loads(out.pop(key) or "{}")
         return out
+
+    def has_run(self, run_id: str) -> bool:
+        return self._conn.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone() is not None
 
     def latest_run(self, suite_run_name: str) -> str | None:
         row = self._conn.execute(

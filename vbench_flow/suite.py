@@ -26,18 +26,20 @@ import json
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from vbench_flow.errors import ConfigError
+from vbench_flow.errors import ConfigError, read_utf8
 from vbench_flow.prompts import load_prompts, plan_units, resolve_relative
 from vbench_flow.protocol import TASKS
 from vbench_flow.video_io import num_frames_for
 from vbench_flow.registry import did_you_mean, get_metric, get_model_type, metric_types, model_types
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+MAX_SEED = 2**63 - 1  # seeds are stored as SQLite INTEGERs (signed 64-bit)
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 MIN_FRAME_SIZE, MAX_FRAME_SIZE = 16, 1024  # the shapes world's range; real videos are resized into it
 Task = Literal["t2v", "i2v", "v2v"]
 
@@ -55,6 +57,8 @@ class DataSpec(Strict):
     max_objects: int = Field(3, ge=1, le=3, description="shapes world only")
     manifest: str | None = Field(None, description="folder only: CSV or JSONL with video, caption[, id, split]")
     root: str | None = Field(None, description="folder only: videos are relative to this (default: manifest's folder)")
+    allow_outside_root: bool = Field(False, description="folder only: accept videos whose real path (after .., an "
+                                     "absolute path or symlinks) lies outside root")
 
     @model_validator(mode="after")
     def _folder_needs_manifest(self) -> "DataSpec":
@@ -70,7 +74,7 @@ class PromptSpec(Strict):
     split: str = "test"
     start: int = Field(0, ge=0)
     count: int | None = Field(None, ge=1, description="default: 8 from data, all from file/inline")
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     file: str | None = Field(None, description="source 'file': one prompt per line (.txt) or JSONL with text[, id]")
     texts: list[str] | None = Field(None, description="source 'inline': the prompts themselves")
 
@@ -138,7 +142,7 @@ class AblationMatrix(Strict):
 class Suite(Strict):
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
-    seed: int = Field(0, ge=0, description="seeds every random choice the harness makes (bootstrap, shuffles)")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seeds every random choice the harness makes (bootstrap, shuffles)")
     data: DataSpec = Field(default_factory=DataSpec)
     fps: float | None = Field(None, gt=0, le=240, description="generation fps (default: data.fps)")
     clip_seconds: list[float] = Field(default_factory=lambda: [5.0], min_length=1)
@@ -246,17 +250,31 @@ def _key_lines(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, int]:
     return lines
 
 
+def _refuse_aliases(text: str, path: Path) -> None:
+    """Suites may not use YAML aliases (``*name``): expanding nested aliases can take exponential
+    time and memory (a "billion laughs" file), and ``include:`` already shares settings."""
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            raise ConfigError(f"YAML aliases are not allowed in suites (*{event.anchor})",
+                              where=f"{path}:{event.start_mark.line + 1}",
+                              fix="write the value out, or move shared settings into a base suite and `include:` it")
+
+
 def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple, int]]:
     if not path.is_file():
         raise ConfigError(f"suite file not found: {path}", fix="check the path; `vbf ls suites` lists the suites")
-    text = path.read_text()
+    text = read_utf8(path, "the suite")
     try:
+        _refuse_aliases(text, path)
         data = yaml.safe_load(text)
         node = yaml.compose(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", where=where) from None
+    except RecursionError:
+        raise ConfigError("the YAML is nested too deeply to read", where=str(path),
+                          fix="a suite needs a few levels of nesting; check for runaway brackets") from None
     if not isinstance(data, dict):
         raise ConfigError("a suite must be a YAML mapping (key: value lines)", where=str(path))
     return data, _key_lines(node) if node is not None else {}
@@ -496,7 +514,8 @@ def open_data_source(suite: Suite, directory: Path) -> Any:
     if suite.data.type == "shapes":
         return ShapesSource(size=suite.data.size or 64, fps=suite.data.fps, max_objects=suite.data.max_objects)
     root = resolve_relative(suite.data.root, directory) if suite.data.root else None
-    return FolderSource(resolve_relative(suite.data.manifest or "", directory), root, size=suite.data.size)
+    return FolderSource(resolve_relative(suite.data.manifest or "", directory), root, size=suite.data.size,
+                        allow_outside_root=suite.data.allow_outside_root)
 
 
 def _check_data_and_prompts(suite: Suite, lines: dict[tuple, int], resolved: ResolvedSuite) -> tuple[list[Problem], Any]:

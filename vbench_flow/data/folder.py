@@ -1,8 +1,10 @@
 """Real videos with captions, listed in a ``.csv`` or ``.jsonl`` manifest.
 
 Each record needs ``video`` (a path relative to the root, by default the manifest's folder)
-and ``caption``; ``id`` is optional and every other field is kept in ``meta``. Manifest
-mistakes fail at load time with the line number; missing or broken videos only when read.
+and ``caption``; ``id`` and ``split`` are optional, and ``split`` is kept in ``meta``. Any other
+column is refused, so a misspelt one cannot silently drop its values. A video must lie inside
+the root unless ``allow_outside_root`` is set. Manifest mistakes fail at load time with the line
+number; missing or broken videos only when read.
 """
 
 from __future__ import annotations
@@ -12,16 +14,19 @@ import json
 import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import cv2
 import numpy as np
 
 from vbench_flow.errors import ConfigError, VideoReadError
+from vbench_flow.registry import did_you_mean
 from vbench_flow.video_io import read_clip
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
 REQUIRED_FIELDS = ("video", "caption")
+# split is read by vbench_flow.data.source.FolderSource to define the data set's splits
+KNOWN_FIELDS = (*REQUIRED_FIELDS, "id", "split")
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,8 @@ class FolderRecord:
 class VideoFolder:
     """A data set of real videos and their captions, read from a manifest."""
 
-    def __init__(self, manifest: str | Path, root: str | Path | None = None) -> None:
+    def __init__(self, manifest: str | Path, root: str | Path | None = None, *,
+                 allow_outside_root: bool = False) -> None:
         self.manifest = Path(manifest)
         if self.manifest.suffix.lower() not in MANIFEST_SUFFIXES:
             raise ConfigError(f"unknown manifest type {self.manifest.suffix or '(no suffix)'!r}",
@@ -48,7 +54,8 @@ class VideoFolder:
             raise ConfigError("manifest file does not exist", where=str(self.manifest),
                               fix=f"check the path (relative paths start at {Path.cwd()})")
         self.root = Path(root) if root is not None else self.manifest.parent
-        rows = read_manifest_rows(self.manifest, REQUIRED_FIELDS)
+        self.allow_outside_root = allow_outside_root
+        rows = read_manifest_rows(self.manifest, REQUIRED_FIELDS, KNOWN_FIELDS)
         self.records: list[FolderRecord] = self._build_records(rows)
 
     def __len__(self) -> int:
@@ -111,7 +118,9 @@ class VideoFolder:
             raise self._error(line, "empty video path", "video", "give the video's path relative to the root")
         record_id = self._record_id(index, line, row.get("id"))
         meta = {key: value for key, value in row.items() if key not in ("id", *REQUIRED_FIELDS)}
-        return FolderRecord(record_id, self.root / Path(video).expanduser(), caption, meta, line)
+        path = video_under_root(video, self.root, allow_outside_root=self.allow_outside_root,
+                                where=f"{self.manifest}:{line} (field 'video')", opt_in="data.allow_outside_root")
+        return FolderRecord(record_id, path, caption, meta, line)
 
     def _record_id(self, index: int, line: int, raw: Any) -> str:
         if raw is None or raw == "":
@@ -125,21 +134,54 @@ class VideoFolder:
         return ConfigError(what, where=f"{self.manifest}:{line} (field {key!r})", fix=fix)
 
 
-def read_manifest_rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_manifest_rows(path: Path, required: tuple[str, ...],
+                       known: tuple[str, ...]) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, row) for each record of a ``.csv`` or ``.jsonl`` manifest.
 
     A CSV header without a ``required`` column fails at once; JSONL rows are checked by the caller.
+    A column outside ``known`` fails with a suggestion: on the CSV header line, or on the JSONL row.
     """
     if path.suffix.lower() == ".csv":
-        return _csv_rows(path, required)
-    return _jsonl_rows(path)
+        return _csv_rows(path, required, known)
+    return _jsonl_rows(path, known)
 
 
-def _csv_rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, Any]]]:
+def video_under_root(video: str, root: Path, *, allow_outside_root: bool, where: str, opt_in: str) -> Path:
+    """``root / video`` (``~`` expanded), refused unless its real location lies inside ``root``.
+
+    A manifest is a data set's boundary: a shared manifest must not pull in files from elsewhere on
+    the machine. ``..``, an absolute path and a symlink anywhere along the path can each lead out,
+    so both sides are resolved before comparing; ``opt_in`` names the setting that allows it.
+    """
+    try:
+        path = root / Path(video).expanduser()
+    except RuntimeError as exc:  # ~name of a user this machine does not know
+        raise ConfigError(f"cannot expand {video!r}: {exc}", where=where, fix="spell the path out") from None
+    if allow_outside_root:
+        return path
+    real_root, real_path = root.resolve(), path.resolve()
+    if not real_path.is_relative_to(real_root):
+        raise ConfigError(f"video {video!r} resolves to {real_path}, outside the root {real_root}", where=where,
+                          fix=f"move the video under {real_root} and list it relative to that folder, "
+                              f"or set {opt_in}: true")
+    return path
+
+
+def _check_known_columns(names: Iterable[str], known: tuple[str, ...], path: Path, line: int) -> None:
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"unknown column {name!r}{did_you_mean(name, known)}",
+                              where=f"{path}:{line} (field {name!r})",
+                              fix=f"rename or remove it; the known columns are {', '.join(known)}")
+
+
+def _csv_rows(path: Path, required: tuple[str, ...], known: tuple[str, ...]) -> Iterator[tuple[int, dict[str, Any]]]:
     # utf-8-sig drops the byte-order mark spreadsheet exports put before the header.
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
+        # a misspelt column explains a missing required one better than "missing column" does
+        _check_known_columns(header, known, path, 1)
         for name in required:
             if name not in header:
                 raise ConfigError(f"missing column {name!r} (header has {', '.join(header) or 'nothing'})",
@@ -153,7 +195,7 @@ def _csv_rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict
             yield reader.line_num, row
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def _jsonl_rows(path: Path, known: tuple[str, ...]) -> Iterator[tuple[int, dict[str, Any]]]:
     with path.open(encoding="utf-8-sig") as handle:
         for line, text in enumerate(handle, start=1):
             if not text.strip():
@@ -166,6 +208,7 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             if not isinstance(row, dict):
                 raise ConfigError(f"expected a JSON object, got {type(row).__name__}", where=f"{path}:{line}",
                                   fix='write one object per line, e.g. {"video": "a.mp4", "caption": "..."}')
+            _check_known_columns(row, known, path, line)
             yield line, row
 
 

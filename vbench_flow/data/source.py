@@ -80,10 +80,11 @@ class FolderSource:
 
     kind = "folder"
 
-    def __init__(self, manifest: Path, root: Path | None = None, size: int | None = None) -> None:
+    def __init__(self, manifest: Path, root: Path | None = None, size: int | None = None,
+                 allow_outside_root: bool = False) -> None:
         from vbench_flow.data.folder import VideoFolder
 
-        self.folder = VideoFolder(manifest, root)
+        self.folder = VideoFolder(manifest, root, allow_outside_root=allow_outside_root)
         self.manifest, self.size = Path(manifest), size
 
     def _indices(self, split: str) -> list[int]:
