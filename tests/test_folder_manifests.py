@@ -244,3 +244,12 @@ def test_validate_refuses_a_data_video_behind_a_symlink_and_a_misspelt_column(tm
     assert vbf("validate", str(allowed)) == 4
     err = capsys.readouterr().err
     assert f"{manifest}:1" in err and "unknown column 'spilt' — did you mean 'split'?" in err
+
+
+@pytest.mark.parametrize("seed", ["1.5", "true"])
+def test_a_seed_that_is_not_an_integer_is_refused(tmp_path, seed):
+    (tmp_path / "a.mp4").write_bytes(b"")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(f'{{"video": "a.mp4", "prompt_id": "p", "seed": {seed}}}\n')
+    with pytest.raises(ConfigError, match="seed must be an integer"):
+        FolderGenerator(manifest)

@@ -93,8 +93,8 @@ def test_second_process_on_a_running_run_fails_at_once_naming_the_holder(tmp_pat
         for extra in (["--resume"], []):
             second = subprocess.run(list(map(str, cmd + extra)), capture_output=True, text=True, timeout=120)
             assert second.returncode == 4, second.stderr
-            expected = f"process {first.pid}" if extra else "already exists"
-            assert expected in second.stderr and "Traceback" not in second.stderr
+            assert f"in use by process {first.pid}" in second.stderr and "Traceback" not in second.stderr
+            assert extra or "already exists" in second.stderr
         assert lock_holder(runs / "r")["pid"] == first.pid
         release.touch()
         assert first.wait(timeout=120) == 0
@@ -345,3 +345,55 @@ def test_non_finite_metric_value_or_cost_is_a_metric_error(tmp_path, capsys, mon
     assert vbf("run", suite, "--runs-dir", runs, "--run-id", "n", "--resume") == 0
     assert "3 already finished, 0 to compute" in capsys.readouterr().err
     assert len(records(runs / "n")) == 3
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_non_utf8_manifest_is_a_config_error_naming_its_line(tmp_path, capsys, suffix):
+    rows = ('video,caption\nclip.mp4,a red circle\nclip2.mp4,a caf\xe9\n' if suffix == ".csv" else
+            '{"video": "clip.mp4", "caption": "a red circle"}\n{"video": "clip2.mp4", "caption": "a caf\xe9"}\n')
+    (tmp_path / f"clips{suffix}").write_bytes(rows.encode("latin-1"))
+    suite = write(tmp_path, TINY.replace("{type: shapes, size: 16, fps: 4}",
+                                         f"{{type: folder, manifest: clips{suffix}, size: 16, fps: 4}}"))
+    assert vbf("validate", suite) == 4
+    err = capsys.readouterr().err
+    line = 3 if suffix == ".csv" else 2  # the CSV has a header line
+    assert f"clips{suffix}:{line}: the manifest is not UTF-8" in err and "internal error" not in err
+
+
+def test_a_bug_mid_run_exits_70_without_leaving_the_run_running(tmp_path, capsys, monkeypatch):
+    import vbench_flow.runner as runner
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(runner.Runner, "_write_outcome", broken)
+    suite, runs = write(tmp_path, TINY), tmp_path / "runs"
+    assert vbf("run", suite, "--runs-dir", runs, "--run-id", "b", "--quiet") == 70
+    assert "internal error: RuntimeError: a bug" in capsys.readouterr().err
+    assert Store(runs / "vbf.sqlite").run("b")["status"] == "interrupted"
+    assert lock_holder(runs / "b") is None
+    monkeypatch.undo()
+    assert vbf("run", suite, "--runs-dir", runs, "--run-id", "b", "--resume", "--quiet") == 0
+
+
+def test_resume_of_a_sweep_that_never_started_is_refused(tmp_path, capsys):
+    suite = write(tmp_path, TINY + "ablations:\n  matrix: {metrics.flicker.args.segment_seconds: [1, 2]}\n")
+    assert vbf("run", suite, "--runs-dir", tmp_path / "runs", "--run-id", "never", "--resume") == 4
+    assert "cannot resume 'never'" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "never.segment_seconds=1").exists()
+
+
+def test_a_store_from_the_previous_schema_gains_the_frame_size_columns(tmp_path):
+    import sqlite3
+
+    old = sqlite3.connect(tmp_path / "vbf.sqlite")
+    old.execute("CREATE TABLE units (run_id TEXT NOT NULL, unit_id TEXT NOT NULL, model TEXT, task TEXT, "
+                "clip_seconds REAL, prompt_id TEXT, seed INTEGER, prompt TEXT, status TEXT, error TEXT, stage TEXT, "
+                "video TEXT, video_sha256 TEXT, num_frames INTEGER, fps REAL, generate_seconds REAL, "
+                "score_seconds REAL, finished TEXT, PRIMARY KEY (run_id, unit_id))")
+    old.execute("PRAGMA user_version=1")
+    old.commit()
+    old.close()
+    store = Store(tmp_path / "vbf.sqlite")
+    assert {"height", "width"} <= set(store.units("none").columns)
+    assert store._conn.execute("PRAGMA user_version").fetchone()[0] == 2

@@ -296,7 +296,9 @@ def test_sigint_mid_sweep_exits_130_and_resume_finishes_every_variant(tmp_path):
                         + "ablations:\n  matrix: {models.slow.sampler.step: [1, 2]}\n")
     runs = tmp_path / "runs"
     cmd = [sys.executable, "-m", "vbench_flow", "run", str(suite), "--runs-dir", str(runs), "--run-id", "sw", "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell that starts the tests in the background leaves SIGINT ignored, and Python keeps that
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     samples = runs / "sw.step=1" / "samples.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and not (samples.exists() and len(samples.read_text().splitlines()) >= 2):

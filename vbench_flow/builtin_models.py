@@ -140,7 +140,14 @@ class FolderModelArgs(Args):
 
 
 MATCH_FIELDS = ("seed", "task", "clip_seconds")
-MATCH_TYPES: dict[str, type] = {"seed": int, "task": str, "clip_seconds": float}
+def _as_seed(value: Any) -> int:
+    """An integer seed from JSON or CSV text; a JSON 3.0 is 3, but 1.5 and true are mistakes, not seeds."""
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(f"not an integer: {value!r}")
+    return int(value)
+
+
+MATCH_TYPES: dict[str, Any] = {"seed": _as_seed, "task": str, "clip_seconds": float}
 FOLDER_MANIFEST_COLUMNS = ("video", "prompt_id", "prompt", *MATCH_FIELDS)
 
 
@@ -223,7 +230,7 @@ class FolderGenerator:
     def _check_unambiguous(self, by_fields: dict[tuple[str, ...], dict[tuple, FolderListing]]) -> None:
         """Refuse two rows of one prompt that fit a common unit when neither names every field the
         other names, unless a row naming the fields of both settles that unit. Then, for every unit,
-        the rows that fit it are nested and the one naming the most fields is the answer."""
+        the row naming the most fields names every field the other fitting rows name, and is the answer."""
         for fields_a, fields_b in itertools.combinations(by_fields, 2):
             if set(fields_a) <= set(fields_b) or set(fields_b) <= set(fields_a):
                 continue
@@ -259,7 +266,7 @@ class FolderGenerator:
         if not fitting:
             raise VideoReadError(f"no video listed for {self._describe(wanted, unit)}", where=str(self.manifest),
                                  fix="add a row for this unit to the manifest")
-        # _check_unambiguous made the fitting rows nested, so the one naming the most fields names them all
+        # _check_unambiguous leaves one fitting row that names every field the others name: the most specific
         return max(fitting, key=lambda listing: len(listing.named)).video
 
     def generate(self, prompts: Sequence[str], seconds: float, fps: float, seed: int, task: str = "t2v",

@@ -99,31 +99,12 @@ def run(suite: Path, run_id: str | None, runs_dir: Path, resume: bool, retry_fai
     store = open_store(runs_dir)
     try:
         for outcome in outcomes:
-            outcome.report = _write_report_or_stop(store, [outcome.run_id], outcome.run_dir / "report.html", suite, outcome)
             _print_outcome(store, outcome, tables=not quiet)
-        if resolved[0].suite.report.output:
-            output = resolved[0].resolve_path(resolved[0].suite.report.output)
-            combined = _write_report_or_stop(store, [o.run_id for o in outcomes], output, suite, outcomes[0])
-            click.echo(f"report: {combined}")
+        if outcomes[0].combined_report:
+            click.echo(f"report: {outcomes[0].combined_report}")
     finally:
         store.close()
     return max(o.exit_code for o in outcomes)
-
-
-def _write_report_or_stop(store, run_ids: list[str], path: Path, suite: Path, outcome) -> Path:
-    """The report; a full disk says where and how to finish (the run's results are all stored)."""
-    from vbench_flow.errors import DiskFull
-    from vbench_flow.reporting import write_report
-
-    try:
-        return write_report(store, run_ids, path)
-    except Exception as exc:
-        full = disk_full(exc, path)
-        if full is None:
-            raise
-        raise DiskFull(f"the report of run {outcome.run_id!r} could not be written: {full.what}",
-                       fix=f"free some space, then `vbf run {suite} --resume --run-id {outcome.run_id}` "
-                           f"(or `vbf report {outcome.run_id}`) writes it") from None
 
 
 @contextmanager
@@ -141,7 +122,7 @@ def _sigterm_as_interrupt():
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _print_outcome(store, outcome, *, tables: bool) -> None:
@@ -216,13 +197,13 @@ def ls(what: str, directory: Path) -> int:
     else:
         if not directory.is_dir():
             raise ConfigError(f"no suites folder at {directory}", fix="pass --dir PATH")
-        import yaml
+        from vbench_flow.suite import read_yaml
 
         for path in sorted(directory.glob("*.yaml")):
             try:
-                description = (yaml.safe_load(path.read_text()) or {}).get("description", "")
-            except yaml.YAMLError:
-                description = "(not valid YAML)"
+                description = read_yaml(path)[0].get("description", "")
+            except ConfigError as exc:
+                description = f"(not readable: {exc.what})"
             click.echo(f"{path.as_posix():32s} {str(description).strip().splitlines()[0] if description else ''}")
     return 0
 
@@ -408,17 +389,17 @@ def _train_on_shapes(model: str, allowed_keys: set[str], *, autoencoder: str, fr
                      lr: float, pool_clips: int, val_clips: int, seed: int, config_file: Path | None, out: Path,
                      checkpoint: Path | None, resume: bool, threads: int | None) -> dict:
     import torch
-    import yaml
 
     if threads:
         torch.set_num_threads(threads)
     from generator.train import TrainConfig
+    from vbench_flow.suite import read_yaml
     from vbench_flow.training import ShapesRecipe, train_on_shapes
 
     if (frames - 1) % 4:
         raise ConfigError(f"--frames must be 1 + 4k (e.g. 17, 33), got {frames}", where=f"vbf train {model}")
-    overrides = yaml.safe_load(config_file.read_text()) if config_file else {}
-    unknown = set(overrides or {}) - allowed_keys
+    overrides = read_yaml(config_file)[0] if config_file else {}
+    unknown = set(overrides) - allowed_keys
     if unknown:
         raise ConfigError(f"unknown keys {sorted(unknown)}", where=str(config_file), fix=f"use {', '.join(sorted(allowed_keys))}")
     recipe = ShapesRecipe(model=model, autoencoder=autoencoder, frames=frames, pool_clips=pool_clips, val_clips=val_clips,

@@ -74,7 +74,7 @@ def disk_full(exc: BaseException, path: str | os.PathLike | None = None) -> Disk
         if isinstance(exc, DiskFull):
             return exc
         if (isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS) or \
-                (isinstance(exc, sqlite3.OperationalError) and "is full" in str(exc)):
+                (isinstance(exc, sqlite3.Error) and _sqlite_full(exc)):
             break
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
@@ -83,6 +83,11 @@ def disk_full(exc: BaseException, path: str | os.PathLike | None = None) -> Disk
     where = getattr(exc, "filename", None) or path
     return DiskFull(f"no space left on {where or 'the device'} ({exc})", where=None,
                     fix="free some space; every finished unit is kept, and `vbf run SUITE --resume` continues")
+
+
+def _sqlite_full(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+; the text is the fallback
+    return code == sqlite3.SQLITE_FULL if code is not None else "is full" in str(exc)
 
 
 def read_utf8(path: Path, what: str) -> str:

@@ -800,8 +800,6 @@ def _signed(value: float) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:+.4g}"
 
 
-
-
 def _ci(c: MetricComparison) -> str:
     return "" if math.isnan(c.ci_low) else f"[{_num(c.ci_low)}, {_num(c.ci_high)}]"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,15 @@ class RunLock:
         self.path = run_dir / LOCK_NAME
         self._fd: int | None = None
 
-    def acquire(self) -> "RunLock":
+    def acquire(self, patience_seconds: float = 1.0) -> "RunLock":
+        """Lock, or ConfigError naming the holder; ``patience_seconds`` rides out the moment another
+        process (``vbf runs ls``) takes a shared lock to see whether the run is alive."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        if not _try_lock(fd):
+        deadline = time.monotonic() + patience_seconds
+        while not _try_lock(fd):
+            if time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
             holder = _read_holder(fd)
             os.close(fd)
             raise ConfigError(f"run {self.run_dir.name!r} is in use by {describe_holder(holder)}",
@@ -51,6 +58,7 @@ class RunLock:
 
     def release(self) -> None:
         if self._fd is not None:
+            os.ftruncate(self._fd, 0)  # nobody holds it now: a stale pid must never be named
             if fcntl is not None:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
@@ -82,8 +90,9 @@ def lock_holder(run_dir: Path) -> dict[str, Any] | None:
 
 
 def describe_holder(holder: dict[str, Any]) -> str:
-    pid, host, started = holder.get("pid", "?"), holder.get("host", "?"), holder.get("started", "?")
-    return f"process {pid} on {host} (since {started})"
+    if "pid" not in holder:  # caught between its lock and its note
+        return "another process (starting up)"
+    return f"process {holder['pid']} on {holder.get('host', '?')} (since {holder.get('started', '?')})"
 
 
 def _try_lock(fd: int, *, shared: bool = False) -> bool:

@@ -33,7 +33,7 @@ from vbench_flow.aggregate import aggregate_records
 from vbench_flow.distributed import Shard, current_shard
 from vbench_flow.environment import capture_environment
 from vbench_flow.errors import ConfigError, DiskFull, EvaluationError, RunInterrupted, VbfError, disk_full
-from vbench_flow.locking import RunLock
+from vbench_flow.locking import RunLock, describe_holder, lock_holder
 from vbench_flow.prompts import Unit, load_prompts, plan_units
 from vbench_flow.protocol import Prompt
 from vbench_flow.registry import BuildContext, SampleContext, get_metric, get_model_type
@@ -59,6 +59,7 @@ class RunOutcome:
     # metric -> (clips it could not score, the first reason)
     metric_errors: dict[str, tuple[int, str]] = field(default_factory=dict)
     report: Path | None = None
+    combined_report: Path | None = None  # the suite's report.output, on the first outcome
 
     @property
     def status(self) -> str:
@@ -226,7 +227,7 @@ class Runner:
                 if resuming:
                     self._check_unchanged()
                 self._register(len(units))
-            except VbfError as exc:
+            except Exception as exc:  # shared, not raised: the other ranks would wait for rank 0 forever
                 problem = exc
         problem = self.shard.share(problem)
         if problem is not None:
@@ -267,7 +268,7 @@ class Runner:
         if self.shard.is_writer:
             try:
                 outcome = self._write_outcome(units, records, interrupted=interrupted, computed=computed)
-            except VbfError as exc:
+            except Exception as exc:  # shared, not raised: the other ranks would wait for rank 0 forever
                 problem = exc
         outcome, problem = self.shard.share((outcome, problem))
         if problem is not None:
@@ -287,6 +288,8 @@ class Runner:
         if not interrupted:
             try:
                 rows += self._set_metric_rows(mine)
+            except DiskFull:
+                raise  # not the run's fault: it stays resumable ('interrupted')
             except EvaluationError:
                 self.store.upsert_run(self.run_id, status="partial", expected=outcome.expected, done=outcome.done,
                                       failed=outcome.failed)
@@ -596,18 +599,18 @@ def run_suite(resolved: list[ResolvedSuite], *, runs_dir: Path = DEFAULT_RUNS_DI
         if shard.is_writer:  # rank 0 decides the run ids and holds the locks; the others follow
             try:
                 plan, locks = _plan_runs(store, resolved, runs_dir, run_id, resume)
-            except VbfError as exc:
+            except Exception as exc:  # shared, not raised: the other ranks would wait for rank 0 forever
                 problem = exc
         plan, problem = shard.share((plan, problem))
         if problem is not None:
             raise problem
         base_id, swept, ids, existed = plan
+        continue_with = (f"vbf run {resolved[0].path} --resume --run-id {base_id}"
+                         + (f" --runs-dir {runs_dir}" if runs_dir != DEFAULT_RUNS_DIR else ""))
         outcomes = []
         for item, this_id, exists in zip(resolved, ids, existed):
             runner = Runner(item, store, runs_dir / this_id, this_id, sweep=base_id if swept else None,
                             progress=progress and shard.is_writer, retry_failed=retry_failed, shard=shard)
-            continue_with = (f"vbf run {item.path} --resume --run-id {base_id}"
-                             + (f" --runs-dir {runs_dir}" if runs_dir != DEFAULT_RUNS_DIR else ""))
             try:
                 outcomes.append(runner.execute(resuming=resume and exists))
             except KeyboardInterrupt:
@@ -621,6 +624,8 @@ def run_suite(resolved: list[ResolvedSuite], *, runs_dir: Path = DEFAULT_RUNS_DI
                     raise
                 raise DiskFull(f"run {this_id!r} stopped: {full.what}; every finished unit is saved",
                                fix=f"free some space, then continue with: {continue_with}") from None
+        if shard.is_writer:  # still under the runs' locks
+            _write_reports(store, resolved, outcomes, continue_with)
         return outcomes
     finally:
         for lock in locks:
@@ -629,45 +634,75 @@ def run_suite(resolved: list[ResolvedSuite], *, runs_dir: Path = DEFAULT_RUNS_DI
             store.close()
 
 
+def _write_reports(store: Store, resolved: list[ResolvedSuite], outcomes: list[RunOutcome], continue_with: str) -> None:
+    """Each run's ``report.html``, and the suite's ``report.output`` over all of them."""
+    from vbench_flow.reporting import write_report
+
+    targets = [([o.run_id], o.run_dir / "report.html") for o in outcomes]
+    if resolved[0].suite.report.output:
+        targets.append(([o.run_id for o in outcomes], resolved[0].resolve_path(resolved[0].suite.report.output)))
+    for run_ids, path in targets:
+        try:
+            written = write_report(store, run_ids, path)
+        except Exception as exc:
+            full = disk_full(exc, path)
+            if full is None:
+                raise
+            raise DiskFull(f"the report could not be written: {full.what}; every result is stored",
+                           fix=f"free some space, then `{continue_with}` writes it") from None
+        for outcome in outcomes:
+            if outcome.run_id in run_ids and len(run_ids) == 1:
+                outcome.report = written
+    if len(targets) > len(outcomes):
+        outcomes[0].combined_report = targets[-1][1]
+
+
 def _plan_runs(store: Store, resolved: list[ResolvedSuite], runs_dir: Path, run_id: str | None,
                resume: bool) -> tuple[tuple[str, bool, list[str], list[bool]], list[RunLock]]:
     """((base id, swept, run id of each variant, whether its folder existed), the runs' locks).
 
-    A new run's folders are created here, each with one ``mkdir`` that fails if it exists, so two
-    processes can never both start the same run; an id made from the suite's name and the time
-    gets a ``-2``, ``-3``, ... suffix when that id is taken (two suites of one name in one second).
+    A new run's folders are created here, each with one ``mkdir`` that fails if it exists and
+    locked at once, so two processes can never both start the same run; an id made from the
+    suite's name and the time gets a ``-2``, ``-3``, ... suffix when that id is taken (two suites of
+    one name in one second).
     """
     swept = len(resolved) > 1 or resolved[0].variant is not None
     if run_id is not None:
         check_run_id(run_id)
     runs_dir.mkdir(parents=True, exist_ok=True)
     if resume:
-        base_id = run_id if run_id is not None else _latest_base_id(store, resolved[0].run_name)
-        ids = _variant_ids(base_id, resolved)
-        existed = [(runs_dir / this_id).is_dir() for this_id in ids]
-        if not swept and not existed[0]:
-            raise ConfigError(f"cannot resume {ids[0]!r}: {runs_dir / ids[0]} does not exist", fix="drop --resume to start it")
-        for this_id, exists in zip(ids, existed):
-            if not exists:  # a variant of the sweep that never started
-                (runs_dir / this_id).mkdir(exist_ok=True)
-    elif run_id is not None:
-        base_id, ids = run_id, _variant_ids(run_id, resolved)
-        taken = _claim_run_dirs(store, runs_dir, ids)
+        return _lock_existing_runs(store, resolved, runs_dir, run_id, swept)
+    if run_id is not None:
+        ids = _variant_ids(run_id, resolved)
+        taken, locks = _claim_run_dirs(store, runs_dir, ids)
         if taken:
-            raise ConfigError(f"run {taken!r} already exists in {runs_dir}",
+            holder = lock_holder(runs_dir / taken)
+            raise ConfigError(f"run {taken!r} already exists in {runs_dir}"
+                              + (f" and is in use by {describe_holder(holder)}" if holder else ""),
                               fix="add --resume to continue it, or choose another --run-id")
-        existed = [False] * len(ids)
-    else:
-        stamp = f"{safe_id(resolved[0].suite.name)}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-        for attempt in itertools.count(1):
-            base_id = stamp if attempt == 1 else f"{stamp}-{attempt}"
-            ids = _variant_ids(base_id, resolved)
-            if _claim_run_dirs(store, runs_dir, ids) is None:
-                break
-        existed = [False] * len(ids)
+        return (run_id, swept, ids, [False] * len(ids)), locks
+    stamp = f"{safe_id(resolved[0].suite.name)}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    for attempt in itertools.count(1):
+        base_id = stamp if attempt == 1 else f"{stamp}-{attempt}"
+        ids = _variant_ids(base_id, resolved)
+        taken, locks = _claim_run_dirs(store, runs_dir, ids)
+        if taken is None:
+            return (base_id, swept, ids, [False] * len(ids)), locks
+    raise AssertionError("unreachable")
+
+
+def _lock_existing_runs(store: Store, resolved: list[ResolvedSuite], runs_dir: Path, run_id: str | None,
+                        swept: bool) -> tuple[tuple[str, bool, list[str], list[bool]], list[RunLock]]:
+    base_id = run_id if run_id is not None else _latest_base_id(store, resolved[0].run_name)
+    ids = _variant_ids(base_id, resolved)
+    existed = [(runs_dir / this_id).is_dir() for this_id in ids]
+    if not any(existed):
+        raise ConfigError(f"cannot resume {base_id!r}: no run folder {runs_dir / ids[0]}"
+                          + (" or of its other variants" if swept else ""), fix="drop --resume to start it")
     locks: list[RunLock] = []
     try:
         for this_id in ids:
+            (runs_dir / this_id).mkdir(exist_ok=True)  # a variant of the sweep that never started
             locks.append(RunLock(runs_dir / this_id).acquire())
     except BaseException:
         for lock in locks:
@@ -688,19 +723,33 @@ def _variant_ids(base_id: str, resolved: list[ResolvedSuite]) -> list[str]:
     return [f"{base_id}.{safe_id(item.variant)}" if item.variant else base_id for item in resolved]
 
 
-def _claim_run_dirs(store: Store, runs_dir: Path, ids: list[str]) -> str | None:
-    """Create every run folder of ``ids``, or none: the first id already taken (by a folder or a
-    stored run) is returned and the folders made so far are removed again."""
-    made: list[Path] = []
-    for this_id in ids:
-        folder = runs_dir / this_id
+def _claim_run_dirs(store: Store, runs_dir: Path, ids: list[str]) -> tuple[str | None, list[RunLock]]:
+    """Create and lock every run folder of ``ids``, or none: (None, the locks), or (the first id
+    already taken by a folder or a stored run, []) with the folders made so far removed again."""
+    claimed: list[RunLock] = []
+    try:
+        for this_id in ids:
+            folder = runs_dir / this_id
+            try:
+                if store.has_run(this_id):
+                    raise FileExistsError(folder)
+                folder.mkdir()
+            except FileExistsError:
+                _give_up(claimed)
+                return this_id, []
+            claimed.append(RunLock(folder).acquire())
+    except BaseException:
+        _give_up(claimed)
+        raise
+    return None, claimed
+
+
+def _give_up(claimed: list[RunLock]) -> None:
+    """Unlock and remove run folders this process has just made (nothing else is in them)."""
+    for lock in claimed:
+        lock.path.unlink(missing_ok=True)
+        lock.release()
         try:
-            if store.has_run(this_id):
-                raise FileExistsError(folder)
-            folder.mkdir()
-        except FileExistsError:
-            for path in made:
-                path.rmdir()
-            return this_id
-        made.append(folder)
-    return None
+            lock.run_dir.rmdir()
+        except OSError:  # another process got in first; the folder is then theirs
+            pass

@@ -146,7 +146,11 @@ class Store:
         for table, column, kind in ADDED_COLUMNS:
             present = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
             if column not in present:
-                self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                try:
+                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                except sqlite3.OperationalError as exc:  # another process upgraded the store just now
+                    if "duplicate column" not in str(exc):
+                        raise
 
     def close(self) -> None:
         self._conn.close()

@@ -260,7 +260,8 @@ def _refuse_aliases(text: str, path: Path) -> None:
                               fix="write the value out, or move shared settings into a base suite and `include:` it")
 
 
-def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple, int]]:
+def read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple, int]]:
+    """A YAML mapping (UTF-8, no aliases) and its key lines; ConfigError naming the file otherwise."""
     if not path.is_file():
         raise ConfigError(f"suite file not found: {path}", fix="check the path; `vbf ls suites` lists the suites")
     text = read_utf8(path, "the suite")
@@ -297,7 +298,7 @@ def read_suite_dict(path: Path, _seen: tuple[Path, ...] = ()) -> tuple[dict[str,
     if path in _seen:
         chain = " -> ".join(str(p) for p in _seen + (path,))
         raise ConfigError(f"include cycle: {chain}", where=str(_seen[0]))
-    data, lines = _read_yaml(path)
+    data, lines = read_yaml(path)
     include = data.pop("include", None)
     if include is None:
         return data, lines

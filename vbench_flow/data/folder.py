@@ -10,6 +10,7 @@ number; missing or broken videos only when read.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import numbers
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any, Iterable, Iterator
 import cv2
 import numpy as np
 
-from vbench_flow.errors import ConfigError, VideoReadError
+from vbench_flow.errors import ConfigError, VideoReadError, read_utf8
 from vbench_flow.registry import did_you_mean
 from vbench_flow.video_io import read_clip
 
@@ -176,8 +177,9 @@ def _check_known_columns(names: Iterable[str], known: tuple[str, ...], path: Pat
 
 
 def _csv_rows(path: Path, required: tuple[str, ...], known: tuple[str, ...]) -> Iterator[tuple[int, dict[str, Any]]]:
-    # utf-8-sig drops the byte-order mark spreadsheet exports put before the header.
-    with path.open(newline="", encoding="utf-8-sig") as handle:
+    # read whole (manifests are small) so a non-UTF-8 file is one clear error; utf-8-sig drops the
+    # byte-order mark spreadsheet exports put before the header
+    with io.StringIO(read_utf8(path, "the manifest"), newline="") as handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
         # a misspelt column explains a missing required one better than "missing column" does
@@ -196,7 +198,7 @@ def _csv_rows(path: Path, required: tuple[str, ...], known: tuple[str, ...]) -> 
 
 
 def _jsonl_rows(path: Path, known: tuple[str, ...]) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8-sig") as handle:
+    with io.StringIO(read_utf8(path, "the manifest")) as handle:
         for line, text in enumerate(handle, start=1):
             if not text.strip():
                 continue
