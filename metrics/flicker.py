@@ -4,6 +4,10 @@ Per video: the mean absolute difference between consecutive frames, taken over e
 channel on the 0-255 scale, averaged over the T-1 frame pairs; the score is
 ``(255 - mean) / 255``, so 1.0 is a perfectly still video. No static-video filter is applied
 here (VBench applies one with RAFT before scoring): callers report the raw score.
+
+:class:`TemporalFlickering` streams: it keeps one integer sum per frame pair, so a clip of any
+length costs one frame of memory beyond the chunk being read. :class:`FlickerDrift` is the slope
+of the score over windows of the same pairs.
 """
 
 from __future__ import annotations
@@ -12,23 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from metrics import drift
+from metrics.streaming import MetricResult, PairwiseMetric
 from metrics.video import check_video, segment_bounds
 
 VERSION = "vbench-temporal-flickering/1 (raw, no static filter)"
 HIGHER_IS_BETTER = True
-
-
-def mean_abs_frame_difference(frames: np.ndarray) -> np.ndarray:
-    """Per consecutive pair (T-1 values): mean |frame[t+1] - frame[t]| over H x W x 3, 0-255 scale."""
-    frames = check_video(frames, min_frames=2)
-    # int16 holds every difference of two uint8 values; float64 for the mean keeps it exact.
-    diffs = np.abs(np.diff(frames.astype(np.int16), axis=0))
-    return diffs.reshape(diffs.shape[0], -1).mean(axis=1, dtype=np.float64)
-
-
-def temporal_flickering(frames: np.ndarray) -> float:
-    """VBench temporal flickering score of one video, in [0, 1], higher is steadier."""
-    return float((255.0 - mean_abs_frame_difference(frames).mean()) / 255.0)
+EXTRACTOR = "none (pixel differences)"
 
 
 @dataclass(frozen=True)
@@ -39,17 +33,78 @@ class SegmentScore:
     value: float
 
 
+def _score(pair_means: np.ndarray) -> float:
+    return float((255.0 - pair_means.mean()) / 255.0)
+
+
+def _window_frames(seconds: float, fps: float, at_least: int) -> int:
+    if fps <= 0 or seconds <= 0:
+        raise ValueError(f"fps and window length must be positive, got fps={fps}, seconds={seconds}")
+    return max(at_least, int(round(seconds * fps)))
+
+
+class TemporalFlickering(PairwiseMetric):
+    """Flicker of a clip, and of each ``segment_seconds`` segment (VBench-Long's segments: the last
+    is extended backwards to full length) as its series."""
+
+    name = "flicker"
+    higher_is_better = HIGHER_IS_BETTER
+    extractor = EXTRACTOR
+
+    def __init__(self, fps: float = 1.0, segment_seconds: float = 2.0) -> None:
+        self.segment_frames = _window_frames(segment_seconds, fps, 2)
+        self.version = f"{VERSION}; segments {segment_seconds:g}s"
+        super().__init__(fps)
+
+    def pair_values(self, earlier: np.ndarray, later: np.ndarray) -> np.ndarray:
+        # |a - b| of uint8 without widening: max - min never wraps; the int64 sum is exact
+        difference = np.maximum(earlier, later)
+        difference -= np.minimum(earlier, later)
+        return difference.reshape(len(difference), -1).sum(axis=1, dtype=np.int64) / difference[0].size
+
+    def segments(self) -> list[SegmentScore]:
+        values = self.values
+        return [SegmentScore(a, b, a / self.fps, _score(values[a:b - 1]))
+                for a, b in segment_bounds(self.frames_seen, self.segment_frames)]
+
+    def compute(self) -> MetricResult:
+        return MetricResult(_score(self.values), [(s.start_seconds, s.value) for s in self.segments()])
+
+
+class FlickerDrift(TemporalFlickering):
+    """Least-squares slope per second of flicker over consecutive windows (see ``metrics.drift``)."""
+
+    name = "flicker_drift"
+
+    def __init__(self, fps: float = 1.0, window_seconds: float = 5.0) -> None:
+        super().__init__(fps)
+        self.window_frames = _window_frames(window_seconds, fps, 3)
+        self.version = f"{drift.VERSION}; of {VERSION}; segments 2s; windows {window_seconds:g}s"
+
+    def compute(self) -> MetricResult:
+        values = self.values
+        windows = [drift.Window(a, b, (a + b - 1) / 2 / self.fps, _score(values[a:b - 1]))
+                   for a, b in drift.window_bounds(self.frames_seen, self.window_frames)]
+        return MetricResult(drift.drift_slope(windows), [(w.centre_seconds, w.value) for w in windows])
+
+
+def mean_abs_frame_difference(frames: np.ndarray) -> np.ndarray:
+    """Per consecutive pair (T-1 values): mean |frame[t+1] - frame[t]| over H x W x 3, 0-255 scale."""
+    frames = check_video(frames, min_frames=2)
+    return TemporalFlickering().pair_values(frames[:-1], frames[1:])
+
+
+def temporal_flickering(frames: np.ndarray) -> float:
+    """VBench temporal flickering score of one video, in [0, 1], higher is steadier."""
+    return TemporalFlickering().score(check_video(frames, min_frames=2)).value
+
+
 def flicker_per_segment(frames: np.ndarray, fps: float, segment_seconds: float = 2.0) -> list[SegmentScore]:
     """Temporal flickering of each non-overlapping ``segment_seconds`` window (VBench-Long style).
 
     Windows are ``round(segment_seconds * fps)`` frames long; the last one is extended backwards
     to full length. The mean of the values is VBench-Long's long-video score.
     """
-    frames = check_video(frames, min_frames=2)
-    if fps <= 0 or segment_seconds <= 0:
-        raise ValueError(f"fps and segment_seconds must be positive, got fps={fps}, segment_seconds={segment_seconds}")
-    segment_frames = max(2, int(round(segment_seconds * fps)))
-    return [
-        SegmentScore(start, end, start / fps, temporal_flickering(frames[start:end]))
-        for start, end in segment_bounds(frames.shape[0], segment_frames)
-    ]
+    metric = TemporalFlickering(fps, segment_seconds)
+    metric.update(check_video(frames, min_frames=2))
+    return metric.segments()

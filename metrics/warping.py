@@ -35,6 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from metrics.streaming import MetricResult, PairwiseMetric
 from metrics.video import check_video
 
 HIGHER_IS_BETTER = False
@@ -351,6 +352,31 @@ def warping_error_from_flows(frames: np.ndarray, forward_flows: np.ndarray, back
     return WarpingErrors(values, visible_fraction, estimator, _version(estimator))
 
 
+class WarpingError(PairwiseMetric):
+    """E_warp of a clip streamed in chunks: each pair's E_pair is kept (one float), and the series
+    places pair t -> t+1 at the time of frame t."""
+
+    name = "warping_error"
+    higher_is_better = HIGHER_IS_BETTER
+
+    def __init__(self, fps: float = 1.0, estimator: str | FlowEstimator = "farneback") -> None:
+        self.flow = get_estimator(estimator)
+        self.extractor = f"optical flow: {self.flow.name}"
+        self.version = _version(self.flow.name)
+        super().__init__(fps)
+
+    def pair_values(self, earlier: np.ndarray, later: np.ndarray) -> np.ndarray:
+        values = np.empty(len(earlier))
+        for i, (a, b) in enumerate(zip(earlier, later)):
+            forward = self.flow(a, b)
+            values[i] = masked_warp_error(a, b, forward, ~occlusion_mask(forward, self.flow(b, a)))
+        return values
+
+    def compute(self) -> MetricResult:
+        values = self.values
+        return MetricResult(float(values.mean()), [(t / self.fps, float(v)) for t, v in enumerate(values)])
+
+
 def warping_error_per_pair(frames: np.ndarray, estimator: str | FlowEstimator = "farneback") -> WarpingErrors:
     """Per-pair warping errors of a uint8 video (T, H, W, 3), flow from ``estimator``, for plots over time."""
     frames = check_video(frames, min_frames=2)
@@ -362,4 +388,4 @@ def warping_error_per_pair(frames: np.ndarray, estimator: str | FlowEstimator = 
 
 def warping_error(frames: np.ndarray, estimator: str | FlowEstimator = "farneback") -> float:
     """Lai et al.'s warping error of one uint8 video (T, H, W, 3); lower is more consistent."""
-    return warping_error_per_pair(frames, estimator).mean
+    return WarpingError(estimator=estimator).score(check_video(frames, min_frames=2)).value

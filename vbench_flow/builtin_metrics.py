@@ -20,18 +20,15 @@ class FlickerArgs(Args):
 
 
 class FlickerScorer:
-    extractor = "none (pixel differences)"
+    extractor = flicker.EXTRACTOR
 
     def __init__(self, args: FlickerArgs) -> None:
         self.segment_seconds = args.segment_seconds
-        self.version = f"{flicker.VERSION}; segments {args.segment_seconds:g}s"
+        self.version = flicker.TemporalFlickering(segment_seconds=args.segment_seconds).version
 
     def score(self, video: np.ndarray, ctx: SampleContext) -> SampleScore:
-        segments = flicker.flicker_per_segment(video, ctx.fps, self.segment_seconds)
-        return SampleScore(
-            value=flicker.temporal_flickering(video),
-            series=[(s.start_seconds, s.value) for s in segments],
-        )
+        result = flicker.TemporalFlickering(ctx.fps, self.segment_seconds).score(video)
+        return SampleScore(value=result.value, series=result.series)
 
 
 register_metric(MetricType(
@@ -110,9 +107,8 @@ class WarpingScorer:
         self.version = warping.metric_version(self.estimator)
 
     def score(self, video: np.ndarray, ctx: SampleContext) -> SampleScore:
-        errors = warping.warping_error_per_pair(video, self.estimator)
-        # pair t -> t+1 is placed at the time of frame t
-        return SampleScore(value=errors.mean, series=[(t / ctx.fps, float(v)) for t, v in enumerate(errors.values)])
+        result = warping.WarpingError(ctx.fps, self.estimator).score(video)
+        return SampleScore(value=result.value, series=result.series)
 
 
 register_metric(MetricType(
@@ -189,8 +185,24 @@ def _register_drift(base: str, summary: str, make: Callable[[], Any]) -> None:
                                higher_is_better=entry.higher_is_better, build=DriftScorer))
 
 
-_register_drift("flicker", "slope per second of flicker over windows (negative: the clip flickers more as it goes)",
-                lambda: FlickerScorer(FlickerArgs()))
+class FlickerDriftScorer:
+    """Flicker's drift from one pass over the frame pairs (the windows reuse the pairs' sums)."""
+
+    extractor = flicker.EXTRACTOR
+
+    def __init__(self, args: DriftArgs) -> None:
+        self.window_seconds = args.window_seconds
+        self.version = flicker.FlickerDrift(window_seconds=args.window_seconds).version
+
+    def score(self, video: np.ndarray, ctx: SampleContext) -> SampleScore:
+        result = flicker.FlickerDrift(ctx.fps, self.window_seconds).score(video)
+        return SampleScore(value=result.value, series=result.series)
+
+
+register_metric(MetricType(
+    name="flicker_drift",
+    summary="slope per second of flicker over windows (negative: the clip flickers more as it goes)",
+    args_model=DriftArgs, higher_is_better=flicker.HIGHER_IS_BETTER, build=FlickerDriftScorer))
 _register_drift("warping_error", "slope per second of the warping error over windows (positive: less consistent as it goes)",
                 lambda: WarpingScorer(WarpingArgs()))
 _register_drift("clipsim", "slope per second of CLIPSIM over windows (negative: drifting away from the prompt)",

@@ -1,0 +1,119 @@
+"""Streaming metrics: one object per metric that sees a clip as consecutive chunks.
+
+A clip of any length is scored without holding it: ``update(chunk)`` with consecutive uint8
+(T, H, W, 3) chunks of one clip (any sizes, one frame included), then ``compute()`` for the value
+and its series over time. Streaming over any chunking gives what one ``update`` with the whole
+clip gives. ``merge(other)`` joins the state of the part of the clip that directly follows, so
+parts of one long clip can be scored in parallel. Each metric's functional twin (e.g.
+``metrics.flicker.temporal_flickering``) is one update and one compute.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+import numpy as np
+
+from metrics.video import check_video
+
+Kind = Literal["quality", "cost", "set"]
+
+
+@dataclass
+class MetricResult:
+    value: float
+    # values over time: (seconds from the clip's start, value)
+    series: list[tuple[float, float]] = field(default_factory=list)
+
+
+class StreamingMetric(ABC):
+    """What a metric is (name, direction, kind, version, extractor) and its state for one clip."""
+
+    name: ClassVar[str]
+    higher_is_better: ClassVar[bool]
+    kind: ClassVar[Kind] = "quality"
+    min_frames: ClassVar[int] = 1
+    version: str
+    extractor: str
+
+    def __init__(self, fps: float) -> None:
+        if not fps > 0:
+            raise ValueError(f"{type(self).__name__}: fps must be positive, got {fps}")
+        self.fps = float(fps)
+        self.reset()
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Forget the clip seen so far."""
+
+    @abstractmethod
+    def update(self, chunk: np.ndarray) -> None:
+        """The next frames of the clip, uint8 (T, H, W, 3)."""
+
+    @abstractmethod
+    def compute(self) -> MetricResult:
+        """The value (and series) of every frame given so far."""
+
+    def merge(self, following: "StreamingMetric") -> None:
+        """Take in the state of the part of the clip that comes right after this one."""
+        raise NotImplementedError(f"{self.name}: this metric's state cannot be merged")
+
+    def score(self, frames: np.ndarray) -> MetricResult:
+        """The whole clip in one call (the functional form)."""
+        self.reset()
+        self.update(frames)
+        return self.compute()
+
+
+class PairwiseMetric(StreamingMetric):
+    """A metric of consecutive frame pairs. It keeps the first and last frame it has seen (the last
+    pairs with the next chunk's first frame) and one value per pair; pair ``i`` compares frames
+    ``i`` and ``i + 1``."""
+
+    min_frames = 2
+
+    def reset(self) -> None:
+        self.frames_seen = 0
+        self.first: np.ndarray | None = None
+        self.last: np.ndarray | None = None
+        self._values: list[np.ndarray] = []
+
+    @abstractmethod
+    def pair_values(self, earlier: np.ndarray, later: np.ndarray) -> np.ndarray:
+        """One value per pair (earlier[i], later[i]); both uint8 (N, H, W, 3)."""
+
+    def update(self, chunk: np.ndarray) -> None:
+        chunk = check_video(chunk, name=f"{self.name} chunk")
+        if self.last is not None:
+            if chunk.shape[1:] != self.last.shape:
+                raise ValueError(f"{self.name}: chunk frames are {chunk.shape[1:]}, earlier frames {self.last.shape}")
+            self._values.append(self.pair_values(self.last[None], chunk[:1]))
+        if len(chunk) > 1:
+            self._values.append(self.pair_values(chunk[:-1], chunk[1:]))
+        if self.first is None:
+            self.first = chunk[0].copy()
+        self.last = chunk[-1].copy()
+        self.frames_seen += len(chunk)
+
+    def merge(self, following: "StreamingMetric") -> None:
+        if type(following) is not type(self):
+            raise TypeError(f"{self.name}: cannot merge a {type(following).__name__}")
+        if following.first is None:
+            return
+        if self.last is None:
+            self.first, self.last, self.frames_seen = following.first, following.last, following.frames_seen
+            self._values = list(following._values)
+            return
+        self._values.append(self.pair_values(self.last[None], following.first[None]))
+        self._values.extend(following._values)
+        self.last = following.last
+        self.frames_seen += following.frames_seen
+
+    @property
+    def values(self) -> np.ndarray:
+        """Every pair's value so far, in order ((frames_seen - 1,))."""
+        if self.frames_seen < self.min_frames:
+            raise ValueError(f"{self.name}: needs at least {self.min_frames} frames, got {self.frames_seen}")
+        return np.concatenate(self._values)

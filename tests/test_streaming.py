@@ -1,0 +1,109 @@
+"""Streaming metrics: any chunking of a clip, down to one frame per chunk, gives what one call on
+the whole clip gives; parts of a clip scored apart and merged give the same again."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from metrics import drift, flicker, warping
+from metrics.streaming import PairwiseMetric
+
+
+def moving_clip(frames: int = 29, size: int = 24, seed: int = 0) -> np.ndarray:
+    """A textured square drifting over noise: real motion for the flow, real differences for flicker."""
+    rng = np.random.default_rng(seed)
+    clip = rng.integers(0, 60, size=(frames, size, size, 3), dtype=np.uint8)
+    texture = rng.integers(120, 256, size=(8, 8, 3), dtype=np.uint8)
+    for t in range(frames):
+        x = 2 + (t % (size - 10))
+        clip[t, 6:14, x:x + 8] = texture
+    return clip
+
+
+def random_chunks(clip: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    """Consecutive chunks of random sizes, with several one-frame chunks."""
+    cuts, at = [], 0
+    while at < len(clip):
+        size = int(rng.choice([1, 1, 2, 3, 5, 8]))
+        cuts.append(clip[at:at + size])
+        at += size
+    return cuts
+
+
+def streamed(metric: PairwiseMetric, chunks: list[np.ndarray]):
+    metric.reset()
+    for chunk in chunks:
+        metric.update(chunk)
+    return metric.compute()
+
+
+METRICS = {
+    "flicker": lambda: flicker.TemporalFlickering(fps=8, segment_seconds=1.0),
+    "flicker_drift": lambda: flicker.FlickerDrift(fps=8, window_seconds=1.0),
+    "warping_error": lambda: warping.WarpingError(fps=8, estimator="farneback"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(METRICS))
+@pytest.mark.parametrize("split_seed", [0, 1, 2])
+def test_any_chunking_equals_the_whole_clip(name, split_seed):
+    clip = moving_clip()
+    whole = METRICS[name]().score(clip)
+    chunks = random_chunks(clip, np.random.default_rng(split_seed))
+    assert min(map(len, chunks)) == 1
+    parts = streamed(METRICS[name](), chunks)
+    assert parts.value == pytest.approx(whole.value, abs=1e-9, rel=0)
+    assert len(parts.series) == len(whole.series)
+    np.testing.assert_allclose(np.asarray(parts.series), np.asarray(whole.series), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_parts_scored_apart_and_merged_equal_the_whole_clip(name):
+    clip = moving_clip()
+    whole = METRICS[name]().score(clip)
+    first, second, third = METRICS[name](), METRICS[name](), METRICS[name]()
+    first.update(clip[:10])
+    second.update(clip[10:11])
+    third.update(clip[11:])
+    first.merge(second)
+    first.merge(third)
+    merged = first.compute()
+    assert merged.value == pytest.approx(whole.value, abs=1e-9, rel=0)
+    np.testing.assert_allclose(np.asarray(merged.series), np.asarray(whole.series), rtol=0, atol=1e-9)
+
+
+def test_functional_twins_are_one_update_and_one_compute():
+    clip = moving_clip()
+    assert flicker.temporal_flickering(clip) == flicker.TemporalFlickering().score(clip).value
+    assert warping.warping_error(clip) == warping.WarpingError().score(clip).value
+    # and they keep their definitions: flicker by hand, warping error through the per-pair reference
+    by_hand = np.abs(np.diff(clip.astype(np.int64), axis=0)).reshape(len(clip) - 1, -1).mean(axis=1)
+    assert flicker.temporal_flickering(clip) == pytest.approx((255 - by_hand.mean()) / 255, abs=1e-15)
+    assert warping.warping_error(clip) == pytest.approx(warping.warping_error_per_pair(clip).mean, abs=1e-15)
+    windows = drift.per_window(clip, 8, 1.0, flicker.temporal_flickering, min_frames=3)
+    assert flicker.FlickerDrift(8, 1.0).score(clip).value == pytest.approx(drift.drift_slope(windows), abs=1e-12)
+
+
+def test_pair_state_is_one_number_per_pair_and_two_frames():
+    clip = moving_clip(frames=40)
+    metric = flicker.TemporalFlickering(fps=8)
+    for start in range(0, 40, 7):
+        metric.update(clip[start:start + 7])
+    assert metric.frames_seen == 40 and metric.values.shape == (39,)
+    assert metric.first.shape == metric.last.shape == clip.shape[1:]
+    assert not np.shares_memory(metric.last, clip)  # the chunk can be freed
+
+
+def test_chunks_of_another_frame_size_are_refused():
+    metric = flicker.TemporalFlickering()
+    metric.update(moving_clip(frames=3, size=24))
+    with pytest.raises(ValueError, match="chunk frames are"):
+        metric.update(moving_clip(frames=3, size=16))
+
+
+def test_one_frame_is_not_enough():
+    metric = flicker.TemporalFlickering()
+    metric.update(moving_clip(frames=1))
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        metric.compute()
