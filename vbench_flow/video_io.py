@@ -27,7 +27,9 @@ from PIL import Image, ImageSequence, UnidentifiedImageError
 from vbench_flow.errors import ConfigError, VideoReadError
 
 __all__ = [
+    "READERS",
     "VideoInfo",
+    "iter_chunks",
     "num_frames_for",
     "probe_video",
     "read_video",
@@ -150,6 +152,126 @@ def read_video(path: str | Path, *, fps: float | None = None,
             return decoded[0], fps or decoded[1]
     frames, native = _read_pyav(path, fps, max_frames)
     return _orient(frames, orientation), fps or native
+
+
+READERS = ("auto", "pyav", "decord")
+DEFAULT_CHUNK_FRAMES = 48
+
+
+def iter_chunks(path: str | Path, *, fps: float | None = None, max_frames: int | None = None,
+                chunk_frames: int = DEFAULT_CHUNK_FRAMES, reader: str = "auto") -> Iterator[np.ndarray]:
+    """The frames :func:`read_video` returns, as consecutive chunks of at most ``chunk_frames``:
+    memory holds one chunk, whatever the clip's length or size.
+
+    ``reader``: ``pyav`` decodes as a stream; ``decord`` reads frame ranges by index (it cannot
+    apply rotation and fails on some frame widths: ``auto`` then falls back to PyAV, as
+    :func:`read_video` does, before any frame has been yielded). Resampling to ``fps`` picks the
+    same frames as :func:`read_video`. A corrupt or truncated file raises VideoReadError naming it.
+    """
+    if fps is not None:
+        _check_positive("fps", fps)
+    if max_frames is not None:
+        _check_count("max_frames", max_frames)
+    _check_count("chunk_frames", chunk_frames)
+    if reader not in READERS:
+        raise ConfigError(f"unknown video reader {reader!r}", fix=f"use one of {', '.join(READERS)}")
+    path = _existing_file(Path(path))
+    if _is_gif(path):  # GIFs are small, and their frame timing needs every delay first
+        frames, native = _read_gif(path)
+        frames = frames[_wanted_indices(len(frames), native, fps, max_frames)]
+        yield from (frames[i:i + chunk_frames] for i in range(0, len(frames), chunk_frames))
+        return
+    orientation, width, height = _probe_orientation(path)
+    if reader != "pyav" and orientation == _IDENTITY:
+        chunks = _decord_chunks(path, fps, max_frames, (height, width), chunk_frames)
+        if chunks is not None:
+            yield from chunks
+            return
+    if reader == "decord":
+        raise VideoReadError("decord cannot read this file (rotated, or a frame width it fails on)",
+                             where=str(path), fix="use reader: pyav or auto")
+    for chunk in _pyav_chunks(path, fps, max_frames, chunk_frames):
+        yield _orient(chunk, orientation)
+
+
+def _decord_chunks(path: Path, fps: float | None, max_frames: int | None, stored_hw: tuple[int, int],
+                   chunk_frames: int) -> Iterator[np.ndarray] | None:
+    """Chunks by index ranges, or None when decord cannot open the file or misreads its first chunk
+    (the caller then uses PyAV); a failure after the first chunk is a VideoReadError."""
+    reader = _open_decord(path)
+    length = _decord_length(reader) if reader is not None else None
+    if length is None:
+        return None
+    indices = _wanted_indices(*length, fps, max_frames)
+
+    def batch(start: int) -> np.ndarray | None:
+        wanted = indices[start:start + chunk_frames]
+        try:
+            frames = reader.get_batch(wanted.tolist()).asnumpy()
+        except (decord.DECORDError, RuntimeError, IndexError) as exc:
+            _log.debug("decord failed on %s frames %s..%s: %s", path, wanted[0], wanted[-1], exc)
+            return None
+        return frames if frames.shape == (len(wanted), *stored_hw, 3) else None
+
+    first = batch(0)
+    if first is None:
+        return None
+
+    def rest() -> Iterator[np.ndarray]:
+        yield first
+        for start in range(chunk_frames, len(indices), chunk_frames):
+            frames = batch(start)
+            if frames is None:
+                raise VideoReadError(f"decoding failed after {start} frames; the file is truncated or corrupt",
+                                     where=str(path), fix=_REENCODE_FIX)
+            yield frames
+
+    return rest()
+
+
+def _pyav_chunks(path: Path, fps: float | None, max_frames: int | None, chunk_frames: int) -> Iterator[np.ndarray]:
+    """Frames as stored, decoded as a stream. A frame picked for a target time is held back until
+    enough of the file has been seen to know that the target lies within the clip."""
+    ready: list[np.ndarray] = []
+    held: list[tuple[int, np.ndarray]] = []  # (target number, frame) not yet known to be inside
+    emitted, count, frame = 0, 0, None
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]  # no frame threading: it hides the errors of truncated files
+            native = _stream_fps(stream, path)
+            targets = _target_stream(native, fps)
+            k, target = 0, next(targets)
+            for index, frame in enumerate(container.decode(stream)):
+                count = index + 1
+                rgb = None
+                while target == index:
+                    rgb = frame.to_ndarray(format="rgb24") if rgb is None else rgb
+                    held.append((k, rgb))
+                    k, target = k + 1, next(targets)
+                known = k if fps is None else _target_count(count, native, fps)
+                while held and held[0][0] < known:
+                    ready.append(held.pop(0)[1])
+                if max_frames is not None and emitted + len(ready) >= max_frames:
+                    ready = ready[:max_frames - emitted]
+                    break
+                if len(ready) >= chunk_frames:
+                    yield np.stack(ready[:chunk_frames])
+                    emitted += chunk_frames
+                    ready = ready[chunk_frames:]
+    except av.FFmpegError as exc:
+        raise VideoReadError(f"decoding failed after {emitted + len(ready)} frames ({_ffmpeg_reason(exc)}); "
+                             "the file is truncated or corrupt", where=str(path), fix=_REENCODE_FIX) from exc
+    if count == 0:
+        raise VideoReadError("video has no frames", where=str(path), fix=_REENCODE_FIX)
+    if fps is not None and (max_frames is None or emitted + len(ready) < max_frames):
+        # the last target times may fall up to half a period past the last frame: they show it
+        last = frame.to_ndarray(format="rgb24")
+        missing = _target_count(count, native, fps) - k
+        ready += [last] * max(0, missing)  # (frames still held lie past the clip's end)
+        if max_frames is not None:
+            ready = ready[:max_frames - emitted]
+    for start in range(0, len(ready), chunk_frames):
+        yield np.stack(ready[start:start + chunk_frames])
 
 
 def read_clip(path: str | Path, num_frames: int, fps: float) -> np.ndarray:
@@ -315,35 +437,17 @@ def _read_decord(path: Path, fps: float | None, max_frames: int | None,
 
 
 def _read_pyav(path: Path, fps: float | None, max_frames: int | None) -> tuple[np.ndarray, float]:
-    """Frames as stored (no rotation), selected while streaming so memory stays bounded."""
-    picked: list[np.ndarray] = []
+    """Frames as stored (no rotation), with the stream's frame rate."""
+    frames = np.concatenate(list(_pyav_chunks(path, fps, max_frames, DEFAULT_CHUNK_FRAMES)))
+    return frames, _pyav_fps(path)
+
+
+def _pyav_fps(path: Path) -> float:
     try:
         with av.open(str(path)) as container:
-            # No frame threading: it hides the decoder errors that reveal truncated files.
-            stream = container.streams.video[0]
-            native = _stream_fps(stream, path)
-            count, reached_end = 0, True
-            targets = _target_stream(native, fps)
-            target = next(targets)
-            for index, frame in enumerate(container.decode(stream)):
-                if max_frames is not None and len(picked) >= max_frames:
-                    reached_end = False
-                    break
-                count = index + 1
-                rgb = None
-                while target == index and (max_frames is None or len(picked) < max_frames):
-                    rgb = frame.to_ndarray(format="rgb24") if rgb is None else rgb
-                    picked.append(rgb)
-                    target = next(targets)
+            return _stream_fps(container.streams.video[0], path)
     except av.FFmpegError as exc:
-        raise VideoReadError(f"decoding failed after {len(picked)} frames ({_ffmpeg_reason(exc)}); "
-                             "the file is truncated or corrupt", where=str(path), fix=_REENCODE_FIX) from exc
-    if count == 0 or not picked:
-        raise VideoReadError("video has no frames", where=str(path), fix=_REENCODE_FIX)
-    if reached_end and fps is not None:
-        # Targets past the last frame's time were streamed before the end was known.
-        picked = picked[:_target_count(count, native, fps)]
-    return np.stack(picked), native
+        raise _unreadable(path, _ffmpeg_reason(exc)) from exc
 
 
 def _target_stream(native: float, fps: float | None) -> Iterator[int]:
