@@ -44,6 +44,7 @@ from PIL import Image
 
 from metrics.domain_clip import DEFAULT_CHECKPOINT, load_domain_clip, tokenizer_for
 from metrics.files import file_sha256
+from metrics.streaming import PerFrameMetric
 from metrics.video import check_video
 
 HIGHER_IS_BETTER = True
@@ -284,9 +285,24 @@ class ClipScorer:
         return ClipsimAccumulator(extractor=self.extractor, version=self.version)
 
 
+class Clipsim(PerFrameMetric):
+    """CLIPSIM of one clip against its prompt, streamed: one cosine per frame, encoded per chunk."""
+
+    name = "clipsim"
+    higher_is_better = HIGHER_IS_BETTER
+
+    def __init__(self, model: ClipScorer, prompt: str, fps: float = 1.0) -> None:
+        self.model, self.prompt = model, prompt
+        self.extractor, self.version = model.extractor, model.version
+        super().__init__(fps)
+
+    def frame_values(self, chunk: np.ndarray) -> np.ndarray:
+        return self.model.score_per_frame(chunk, self.prompt)
+
+
 def clipsim(frames: np.ndarray, prompt: str, model: ClipScorer) -> float:
     """CLIPSIM of one uint8 video (T, H, W, 3) against its prompt with ``model``; higher is better."""
-    return model.score(frames, prompt)
+    return Clipsim(model, prompt).score(frames).value
 
 
 def clipsim_per_frame(frames: np.ndarray, prompt: str, model: ClipScorer) -> np.ndarray:

@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from metrics.streaming import MetricResult, PairwiseMetric, PerFrameMetric, StreamingMetric
 from metrics.video import check_video
 
 VERSION = "drift/2 (least-squares slope per second of window values vs window centres; a short tail joins the last window)"
@@ -53,3 +54,40 @@ def drift_slope(windows: list[Window]) -> float:
     v = np.array([w.value for w in windows])
     t_centred = t - t.mean()
     return float((t_centred * (v - v.mean())).sum() / (t_centred ** 2).sum())
+
+
+class Drift(StreamingMetric):
+    """The drift of a per-frame or per-pair metric, streamed: the base metric keeps its values, and
+    each window's value comes from the values inside it (no second pass over the frames)."""
+
+    min_frames = 3
+
+    def __init__(self, base: PairwiseMetric | PerFrameMetric, window_seconds: float = 5.0) -> None:
+        if window_seconds <= 0:
+            raise ValueError(f"window_seconds must be positive, got {window_seconds}")
+        self.base = base
+        self.name = f"{base.name}_drift"
+        self.higher_is_better = base.higher_is_better
+        self.extractor = base.extractor
+        self.version = f"{VERSION}; of {base.version}; windows {window_seconds:g}s"
+        self.window_frames = max(self.min_frames, int(round(window_seconds * base.fps)))
+        super().__init__(base.fps)
+
+    def reset(self) -> None:
+        self.base.reset()
+
+    def update(self, chunk: np.ndarray) -> None:
+        self.base.update(chunk)
+
+    def merge(self, following: StreamingMetric) -> None:
+        if not isinstance(following, Drift):
+            raise TypeError(f"{self.name}: cannot merge a {type(following).__name__}")
+        self.base.merge(following.base)
+
+    def windows(self) -> list[Window]:
+        return [Window(a, b, (a + b - 1) / 2 / self.fps, self.base.window(a, b))
+                for a, b in window_bounds(self.base.frames_seen, self.window_frames)]
+
+    def compute(self) -> MetricResult:
+        windows = self.windows()
+        return MetricResult(drift_slope(windows), [(w.centre_seconds, w.value) for w in windows])

@@ -6,8 +6,8 @@ channel on the 0-255 scale, averaged over the T-1 frame pairs; the score is
 here (VBench applies one with RAFT before scoring): callers report the raw score.
 
 :class:`TemporalFlickering` streams: it keeps one integer sum per frame pair, so a clip of any
-length costs one frame of memory beyond the chunk being read. :class:`FlickerDrift` is the slope
-of the score over windows of the same pairs.
+length costs one frame of memory beyond the chunk being read; ``metrics.drift.Drift`` of it is
+the slope of the score over windows of the same pairs.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metrics import drift
 from metrics.streaming import MetricResult, PairwiseMetric
 from metrics.video import check_video, segment_bounds
 
@@ -62,6 +61,9 @@ class TemporalFlickering(PairwiseMetric):
         difference -= np.minimum(earlier, later)
         return difference.reshape(len(difference), -1).sum(axis=1, dtype=np.int64) / difference[0].size
 
+    def window(self, start: int, end: int) -> float:
+        return _score(self.values[start:end - 1])
+
     def segments(self) -> list[SegmentScore]:
         values = self.values
         return [SegmentScore(a, b, a / self.fps, _score(values[a:b - 1]))
@@ -69,23 +71,6 @@ class TemporalFlickering(PairwiseMetric):
 
     def compute(self) -> MetricResult:
         return MetricResult(_score(self.values), [(s.start_seconds, s.value) for s in self.segments()])
-
-
-class FlickerDrift(TemporalFlickering):
-    """Least-squares slope per second of flicker over consecutive windows (see ``metrics.drift``)."""
-
-    name = "flicker_drift"
-
-    def __init__(self, fps: float = 1.0, window_seconds: float = 5.0) -> None:
-        super().__init__(fps)
-        self.window_frames = _window_frames(window_seconds, fps, 3)
-        self.version = f"{drift.VERSION}; of {VERSION}; segments 2s; windows {window_seconds:g}s"
-
-    def compute(self) -> MetricResult:
-        values = self.values
-        windows = [drift.Window(a, b, (a + b - 1) / 2 / self.fps, _score(values[a:b - 1]))
-                   for a, b in drift.window_bounds(self.frames_seen, self.window_frames)]
-        return MetricResult(drift.drift_slope(windows), [(w.centre_seconds, w.value) for w in windows])
 
 
 def mean_abs_frame_difference(frames: np.ndarray) -> np.ndarray:

@@ -67,6 +67,43 @@ class StreamingMetric(ABC):
         return self.compute()
 
 
+class PerFrameMetric(StreamingMetric):
+    """A metric that is the mean of one value per frame (the series is every frame's value)."""
+
+    def reset(self) -> None:
+        self.frames_seen = 0
+        self._values: list[np.ndarray] = []
+
+    @abstractmethod
+    def frame_values(self, chunk: np.ndarray) -> np.ndarray:
+        """One value per frame of ``chunk`` (uint8 (T, H, W, 3))."""
+
+    def update(self, chunk: np.ndarray) -> None:
+        chunk = check_video(chunk, name=f"{self.name} chunk")
+        self._values.append(np.asarray(self.frame_values(chunk), dtype=np.float64))
+        self.frames_seen += len(chunk)
+
+    def merge(self, following: "StreamingMetric") -> None:
+        if type(following) is not type(self):
+            raise TypeError(f"{self.name}: cannot merge a {type(following).__name__}")
+        self._values.extend(following._values)
+        self.frames_seen += following.frames_seen
+
+    @property
+    def values(self) -> np.ndarray:
+        if self.frames_seen < self.min_frames:
+            raise ValueError(f"{self.name}: needs at least {self.min_frames} frames, got {self.frames_seen}")
+        return np.concatenate(self._values)
+
+    def window(self, start: int, end: int) -> float:
+        """The metric of frames [start, end) alone."""
+        return float(self.values[start:end].mean())
+
+    def compute(self) -> MetricResult:
+        values = self.values
+        return MetricResult(float(values.mean()), [(t / self.fps, float(v)) for t, v in enumerate(values)])
+
+
 class PairwiseMetric(StreamingMetric):
     """A metric of consecutive frame pairs. It keeps the first and last frame it has seen (the last
     pairs with the next chunk's first frame) and one value per pair; pair ``i`` compares frames
@@ -117,3 +154,7 @@ class PairwiseMetric(StreamingMetric):
         if self.frames_seen < self.min_frames:
             raise ValueError(f"{self.name}: needs at least {self.min_frames} frames, got {self.frames_seen}")
         return np.concatenate(self._values)
+
+    def window(self, start: int, end: int) -> float:
+        """The metric of frames [start, end) alone: the mean of the pairs inside them."""
+        return float(self.values[start:end - 1].mean())

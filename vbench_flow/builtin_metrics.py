@@ -26,8 +26,11 @@ class FlickerScorer:
         self.segment_seconds = args.segment_seconds
         self.version = flicker.TemporalFlickering(segment_seconds=args.segment_seconds).version
 
+    def streaming(self, ctx: SampleContext) -> flicker.TemporalFlickering:
+        return flicker.TemporalFlickering(ctx.fps, self.segment_seconds)
+
     def score(self, video: np.ndarray, ctx: SampleContext) -> SampleScore:
-        result = flicker.TemporalFlickering(ctx.fps, self.segment_seconds).score(video)
+        result = self.streaming(ctx).score(video)
         return SampleScore(value=result.value, series=result.series)
 
 
@@ -106,8 +109,11 @@ class WarpingScorer:
         self.extractor = f"optical flow: {self.estimator.name}"
         self.version = warping.metric_version(self.estimator)
 
+    def streaming(self, ctx: SampleContext) -> warping.WarpingError:
+        return warping.WarpingError(ctx.fps, self.estimator)
+
     def score(self, video: np.ndarray, ctx: SampleContext) -> SampleScore:
-        result = warping.WarpingError(ctx.fps, self.estimator).score(video)
+        result = self.streaming(ctx).score(video)
         return SampleScore(value=result.value, series=result.series)
 
 
@@ -146,9 +152,12 @@ class ClipsimScorer:
         self.scorer = _clip_scorer(args)
         self.extractor, self.version = self.scorer.extractor, self.scorer.version
 
+    def streaming(self, ctx: SampleContext) -> clipsim.Clipsim:
+        return clipsim.Clipsim(self.scorer, ctx.prompt, ctx.fps)
+
     def score(self, video: np.ndarray, ctx: SampleContext) -> SampleScore:
-        per_frame = self.scorer.score_per_frame(video, ctx.prompt)
-        return SampleScore(value=float(per_frame.mean()), series=[(t / ctx.fps, float(v)) for t, v in enumerate(per_frame)])
+        result = self.streaming(ctx).score(video)
+        return SampleScore(value=result.value, series=result.series)
 
 
 register_metric(MetricType(
@@ -167,6 +176,8 @@ class DriftArgs(Args):
 
 
 def _register_drift(base: str, summary: str, make: Callable[[], Any]) -> None:
+    """``BASE_drift``: the slope of the base metric over windows, from the base's own per-frame or
+    per-pair values (``metrics.drift.Drift``), in the same pass over the clip."""
     entry = get_metric(base)
 
     class DriftScorer:
@@ -176,33 +187,19 @@ def _register_drift(base: str, summary: str, make: Callable[[], Any]) -> None:
             self.extractor = self.scorer.extractor
             self.version = f"{drift.VERSION}; of {self.scorer.version}; windows {args.window_seconds:g}s"
 
+        def streaming(self, ctx: SampleContext) -> drift.Drift:
+            return drift.Drift(self.scorer.streaming(ctx), self.window_seconds)
+
         def score(self, video: np.ndarray, ctx: SampleContext) -> SampleScore:
-            windows = drift.per_window(video, ctx.fps, self.window_seconds,
-                                       lambda clip: self.scorer.score(clip, ctx).value, min_frames=3)
-            return SampleScore(value=drift.drift_slope(windows), series=[(w.centre_seconds, w.value) for w in windows])
+            result = self.streaming(ctx).score(video)
+            return SampleScore(value=result.value, series=result.series)
 
     register_metric(MetricType(name=f"{base}_drift", summary=summary, args_model=DriftArgs,
                                higher_is_better=entry.higher_is_better, build=DriftScorer))
 
 
-class FlickerDriftScorer:
-    """Flicker's drift from one pass over the frame pairs (the windows reuse the pairs' sums)."""
-
-    extractor = flicker.EXTRACTOR
-
-    def __init__(self, args: DriftArgs) -> None:
-        self.window_seconds = args.window_seconds
-        self.version = flicker.FlickerDrift(window_seconds=args.window_seconds).version
-
-    def score(self, video: np.ndarray, ctx: SampleContext) -> SampleScore:
-        result = flicker.FlickerDrift(ctx.fps, self.window_seconds).score(video)
-        return SampleScore(value=result.value, series=result.series)
-
-
-register_metric(MetricType(
-    name="flicker_drift",
-    summary="slope per second of flicker over windows (negative: the clip flickers more as it goes)",
-    args_model=DriftArgs, higher_is_better=flicker.HIGHER_IS_BETTER, build=FlickerDriftScorer))
+_register_drift("flicker", "slope per second of flicker over windows (negative: the clip flickers more as it goes)",
+                lambda: FlickerScorer(FlickerArgs()))
 _register_drift("warping_error", "slope per second of the warping error over windows (positive: less consistent as it goes)",
                 lambda: WarpingScorer(WarpingArgs()))
 _register_drift("clipsim", "slope per second of CLIPSIM over windows (negative: drifting away from the prompt)",
