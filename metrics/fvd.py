@@ -16,7 +16,7 @@ compared. FVD depends on n (it is biased upward for small n): store n with every
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -351,6 +351,49 @@ def clip_windows(video: np.ndarray, *, num_frames: int = CLIP_FRAMES, windows: s
         raise ValueError(f"video: {video.shape[0]} frames, too few: FVD uses clips of {num_frames} consecutive frames")
     count = 1 if windows == "first" else video.shape[0] // num_frames
     return [video[i * num_frames:(i + 1) * num_frames] for i in range(count)]
+
+
+class WindowFeatures:
+    """FVD features of one clip streamed in chunks: frames gather into windows of ``num_frames``
+    (the first window only, or every non-overlapping one, as :func:`clip_windows`), and full
+    windows are encoded ``batch_windows`` at a time; memory holds at most that many windows."""
+
+    def __init__(self, encode: Callable[[list[np.ndarray]], np.ndarray], *, windows: str = "first",
+                 num_frames: int = CLIP_FRAMES, batch_windows: int = 16) -> None:
+        if windows not in WINDOWS:
+            raise ValueError(f"windows must be one of {WINDOWS}, got {windows!r}")
+        self.encode, self.windows, self.num_frames, self.batch_windows = encode, windows, num_frames, batch_windows
+        self.frames_seen = 0
+        self._pending: list[np.ndarray] = []  # frames of the window being filled
+        self._full: list[np.ndarray] = []     # full windows not yet encoded
+        self._features: list[np.ndarray] = []
+
+    def update(self, chunk: np.ndarray) -> None:
+        chunk = check_video(chunk, name="fvd chunk")
+        self.frames_seen += len(chunk)
+        wanted = 1 if self.windows == "first" else None
+        for frame in chunk:
+            if wanted is not None and len(self._features) + len(self._full) >= wanted:
+                break
+            self._pending.append(frame)
+            if len(self._pending) == self.num_frames:
+                self._full.append(np.stack(self._pending))
+                self._pending = []
+                if len(self._full) >= self.batch_windows:
+                    self._flush()
+
+    def _flush(self) -> None:
+        if self._full:
+            self._features.append(np.asarray(self.encode(self._full), dtype=np.float64))
+            self._full = []
+
+    def features(self) -> np.ndarray:
+        """(windows, D) features of every full window seen."""
+        self._flush()
+        if not self._features:
+            raise ValueError(f"video: {self.frames_seen} frames, too few: FVD uses clips of {self.num_frames} "
+                             "consecutive frames")
+        return np.concatenate(self._features)
 
 
 def unit_stats(features_per_unit: Sequence[np.ndarray]) -> list[FeatureStats]:

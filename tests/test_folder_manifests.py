@@ -48,9 +48,9 @@ LEVELS = {"any.mp4": 40, "seed3.mp4": 120, "seed3-i2v.mp4": 200}
 
 
 def scored_video(generator: FolderGenerator, seed: int, task: str = "t2v") -> str:
-    """Which of the LEVELS clips the generator returns for prompt 'p' (the codec shifts levels a little)."""
-    [clip] = generator.generate([Prompt("a grey square", "p")], SECONDS, FPS, seed=seed, task=task)
-    return min(LEVELS, key=lambda name: abs(LEVELS[name] - float(clip.mean())))
+    """Which of the LEVELS clips the generator hands back for prompt 'p'."""
+    [path] = generator.generate([Prompt("a grey square", "p")], SECONDS, FPS, seed=seed, task=task)
+    return Path(path).name
 
 
 @pytest.fixture()

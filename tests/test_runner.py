@@ -149,6 +149,14 @@ def test_folder_model_with_corrupt_video_records_failure(tmp_path, capsys):
     assert "coverage: expected 3 / done 1 / failed 2" in out.out
     by_id = {r["prompt_id"]: r for r in records(runs / "f")}
     assert by_id["test-000000"]["status"] == "ok"
+    # an external video is referenced by path and hash, read in chunks, never re-encoded into the run
+    from metrics.files import file_sha256
+
+    source = (tmp_path / "gen" / "clip0.mp4").resolve()
+    assert by_id["test-000000"]["video"] == str(source)
+    assert by_id["test-000000"]["video_sha256"] == file_sha256(source)
+    assert (by_id["test-000000"]["num_frames"], by_id["test-000000"]["width"]) == (9, 32)
+    assert not (runs / "f" / "videos").exists()
     for pid in ("test-000001", "test-000002"):
         assert by_id[pid]["status"] == "failed" and f"clip{pid[-1]}.mp4" in by_id[pid]["error"]
     html = (runs / "f" / "report.html").read_text()

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from metrics import clipsim, drift, fidelity, flicker, fvd, i3d, object_identity, shapes_detector, throughput, warping
 from metrics.files import file_sha256
+from metrics.streaming import MetricResult, StreamingMetric
 from vbench_flow.errors import ConfigError
 from vbench_flow.registry import Args, MetricType, SampleContext, SampleScore, get_metric, register_metric
 
@@ -59,22 +60,48 @@ class GenerationCostScorer:
     def __init__(self, name: str, value: Callable[[dict[str, Any], SampleContext, np.ndarray], float]) -> None:
         self.name, self._value = name, value
 
-    def score(self, video: np.ndarray, ctx: SampleContext) -> SampleScore:
+    def streaming(self, ctx: SampleContext) -> "GenerationCost":
+        return GenerationCost(self, ctx)
+
+    def value(self, ctx: SampleContext, num_frames: int) -> float:
         try:
-            return SampleScore(value=self._value(ctx.generation, ctx, video))
+            return self._value(ctx.generation, ctx, num_frames)
         except KeyError as missing:
             raise ValueError(f"metric {self.name!r} needs {missing.args[0]!r} from the generator, which did not "
                              "report it (only generators that expose generation_stats() report sampler costs)") from None
 
+    def score(self, video: np.ndarray, ctx: SampleContext) -> SampleScore:
+        return SampleScore(value=self.value(ctx, len(video)))
+
+
+class GenerationCost(StreamingMetric):
+    """A cost metric in the streaming pass: it only counts the frames it is shown."""
+
+    kind = "cost"
+
+    def __init__(self, scorer: GenerationCostScorer, ctx: SampleContext) -> None:
+        self.scorer, self.ctx = scorer, ctx
+        self.name, self.version, self.extractor = scorer.name, scorer.version, scorer.extractor
+        super().__init__(ctx.fps)
+
+    def reset(self) -> None:
+        self.frames_seen = 0
+
+    def update(self, chunk: np.ndarray) -> None:
+        self.frames_seen += len(chunk)
+
+    def compute(self) -> MetricResult:
+        return MetricResult(self.scorer.value(self.ctx, self.frames_seen))
+
 
 def _cost_metric(name: str, summary: str, higher_is_better: bool,
-                 value: Callable[[dict[str, Any], SampleContext, np.ndarray], float]) -> None:
+                 value: Callable[[dict[str, Any], SampleContext, int], float]) -> None:
     register_metric(MetricType(name=name, summary=summary, args_model=NoArgs, higher_is_better=higher_is_better,
                                build=lambda _args: GenerationCostScorer(name, value)))
 
 
 _cost_metric("frames_per_second", "generated frames (given frames excluded) per second of generate() wall time", True,
-             lambda g, ctx, video: throughput.frames_per_second(g, video.shape[0] - ctx.num_condition_frames))
+             lambda g, ctx, frames: throughput.frames_per_second(g, frames - ctx.num_condition_frames))
 _cost_metric("generate_seconds", "wall seconds of generate() per clip (a self-check reference run excluded)", False,
              lambda g, ctx, video: throughput.generation_seconds(g))
 _cost_metric("peak_memory_mb", "peak memory during generate(): CUDA allocated, or CPU heap in use above the start (MiB)", False,
@@ -257,6 +284,9 @@ class FvdScorer:
 
     def features(self, video: np.ndarray, fps: float) -> np.ndarray:
         return np.asarray(self._features(fvd.clip_windows(video, windows=self.args.windows)), dtype=np.float64)
+
+    def feature_stream(self, fps: float) -> fvd.WindowFeatures:
+        return fvd.WindowFeatures(self._features, windows=self.args.windows, batch_windows=self.args.batch_size)
 
     def distance(self, real: fvd.FeatureStats, fake: fvd.FeatureStats) -> float:
         return fvd.fvd_from_features(real, fake, estimator=self.args.estimator)

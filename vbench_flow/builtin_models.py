@@ -19,7 +19,7 @@ from vbench_flow.errors import ConfigError, VideoReadError
 from vbench_flow.protocol import Generator, Prompt
 from vbench_flow.registry import Args, BuildContext, ModelType, register_model
 from vbench_flow.prompts import resolve_relative
-from vbench_flow.video_io import num_frames_for, read_clip
+from vbench_flow.video_io import num_frames_for
 
 
 # ---------------------------------------------------------------- dataset: the "real data" row
@@ -270,9 +270,10 @@ class FolderGenerator:
         return max(fitting, key=lambda listing: len(listing.named)).video
 
     def generate(self, prompts: Sequence[str], seconds: float, fps: float, seed: int, task: str = "t2v",
-                 condition_frames: Sequence[np.ndarray] | None = None, **sampler_opts: Any) -> list[np.ndarray]:
-        num_frames = num_frames_for(seconds, fps)
-        return [read_clip(self._lookup(prompt, seed, task, seconds), num_frames, fps) for prompt in prompts]
+                 condition_frames: Sequence[np.ndarray] | None = None, **sampler_opts: Any) -> list[Path]:
+        """The listed video files: the harness reads each in chunks (resampled to ``fps``, the
+        first ``seconds`` of it) while it scores, and refers to it instead of copying it."""
+        return [self._lookup(prompt, seed, task, seconds) for prompt in prompts]
 
     def missing_videos(self) -> list[str]:
         return [str(listing.video) for by_fields in self.listings.values() for same_fields in by_fields.values()

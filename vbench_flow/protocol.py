@@ -9,7 +9,10 @@ A generator is any object with
     ``seed`` makes the call deterministic. ``task`` is ``"t2v"`` (text only), ``"i2v"`` (the first
     frame is given) or ``"v2v"`` (the first frames are given, continue them);
     ``condition_frames[i]`` is the uint8 (K, H, W, 3) array given for ``prompts[i]``.
-    Each returned video is a uint8 (T, H, W, 3) RGB array, one per prompt, in order.
+    Each returned video is a uint8 (T, H, W, 3) RGB array, one per prompt, in order, or the path
+    of a video file (as the ``folder`` type returns): the harness then reads the file in chunks
+    at ``fps``, scores its first ``round(seconds * fps) + 1`` frames as it reads them, and refers
+    to the file by path and sha256 instead of copying it into the run.
 
 ``info() -> dict``
     At least ``name``, ``parameters`` (int, 0 for non-neural sources) and ``checkpoint_sha256``
@@ -28,6 +31,7 @@ A generator is any object with
 
 from __future__ import annotations
 
+import os
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -62,6 +66,6 @@ class Generator(Protocol):
         task: str = "t2v",
         condition_frames: Sequence[np.ndarray] | None = None,
         **sampler_opts: Any,
-    ) -> list[np.ndarray]: ...
+    ) -> list[np.ndarray | str | os.PathLike]: ...
 
     def info(self) -> dict[str, Any]: ...

@@ -16,7 +16,6 @@ import os
 import re
 import sys
 import time
-import traceback
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,16 +26,18 @@ import numpy as np
 import yaml
 from tqdm.auto import tqdm
 
+from metrics.files import file_sha256
 from metrics.throughput import GenerationMeter
 from metrics.video import check_video
 from vbench_flow.aggregate import aggregate_records
 from vbench_flow.distributed import Shard, current_shard
 from vbench_flow.environment import capture_environment
-from vbench_flow.errors import ConfigError, DiskFull, EvaluationError, RunInterrupted, VbfError, disk_full
+from vbench_flow.errors import ConfigError, DiskFull, EvaluationError, RunInterrupted, VideoReadError, disk_full
 from vbench_flow.locking import RunLock, describe_holder, lock_holder
 from vbench_flow.prompts import Unit, load_prompts, plan_units
 from vbench_flow.protocol import Prompt
 from vbench_flow.registry import BuildContext, SampleContext, get_metric, get_model_type
+from vbench_flow.scoring import MetricPlan, VideoFile, describe, score_clip, stop_if_disk_full
 from vbench_flow.set_metrics import aggregate_set_metric, reference_set
 from vbench_flow.store import SampleRecord, Store
 from vbench_flow.suite import ResolvedSuite, open_data_source, task_condition_frames
@@ -316,8 +317,8 @@ class Runner:
                     reference = reference_set(scorer, self.data, self.suite.reference, num_frames_for(seconds, self.fps),
                                               self.fps, self.cache_dir / "reference-features", progress=self.progress)
                 except Exception as exc:
-                    _stop_if_disk_full(exc)
-                    raise EvaluationError(_describe(exc, f"the reference clips of metric {spec.name!r} ({seconds:g} s) "
+                    stop_if_disk_full(exc)
+                    raise EvaluationError(describe(exc, f"the reference clips of metric {spec.name!r} ({seconds:g} s) "
                                                          "could not be scored"),
                                           fix="every unit is saved: fix the reference and rerun with --resume") from None
                 path = reference.save(self.folder.root / "reference" / f"{safe_id(spec.name)}-{seconds:g}s.npz")
@@ -346,8 +347,8 @@ class Runner:
                 generator = self._build(spec)
                 self.model_info[spec.name] = {"type": spec.type, **_model_info(generator)}
             except (Exception, SystemExit) as exc:  # a model that cannot be built fails its units, not the run
-                _stop_if_disk_full(exc)
-                reason = _describe(exc, "could not build the model")
+                stop_if_disk_full(exc)
+                reason = describe(exc, "could not build the model")
                 for unit in units:
                     yield self._save(self._failure(unit, reason, "build"))
                     bar.update()
@@ -384,10 +385,10 @@ class Runner:
                 raise RuntimeError(f"generate() returned {len(videos)} videos for {len(batch)} prompts")
             reported = generator.generation_stats() if hasattr(generator, "generation_stats") else {}
         except (Exception, SystemExit) as exc:  # a generator's sys.exit() fails its units, not the run
-            _stop_if_disk_full(exc)
+            stop_if_disk_full(exc)
             if len(batch) > 1:  # isolate the failing prompt(s): retry one by one
                 return [r for unit in batch for r in self._generate_batch(generator, spec, [unit])]
-            return [self._failure(first, _describe(exc, "generation failed"), "generate")]
+            return [self._failure(first, describe(exc, "generation failed"), "generate")]
         generation = _generation_record(reported, meter, len(batch))
         return [self._finish_unit(unit, video, num_frames, generation, generator) for unit, video in zip(batch, videos)]
 
@@ -407,61 +408,43 @@ class Runner:
 
     def _finish_unit(self, unit: Unit, video: Any, num_frames: int, generation: dict[str, Any],
                      generator: Any = None) -> SampleRecord:
+        """Store the clip and score it in one pass. A video file a generator hands back (a
+        ``folder`` model's) is referenced by path and sha256, not re-encoded, and read in chunks."""
         generate_seconds = generation["seconds"]
-        problem = _check_generated(video, num_frames, unit.clip_seconds, self.fps)
-        if problem:
-            return self._failure(unit, problem, "check", generate_seconds=generate_seconds)
+        external = isinstance(video, VideoFile)
+        if not external:
+            problem = _check_generated(video, num_frames, unit.clip_seconds, self.fps)
+            if problem:
+                return self._failure(unit, problem, "check", generate_seconds=generate_seconds)
         try:
-            relative, sha = self.folder.store_video(video, self.fps)
+            relative, sha = (str(Path(video).resolve()), file_sha256(video)) if external else \
+                self.folder.store_video(video, self.fps)
         except Exception as exc:
-            _stop_if_disk_full(exc)
-            return self._failure(unit, _describe(exc, "could not store the video"), "store")
+            stop_if_disk_full(exc)
+            return self._failure(unit, describe(exc, "could not store the video"), "store")
         started = time.perf_counter()
-        metrics: dict[str, float] = {}
-        series: dict[str, list[tuple[float, float]]] = {}
-        needs_truth = any(get_metric(m.name).needs_ground_truth for m in self.suite.metrics if m.applies_to(unit.model))
+        plans = [MetricPlan(m.name, self.scorers[m.name], get_metric(m.name).set_level)
+                 for m in self.suite.metrics if m.applies_to(unit.model)]
+        needs_truth = any(get_metric(p.name).needs_ground_truth for p in plans)
         try:
             truth = self._truth(unit.prompt, num_frames) if needs_truth else None
         except Exception as exc:
-            _stop_if_disk_full(exc)
-            return self._failure(unit, _describe(exc, "could not read the ground truth"), "score",
+            stop_if_disk_full(exc)
+            return self._failure(unit, describe(exc, "could not read the ground truth"), "score",
                                  generate_seconds=generate_seconds, video=relative, sha=sha)
         ctx = SampleContext(fps=self.fps, prompt=str(unit.prompt), task=unit.task,
                             num_condition_frames=task_condition_frames(self.suite, unit.task), ground_truth=truth,
                             generation=generation, generator=generator)
-        features: dict[str, list[list[float]]] = {}
-        metric_seconds: dict[str, float] = {}
-        metric_errors: dict[str, str] = {}
-        for spec in self.suite.metrics:
-            if not spec.applies_to(unit.model):
-                continue
-            scorer, clock = self.scorers[spec.name], time.perf_counter()
-            try:
-                if get_metric(spec.name).set_level:
-                    values = np.asarray(scorer.features(video, self.fps), dtype=np.float64)
-                    _require_finite(values, "its features")
-                    features[spec.name] = values.tolist()
-                    continue
-                score = scorer.score(video, ctx)
-                value = float(score.value)
-                points = [(float(t), float(v)) for t, v in score.series or []]
-                _require_finite(np.array([value]), "its value")
-                _require_finite(np.array(points, dtype=np.float64), "its series over time")
-            except (Exception, SystemExit) as exc:  # this metric has no value for this clip; the others still count
-                _stop_if_disk_full(exc)
-                metric_errors[spec.name] = _describe(exc, f"metric {spec.name!r} failed")
-                continue
-            finally:
-                metric_seconds[spec.name] = time.perf_counter() - clock
-            metrics[spec.name] = value
-            if points:
-                series[spec.name] = points
+        try:
+            scores = score_clip(video, plans, ctx, num_frames)
+        except VideoReadError as exc:
+            return self._failure(unit, exc.render(), "read", generate_seconds=generate_seconds, video=relative, sha=sha)
         return SampleRecord(**_unit_fields(unit), status="ok", video=relative, video_sha256=sha,
-                            num_frames=int(video.shape[0]), height=int(video.shape[1]), width=int(video.shape[2]),
+                            num_frames=scores.num_frames, height=scores.height, width=scores.width,
                             fps=self.fps, generate_seconds=generate_seconds,
-                            score_seconds=time.perf_counter() - started, metric_seconds=metric_seconds,
-                            metrics=metrics, series=series, generation=generation, features=features,
-                            metric_errors=metric_errors)
+                            score_seconds=time.perf_counter() - started, metric_seconds=scores.metric_seconds,
+                            metrics=scores.metrics, series=scores.series, generation=generation,
+                            features=scores.features, metric_errors=scores.metric_errors)
 
     def _failure(self, unit: Unit, reason: str, stage: str, *, generate_seconds: float | None = None,
                  video: str | None = None, sha: str | None = None) -> SampleRecord:
@@ -482,25 +465,6 @@ class Runner:
     def _say(self, message: str) -> None:
         if self.progress:
             print(message, file=sys.stderr)
-
-
-class NonFiniteValue(ValueError):
-    """A metric gave NaN or infinity: no value, and said so (JSON would turn it into null)."""
-
-
-def _require_finite(values: np.ndarray, what: str) -> None:
-    bad = ~np.isfinite(values)
-    if bad.any():
-        example = values[bad].flat[0]
-        raise NonFiniteValue(f"{what} is not finite ({int(bad.sum())} of {values.size} numbers, e.g. {example})")
-
-
-def _stop_if_disk_full(exc: BaseException) -> None:
-    """A full disk stops the run (a plain --resume continues it once there is space); any other
-    failure belongs to the unit or metric at hand."""
-    full = disk_full(exc)
-    if full is not None:
-        raise full from None
 
 
 def _metric_error_counts(records: list[SampleRecord]) -> dict[str, tuple[int, str]]:
@@ -554,16 +518,6 @@ def _check_generated(video: Any, num_frames: int, seconds: float, fps: float) ->
     if video.shape[0] != num_frames:
         return f"the generator returned {video.shape[0]} frames; expected {num_frames} ({seconds:g} s at {fps:g} fps)"
     return None
-
-
-def _describe(exc: BaseException, context: str) -> str:
-    if isinstance(exc, VbfError):
-        return exc.render()
-    if isinstance(exc, NonFiniteValue):
-        return f"{context}: {exc}"
-    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-    where = f" (at {Path(frame.filename).name}:{frame.lineno})" if frame else ""
-    return f"{context}: {type(exc).__name__}: {exc}{where}"
 
 
 # ---------------------------------------------------------------- entry point

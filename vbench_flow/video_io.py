@@ -278,13 +278,18 @@ def read_clip(path: str | Path, num_frames: int, fps: float) -> np.ndarray:
     """The first ``num_frames`` frames of a video at ``fps``; VideoReadError when it is too short."""
     frames, _ = read_video(path, fps=fps, max_frames=num_frames)
     if len(frames) < num_frames:
-        info = probe_video(path)
-        raise VideoReadError(
-            f"video too short: it has {info.num_frames} frames at {info.fps:g} fps ({info.seconds:.2f} s), "
-            f"which gives {len(frames)} frames at {fps:g} fps; {num_frames} frames "
-            f"({(num_frames - 1) / fps:.2f} s) were asked for",
-            where=str(path), fix="use a longer video, or ask for fewer seconds or a lower fps")
+        raise too_short(Path(path), len(frames), num_frames, fps)
     return frames
+
+
+def too_short(path: Path, got: int, num_frames: int, fps: float) -> VideoReadError:
+    """The error for a video that gave ``got`` frames at ``fps`` where ``num_frames`` were asked for."""
+    info = probe_video(path)
+    return VideoReadError(
+        f"video too short: it has {info.num_frames} frames at {info.fps:g} fps ({info.seconds:.2f} s), "
+        f"which gives {got} frames at {fps:g} fps; {num_frames} frames "
+        f"({(num_frames - 1) / fps:.2f} s) were asked for",
+        where=str(path), fix="use a longer video, or ask for fewer seconds or a lower fps")
 
 
 def probe_video(path: str | Path) -> VideoInfo:

@@ -1,0 +1,169 @@
+"""Scoring one clip: read it once, in chunks, and feed every metric of the unit.
+
+A metric whose scorer streams (``scorer.streaming(ctx)`` gives a ``metrics.streaming`` object;
+``scorer.feature_stream(fps)`` for set-level features) sees each chunk as it is read and keeps only
+its own small state. A metric that does not stream yet gets the whole clip: a clip a generator
+returned is in memory anyway, and a video file is then assembled from the same single pass. When
+every metric of a unit streams, a video file of any length is scored in the memory of one chunk.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from vbench_flow.errors import VbfError, disk_full
+from vbench_flow.registry import SampleContext
+from vbench_flow.video_io import DEFAULT_CHUNK_FRAMES, iter_chunks, too_short
+
+VideoFile = (str, os.PathLike)
+
+
+@dataclass
+class ClipScores:
+    num_frames: int = 0
+    height: int | None = None
+    width: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    features: dict[str, list[list[float]]] = field(default_factory=dict)
+    metric_seconds: dict[str, float] = field(default_factory=dict)
+    metric_errors: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class MetricPlan:
+    """One metric of the unit: its scorer and whether it is set-level (features, not a value)."""
+
+    name: str
+    scorer: Any
+    set_level: bool
+
+
+class NonFiniteValue(ValueError):
+    """A metric gave NaN or infinity: no value, and said so (JSON would turn it into null)."""
+
+
+def require_finite(values: np.ndarray, what: str) -> None:
+    bad = ~np.isfinite(values)
+    if bad.any():
+        example = values[bad].flat[0]
+        raise NonFiniteValue(f"{what} is not finite ({int(bad.sum())} of {values.size} numbers, e.g. {example})")
+
+
+def stop_if_disk_full(exc: BaseException) -> None:
+    """A full disk stops the run (a plain --resume continues it once there is space); any other
+    failure belongs to the unit or metric at hand."""
+    full = disk_full(exc)
+    if full is not None:
+        raise full from None
+
+
+def describe(exc: BaseException, context: str) -> str:
+    if isinstance(exc, VbfError):
+        return exc.render()
+    if isinstance(exc, NonFiniteValue):
+        return f"{context}: {exc}"
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f" (at {Path(frame.filename).name}:{frame.lineno})" if frame else ""
+    return f"{context}: {type(exc).__name__}: {exc}{where}"
+
+
+def clip_chunks(video: Any, fps: float, num_frames: int, chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> Iterator[np.ndarray]:
+    """Consecutive chunks of a clip: views of an array, or frames decoded from a file at ``fps``
+    (at most ``num_frames``; a shorter file raises VideoReadError naming it)."""
+    if not isinstance(video, VideoFile):
+        yield from (video[i:i + chunk_frames] for i in range(0, len(video), chunk_frames))
+        return
+    seen = 0
+    for chunk in iter_chunks(video, fps=fps, max_frames=num_frames, chunk_frames=chunk_frames):
+        seen += len(chunk)
+        yield chunk
+    if seen < num_frames:
+        raise too_short(Path(video), seen, num_frames, fps)
+
+
+def score_clip(video: Any, plans: list[MetricPlan], ctx: SampleContext, num_frames: int,
+               chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> ClipScores:
+    """Every metric of ``plans`` on one clip (an array or a video file), in one pass over it.
+
+    A metric that fails records its reason in ``metric_errors`` and the others go on; a file that
+    cannot be read raises VideoReadError, and a full disk DiskFull."""
+    scores = ClipScores()
+    streams: dict[str, Any] = {}
+    whole: list[MetricPlan] = []
+    for plan in plans:
+        clock = time.perf_counter()
+        try:
+            stream = (plan.scorer.feature_stream(ctx.fps) if plan.set_level and hasattr(plan.scorer, "feature_stream")
+                      else plan.scorer.streaming(ctx) if not plan.set_level and hasattr(plan.scorer, "streaming")
+                      else None)
+        except (Exception, SystemExit) as exc:
+            _fail(scores, plan.name, exc)
+            continue
+        finally:
+            scores.metric_seconds[plan.name] = time.perf_counter() - clock
+        if stream is None:
+            whole.append(plan)
+        else:
+            streams[plan.name] = stream
+    kept: list[np.ndarray] = []
+    keep = bool(whole) and isinstance(video, VideoFile)
+    for chunk in clip_chunks(video, ctx.fps, num_frames, chunk_frames):
+        scores.num_frames += len(chunk)
+        scores.height, scores.width = int(chunk.shape[1]), int(chunk.shape[2])
+        if keep:
+            kept.append(chunk)
+        for name in list(streams):
+            clock = time.perf_counter()
+            try:
+                streams[name].update(chunk)
+            except (Exception, SystemExit) as exc:
+                _fail(scores, name, exc)
+                del streams[name]
+            finally:
+                scores.metric_seconds[name] += time.perf_counter() - clock
+    for plan in plans:
+        if plan.name in streams:
+            _finish(scores, plan, ctx, stream=streams[plan.name])
+    frames = np.concatenate(kept) if keep else video
+    for plan in whole:
+        _finish(scores, plan, ctx, frames=frames)
+    return scores
+
+
+def _finish(scores: ClipScores, plan: MetricPlan, ctx: SampleContext, *, stream: Any = None,
+            frames: np.ndarray | None = None) -> None:
+    """The metric's value from its stream, or from the whole clip."""
+    clock = time.perf_counter()
+    try:
+        if plan.set_level:
+            values = np.asarray(stream.features() if stream is not None else plan.scorer.features(frames, ctx.fps),
+                                dtype=np.float64)
+            require_finite(values, "its features")
+            scores.features[plan.name] = values.tolist()
+            return
+        result = stream.compute() if stream is not None else plan.scorer.score(frames, ctx)
+        value = float(result.value)
+        points = [(float(t), float(v)) for t, v in result.series or []]
+        require_finite(np.array([value]), "its value")
+        require_finite(np.array(points, dtype=np.float64), "its series over time")
+    except (Exception, SystemExit) as exc:  # this metric has no value for this clip; the others still count
+        _fail(scores, plan.name, exc)
+        return
+    finally:
+        scores.metric_seconds[plan.name] = scores.metric_seconds.get(plan.name, 0.0) + time.perf_counter() - clock
+    scores.metrics[plan.name] = value
+    if points:
+        scores.series[plan.name] = points
+
+
+def _fail(scores: ClipScores, name: str, exc: BaseException) -> None:
+    stop_if_disk_full(exc)
+    scores.metric_errors[name] = describe(exc, f"metric {name!r} failed")
