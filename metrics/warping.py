@@ -359,13 +359,27 @@ class WarpingError(PairwiseMetric):
     name = "warping_error"
     higher_is_better = HIGHER_IS_BETTER
 
-    def __init__(self, fps: float = 1.0, estimator: str | FlowEstimator = "farneback") -> None:
-        self.flow = get_estimator(estimator)
+    def __init__(self, fps: float = 1.0, estimator: str | FlowEstimator = "farneback",
+                 flow_size: int | None = None) -> None:
+        if flow_size is not None and flow_size < 16:
+            raise ValueError(f"flow_size must be at least 16 pixels, got {flow_size}")
+        self.flow, self.flow_size = get_estimator(estimator), flow_size
         self.extractor = f"optical flow: {self.flow.name}"
-        self.version = _version(self.flow.name)
+        self.version = _version(self.flow.name) + (f"; working size {flow_size} (longer side, area resize)"
+                                                   if flow_size else "")
         super().__init__(fps)
 
+    def working_frames(self, frames: np.ndarray) -> np.ndarray:
+        """Frames at the working resolution: the longer side ``flow_size`` (never enlarged)."""
+        height, width = frames.shape[1:3]
+        if not self.flow_size or max(height, width) <= self.flow_size:
+            return frames
+        scale = self.flow_size / max(height, width)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        return np.stack([cv2.resize(frame, size, interpolation=cv2.INTER_AREA) for frame in frames])
+
     def pair_values(self, earlier: np.ndarray, later: np.ndarray) -> np.ndarray:
+        earlier, later = self.working_frames(earlier), self.working_frames(later)
         values = np.empty(len(earlier))
         for i, (a, b) in enumerate(zip(earlier, later)):
             forward = self.flow(a, b)

@@ -3,10 +3,11 @@ the whole clip gives; parts of a clip scored apart and merged give the same agai
 
 from __future__ import annotations
 
+from functools import lru_cache
+
+import cv2
 import numpy as np
 import pytest
-
-from functools import lru_cache
 
 from metrics import clipsim, drift, flicker, warping
 from metrics.streaming import StreamingMetric
@@ -175,3 +176,13 @@ def test_a_video_file_is_scored_in_one_chunked_pass_in_bounded_memory(tmp_path):
     short, long = peak_bytes(100), peak_bytes(400)
     assert long < 1.3 * short, f"peak {long / 1e6:.2f} MB for 400 frames vs {short / 1e6:.2f} MB for 100"
     assert long < 400 * 64 * 64 * 3 / 2
+
+
+def test_warping_flow_size_scores_at_the_working_resolution_and_names_it():
+    clip = moving_clip(frames=6, size=64)
+    small = np.stack([cv2.resize(f, (32, 32), interpolation=cv2.INTER_AREA) for f in clip])
+    at_32 = warping.WarpingError(estimator="dis", flow_size=32)
+    assert at_32.score(clip).value == warping.WarpingError(estimator="dis").score(small).value
+    assert "working size 32" in at_32.version and "working size" not in warping.WarpingError().version
+    assert warping.WarpingError(estimator="dis", flow_size=128).score(clip).value == \
+        warping.WarpingError(estimator="dis").score(clip).value  # never enlarged

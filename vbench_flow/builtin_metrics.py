@@ -124,6 +124,9 @@ _cost_metric("latent_max_abs_diff", "max |latent - sequential latent| on the sam
 class WarpingArgs(Args):
     estimator: Literal["farneback", "dis", "raft"] = Field("farneback", description="optical flow: OpenCV Farneback "
                                                            "or DIS, or torchvision RAFT (local weights needed)")
+    flow_size: int | None = Field(None, ge=16, description="working resolution: frames are area-resized so their "
+                                  "longer side is at most this before flow and error (default: native; named in "
+                                  "the version, since the value depends on it)")
 
 
 class WarpingScorer:
@@ -133,11 +136,12 @@ class WarpingScorer:
         except FileNotFoundError as exc:
             raise ConfigError(str(exc), where="warping_error.args.estimator",
                               fix="place the RAFT weights there, or use estimator: farneback") from None
+        self.flow_size = args.flow_size
         self.extractor = f"optical flow: {self.estimator.name}"
-        self.version = warping.metric_version(self.estimator)
+        self.version = warping.WarpingError(estimator=self.estimator, flow_size=args.flow_size).version
 
     def streaming(self, ctx: SampleContext) -> warping.WarpingError:
-        return warping.WarpingError(ctx.fps, self.estimator)
+        return warping.WarpingError(ctx.fps, self.estimator, self.flow_size)
 
     def score(self, video: np.ndarray, ctx: SampleContext) -> SampleScore:
         result = self.streaming(ctx).score(video)
