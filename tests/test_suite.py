@@ -154,6 +154,39 @@ def test_every_shipped_suite_validates(path, capsys):
     """A shipped suite that names a missing checkpoint, metric or option fails here, not on a user's machine."""
     from vbench_flow.cli import main
 
+    # perf_real's clips are made by scripts/make_real_clips.py (checked below): its files are not here
+    files = ["--no-files"] if path.name in MADE_BY_SCRIPTS else []
     with pytest.raises(SystemExit) as info:
-        main(["validate", str(path)])
+        main(["validate", str(path), *files])
+    assert info.value.code == 0, capsys.readouterr().err
+
+
+MADE_BY_SCRIPTS = {"perf_real.yaml"}
+
+
+def test_real_clip_maker_writes_ping_pong_clips_that_perf_real_scores(tmp_path, capsys):
+    import importlib.util
+    import subprocess
+    import sys
+
+    from vbench_flow.cli import main
+    from vbench_flow.video_io import probe_video
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "data" / "real_clips"
+    done = subprocess.run([sys.executable, str(root / "scripts" / "make_real_clips.py"), "--out", str(out),
+                           "--sizes", "480", "--seconds", "1", "6"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    info = probe_video(out / "bigbuckbunny-480p-6s.mp4")  # 151 frames from a 132-frame source
+    assert (info.width, info.height, info.num_frames, info.fps) == (854, 480, 151, 25)
+    spec = importlib.util.spec_from_file_location("make_real_clips", root / "scripts" / "make_real_clips.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert list(script.ping_pong(9, 4)) == [0, 1, 2, 3, 2, 1, 0, 1, 2]
+    suite = (root / "suites" / "perf_real.yaml").read_text().replace("manifest-1080p.csv", "manifest-480p.csv")
+    suite = suite.replace("clip_seconds: [5, 30, 60]", "clip_seconds: [1]").replace("window_seconds: 2", "window_seconds: 0.2")
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "perf_real.yaml").write_text(suite)
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(tmp_path / "suites" / "perf_real.yaml"), "--runs-dir", str(tmp_path / "runs"), "--quiet"])
     assert info.value.code == 0, capsys.readouterr().err

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import av
 import decord
@@ -36,6 +36,7 @@ __all__ = [
     "resample_fps",
     "resampled_indices",
     "write_video",
+    "write_video_chunks",
 ]
 
 WRITABLE_SUFFIXES = (".mp4", ".gif")
@@ -527,7 +528,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float, *, crf: int = 
     partial = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
     try:
         if suffix == ".mp4":
-            _write_mp4(partial, frames, fps, crf)
+            _write_mp4(partial, [frames], fps, crf)
         else:
             _write_gif(partial, frames, fps)
         os.replace(partial, path)
@@ -548,21 +549,49 @@ def _check_frames(frames: object, path: Path) -> None:
                       fix="convert floats in [0, 1] with (x * 255).round().clip(0, 255).astype(np.uint8)")
 
 
-def _write_mp4(path: Path, frames: np.ndarray, fps: float, crf: int) -> None:
-    frames = _pad_even(frames)
+def write_video_chunks(path: str | Path, chunks: Iterable[np.ndarray], fps: float, *, crf: int = 18,
+                       preset: str = "medium") -> Path:
+    """Write consecutive uint8 (T, H, W, 3) chunks as one H.264 ``.mp4``, atomically, holding one
+    chunk at a time (for clips too long to hold); ``preset`` is libx264's speed/size trade-off."""
+    path = Path(path)
+    if path.suffix.lower() != ".mp4":
+        raise ConfigError(f"chunked writing makes .mp4 files, not {path.suffix!r}", where=str(path))
+    _check_positive("fps", fps)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        _write_mp4(partial, chunks, fps, crf, preset)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+def _write_mp4(path: Path, chunks: Iterable[np.ndarray], fps: float, crf: int, preset: str = "medium") -> None:
     rate = Fraction(fps).limit_denominator(100_000)
+    index = 0
     with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as container:
-        stream = container.add_stream("libx264", rate=rate, options={"crf": str(crf)})
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream = container.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": preset})
         stream.pix_fmt = "yuv420p"
         # Tag what the RGB->YUV conversion below uses, so browsers pick the same matrix.
         stream.codec_context.colorspace = 6  # AVCOL_SPC_SMPTE170M (BT.601)
         stream.codec_context.color_range = 1  # limited (MPEG) range
-        for index, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-            frame = frame.reformat(format="yuv420p", dst_colorspace=Colorspace.ITU601)
-            frame.pts = index
-            container.mux(stream.encode(frame))
+        for chunk in chunks:
+            _check_frames(chunk, path)
+            chunk = _pad_even(chunk)
+            if index == 0:
+                stream.width, stream.height = chunk.shape[2], chunk.shape[1]
+            elif (chunk.shape[2], chunk.shape[1]) != (stream.width, stream.height):
+                raise ConfigError(f"chunk frames are {chunk.shape[2]}x{chunk.shape[1]}, earlier frames "
+                                  f"{stream.width}x{stream.height}", where=str(path))
+            for rgb in chunk:
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+                frame = frame.reformat(format="yuv420p", dst_colorspace=Colorspace.ITU601)
+                frame.pts = index
+                index += 1
+                container.mux(stream.encode(frame))
+        if index == 0:
+            raise ConfigError("no frames to write", where=str(path))
         container.mux(stream.encode(None))
 
 
