@@ -20,7 +20,7 @@ import numpy as np
 
 from vbench_flow.errors import VbfError, disk_full
 from vbench_flow.registry import SampleContext
-from vbench_flow.video_io import DEFAULT_CHUNK_FRAMES, iter_chunks, too_short
+from vbench_flow.video_io import frames_per_chunk, iter_chunks, too_short
 
 VideoFile = (str, os.PathLike)
 
@@ -75,10 +75,12 @@ def describe(exc: BaseException, context: str) -> str:
     return f"{context}: {type(exc).__name__}: {exc}{where}"
 
 
-def clip_chunks(video: Any, fps: float, num_frames: int, chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> Iterator[np.ndarray]:
-    """Consecutive chunks of a clip: views of an array, or frames decoded from a file at ``fps``
-    (at most ``num_frames``; a shorter file raises VideoReadError naming it)."""
+def clip_chunks(video: Any, fps: float, num_frames: int, chunk_frames: int | None = None) -> Iterator[np.ndarray]:
+    """Consecutive chunks of a clip (``chunk_frames``, default by frame size: ``frames_per_chunk``):
+    views of an array, or frames decoded from a file at ``fps`` (at most ``num_frames``; a shorter
+    file raises VideoReadError naming it)."""
     if not isinstance(video, VideoFile):
+        chunk_frames = chunk_frames or frames_per_chunk(*video.shape[1:3])
         yield from (video[i:i + chunk_frames] for i in range(0, len(video), chunk_frames))
         return
     seen = 0
@@ -90,7 +92,7 @@ def clip_chunks(video: Any, fps: float, num_frames: int, chunk_frames: int = DEF
 
 
 def score_clip(video: Any, plans: list[MetricPlan], ctx: SampleContext, num_frames: int,
-               chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> ClipScores:
+               chunk_frames: int | None = None) -> ClipScores:
     """Every metric of ``plans`` on one clip (an array or a video file), in one pass over it.
 
     A metric that fails records its reason in ``metric_errors`` and the others go on; a file that

@@ -157,12 +157,20 @@ def read_video(path: str | Path, *, fps: float | None = None,
 
 READERS = ("auto", "pyav", "decord")
 DEFAULT_CHUNK_FRAMES = 48
+# a chunk holds at most this many decoded bytes: 48 frames of 64x64, 10 of 1080p, 2 of 4K
+CHUNK_BYTES = 64 * 1024 * 1024
+
+
+def frames_per_chunk(height: int, width: int, most: int = DEFAULT_CHUNK_FRAMES) -> int:
+    """Frames of ``height`` x ``width`` in one chunk: ``most``, or fewer to stay within CHUNK_BYTES."""
+    return max(1, min(most, CHUNK_BYTES // (height * width * 3)))
 
 
 def iter_chunks(path: str | Path, *, fps: float | None = None, max_frames: int | None = None,
-                chunk_frames: int = DEFAULT_CHUNK_FRAMES, reader: str = "auto") -> Iterator[np.ndarray]:
-    """The frames :func:`read_video` returns, as consecutive chunks of at most ``chunk_frames``:
-    memory holds one chunk, whatever the clip's length or size.
+                chunk_frames: int | None = None, reader: str = "auto") -> Iterator[np.ndarray]:
+    """The frames :func:`read_video` returns, as consecutive chunks of at most ``chunk_frames``
+    (default: :func:`frames_per_chunk` of the video's size): memory holds one chunk, whatever the
+    clip's length or size.
 
     ``reader``: ``pyav`` decodes as a stream; ``decord`` reads frame ranges by index (it cannot
     apply rotation and fails on some frame widths: ``auto`` then falls back to PyAV, as
@@ -173,16 +181,19 @@ def iter_chunks(path: str | Path, *, fps: float | None = None, max_frames: int |
         _check_positive("fps", fps)
     if max_frames is not None:
         _check_count("max_frames", max_frames)
-    _check_count("chunk_frames", chunk_frames)
+    if chunk_frames is not None:
+        _check_count("chunk_frames", chunk_frames)
     if reader not in READERS:
         raise ConfigError(f"unknown video reader {reader!r}", fix=f"use one of {', '.join(READERS)}")
     path = _existing_file(Path(path))
     if _is_gif(path):  # GIFs are small, and their frame timing needs every delay first
         frames, native = _read_gif(path)
         frames = frames[_wanted_indices(len(frames), native, fps, max_frames)]
+        chunk_frames = chunk_frames or frames_per_chunk(*frames.shape[1:3])
         yield from (frames[i:i + chunk_frames] for i in range(0, len(frames), chunk_frames))
         return
     orientation, width, height = _probe_orientation(path)
+    chunk_frames = chunk_frames or frames_per_chunk(height, width)
     if reader != "pyav" and orientation == _IDENTITY:
         chunks = _decord_chunks(path, fps, max_frames, (height, width), chunk_frames)
         if chunks is not None:
