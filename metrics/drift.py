@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from metrics.streaming import MetricResult, PairwiseMetric, PerFrameMetric, StreamingMetric
+from metrics.streaming import MetricResult, StreamingMetric, ValueSequenceMetric
 from metrics.video import check_video
 
 VERSION = "drift/2 (least-squares slope per second of window values vs window centres; a short tail joins the last window)"
@@ -62,7 +62,7 @@ class Drift(StreamingMetric):
 
     min_frames = 3
 
-    def __init__(self, base: PairwiseMetric | PerFrameMetric, window_seconds: float = 5.0) -> None:
+    def __init__(self, base: ValueSequenceMetric, window_seconds: float = 5.0) -> None:
         if window_seconds <= 0:
             raise ValueError(f"window_seconds must be positive, got {window_seconds}")
         self.base = base

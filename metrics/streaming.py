@@ -67,12 +67,27 @@ class StreamingMetric(ABC):
         return self.compute()
 
 
-class PerFrameMetric(StreamingMetric):
-    """A metric that is the mean of one value per frame (the series is every frame's value)."""
+class ValueSequenceMetric(StreamingMetric):
+    """A metric that keeps one number per frame or per frame pair, in order (a few KB for any clip)."""
 
     def reset(self) -> None:
         self.frames_seen = 0
         self._values: list[np.ndarray] = []
+
+    @property
+    def values(self) -> np.ndarray:
+        """Every value so far, in order."""
+        if self.frames_seen < self.min_frames:
+            raise ValueError(f"{self.name}: needs at least {self.min_frames} frames, got {self.frames_seen}")
+        return np.concatenate(self._values)
+
+    @abstractmethod
+    def window(self, start: int, end: int) -> float:
+        """The metric of frames [start, end) alone, from the values kept."""
+
+
+class PerFrameMetric(ValueSequenceMetric):
+    """A metric that is the mean of one value per frame (the series is every frame's value)."""
 
     @abstractmethod
     def frame_values(self, chunk: np.ndarray) -> np.ndarray:
@@ -89,14 +104,7 @@ class PerFrameMetric(StreamingMetric):
         self._values.extend(following._values)
         self.frames_seen += following.frames_seen
 
-    @property
-    def values(self) -> np.ndarray:
-        if self.frames_seen < self.min_frames:
-            raise ValueError(f"{self.name}: needs at least {self.min_frames} frames, got {self.frames_seen}")
-        return np.concatenate(self._values)
-
     def window(self, start: int, end: int) -> float:
-        """The metric of frames [start, end) alone."""
         return float(self.values[start:end].mean())
 
     def compute(self) -> MetricResult:
@@ -104,7 +112,7 @@ class PerFrameMetric(StreamingMetric):
         return MetricResult(float(values.mean()), [(t / self.fps, float(v)) for t, v in enumerate(values)])
 
 
-class PairwiseMetric(StreamingMetric):
+class PairwiseMetric(ValueSequenceMetric):
     """A metric of consecutive frame pairs. It keeps the first and last frame it has seen (the last
     pairs with the next chunk's first frame) and one value per pair; pair ``i`` compares frames
     ``i`` and ``i + 1``."""
@@ -112,10 +120,9 @@ class PairwiseMetric(StreamingMetric):
     min_frames = 2
 
     def reset(self) -> None:
-        self.frames_seen = 0
+        super().reset()
         self.first: np.ndarray | None = None
         self.last: np.ndarray | None = None
-        self._values: list[np.ndarray] = []
 
     @abstractmethod
     def pair_values(self, earlier: np.ndarray, later: np.ndarray) -> np.ndarray:
@@ -148,13 +155,6 @@ class PairwiseMetric(StreamingMetric):
         self.last = following.last
         self.frames_seen += following.frames_seen
 
-    @property
-    def values(self) -> np.ndarray:
-        """Every pair's value so far, in order ((frames_seen - 1,))."""
-        if self.frames_seen < self.min_frames:
-            raise ValueError(f"{self.name}: needs at least {self.min_frames} frames, got {self.frames_seen}")
-        return np.concatenate(self._values)
-
     def window(self, start: int, end: int) -> float:
-        """The metric of frames [start, end) alone: the mean of the pairs inside them."""
+        """The mean of the pairs inside frames [start, end) (pair i joins frames i and i + 1)."""
         return float(self.values[start:end - 1].mean())

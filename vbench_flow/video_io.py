@@ -197,21 +197,21 @@ def iter_chunks(path: str | Path, *, fps: float | None = None, max_frames: int |
     orientation, width, height = _probe_orientation(path)
     chunk_frames = chunk_frames or frames_per_chunk(height, width)
     if reader == "decord":
-        chunks = _decord_chunks(path, fps, max_frames, (height, width), chunk_frames) \
+        opened = _decord_chunks(path, fps, max_frames, (height, width), chunk_frames) \
             if orientation == _IDENTITY else None
-        if chunks is None:
+        if opened is None:
             raise VideoReadError("decord cannot read this file (rotated, or a frame width it fails on)",
                                  where=str(path), fix="use reader: pyav")
-        yield from chunks
+        yield from opened[0]
         return
     for chunk in _pyav_chunks(path, fps, max_frames, chunk_frames):
         yield _orient(chunk, orientation)
 
 
 def _decord_chunks(path: Path, fps: float | None, max_frames: int | None, stored_hw: tuple[int, int],
-                   chunk_frames: int) -> Iterator[np.ndarray] | None:
-    """Chunks by index ranges, or None when decord cannot open the file or misreads its first chunk
-    (the caller then uses PyAV); a failure after the first chunk is a VideoReadError."""
+                   chunk_frames: int) -> tuple[Iterator[np.ndarray], float] | None:
+    """(chunks by index ranges, the native fps), or None when decord cannot open the file or
+    misreads its first chunk; a failure after the first chunk is a VideoReadError."""
     reader = _open_decord(path)
     length = _decord_length(reader) if reader is not None else None
     if length is None:
@@ -240,7 +240,7 @@ def _decord_chunks(path: Path, fps: float | None, max_frames: int | None, stored
                                      where=str(path), fix=_REENCODE_FIX)
             yield frames
 
-    return rest()
+    return rest(), length[1]
 
 
 def _pyav_chunks(path: Path, fps: float | None, max_frames: int | None, chunk_frames: int) -> Iterator[np.ndarray]:
@@ -432,27 +432,14 @@ def _read_decord(path: Path, fps: float | None, max_frames: int | None,
     decord 0.6.0 raises on some frame widths (8, 16, 24, 48, 72, ...) and
     half-applies rotation tags; PyAV then decodes the file and reports real damage.
     """
-    reader = _open_decord(path)
-    length = _decord_length(reader) if reader is not None else None
-    if length is None:
+    opened = _decord_chunks(path, fps, max_frames, stored_hw, _DECORD_CHUNK)
+    if opened is None:
         return None
-    total, native = length
-    indices = _wanted_indices(total, native, fps, max_frames)
-    unique = np.unique(indices)
-    frames = np.empty((len(unique), *stored_hw, 3), np.uint8)
-    for start in range(0, len(unique), _DECORD_CHUNK):
-        batch = unique[start:start + _DECORD_CHUNK]
-        try:
-            chunk = reader.get_batch(batch.tolist()).asnumpy()
-        except (decord.DECORDError, RuntimeError, IndexError) as exc:
-            _log.debug("decord failed on %s frames %s..%s: %s", path, batch[0], batch[-1], exc)
-            return None
-        if chunk.shape != (len(batch), *stored_hw, 3):
-            return None
-        frames[start:start + len(batch)] = chunk
-    if len(unique) != len(indices):
-        frames = frames[np.searchsorted(unique, indices)]
-    return frames, native
+    chunks, native = opened
+    try:
+        return np.concatenate(list(chunks)), native
+    except VideoReadError:
+        return None
 
 
 def _read_pyav(path: Path, fps: float | None, max_frames: int | None) -> tuple[np.ndarray, float]:
