@@ -85,7 +85,7 @@ class SampleRecord(BaseModel):
     prompt: str
     status: Literal["ok", "failed"]
     error: str | None = None
-    stage: str | None = Field(None, description="where a failed unit failed: generate, check, store or score")
+    stage: str | None = Field(None, description="where a failed unit failed: build, generate, check, store, read or score")
     video: str | None = Field(None, description="path relative to the run folder")
     video_sha256: str | None = None
     num_frames: int | None = None
