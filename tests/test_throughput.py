@@ -97,3 +97,19 @@ def test_a_metric_restricted_to_an_unknown_model_is_a_validation_error(tmp_path,
     assert vbf("validate", str(suite)) == 4
     err = capsys.readouterr().err
     assert "metrics[0].models[0]" in err and "did you mean 'jacobi'" in err
+
+
+def test_every_metric_says_what_kind_it_is_and_the_report_reads_it():
+    from vbench_flow.registry import metric_types
+    from vbench_flow.reporting import _is_cost
+
+    kinds = {name: entry.kind for name, entry in metric_types().items()}
+    cost = {"frames_per_second", "generate_seconds", "peak_memory_mb", "latency_to_first_frame",
+            "network_evaluations", "sampler_iterations", "speedup_vs_sequential", "latent_max_abs_diff"}
+    assert {name for name, kind in kinds.items() if kind == "cost"} == cost
+    assert kinds["fvd"] == "set" and kinds["flicker"] == kinds["clipsim"] == "quality"
+    assert _is_cost("latency_to_first_frame", {"kind": "cost", "extractor": "x"})
+    assert not _is_cost("flicker", {"kind": "quality", "extractor": "none (pixel differences)"})
+    # a store written before kinds were recorded: the cost metrics' extractor says it
+    assert _is_cost("generate_seconds", {"kind": None, "extractor": "none (measured around generate)"})
+    assert not _is_cost("flicker", {"kind": float("nan"), "extractor": "none (pixel differences)"})

@@ -97,7 +97,7 @@ class GenerationCost(StreamingMetric):
 def _cost_metric(name: str, summary: str, higher_is_better: bool,
                  value: Callable[[dict[str, Any], SampleContext, int], float]) -> None:
     register_metric(MetricType(name=name, summary=summary, args_model=NoArgs, higher_is_better=higher_is_better,
-                               build=lambda _args: GenerationCostScorer(name, value)))
+                               build=lambda _args: GenerationCostScorer(name, value), kind="cost"))
 
 
 _cost_metric("frames_per_second", "generated frames (given frames excluded) per second of generate() wall time", True,
@@ -305,7 +305,7 @@ register_metric(MetricType(
     name="fvd",
     summary="Fréchet Video Distance of each (model, task, clip length) set against real reference clips "
             "(shapes-i3d features offline, Kinetics I3D where its weights are present)",
-    args_model=FvdArgs, higher_is_better=fvd.HIGHER_IS_BETTER, build=FvdScorer, set_level=True,
+    args_model=FvdArgs, higher_is_better=fvd.HIGHER_IS_BETTER, build=FvdScorer, kind="set",
     min_frames=fvd.CLIP_FRAMES,
 ))
 

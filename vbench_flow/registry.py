@@ -105,12 +105,22 @@ class MetricType:
     higher_is_better: bool
     build: Callable[[Any], VideoScorer | SetScorer]
     needs_ground_truth: bool = False
-    # set-level: the scorer is a SetScorer and the value exists per group, not per clip
-    set_level: bool = False
+    # "quality" of a clip; "cost" of generating it (read from what was measured around generate);
+    # "set": the scorer is a SetScorer and the value exists per group, not per clip
+    kind: str = "quality"
     # the fewest frames a clip needs for this metric (FVD: 16)
     min_frames: int = 2
 
+    def __post_init__(self) -> None:
+        if self.kind not in METRIC_KINDS:
+            raise ValueError(f"metric {self.name!r}: kind must be one of {METRIC_KINDS}, got {self.kind!r}")
 
+    @property
+    def set_level(self) -> bool:
+        return self.kind == "set"
+
+
+METRIC_KINDS = ("quality", "cost", "set")
 _MODEL_TYPES: dict[str, ModelType] = {}
 _METRICS: dict[str, MetricType] = {}
 _BUILTINS = ("vbench_flow.builtin_models", "vbench_flow.builtin_metrics")

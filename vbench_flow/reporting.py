@@ -41,9 +41,7 @@ from vbench_flow.store import Store
 
 ROW_KEY = ["run_id", "model", "task", "clip_seconds"]
 UNIT_KEY = ["task", "clip_seconds", "prompt_id", "seed"]
-# what generating a clip cost, not how good it is (builtin_metrics' cost metrics)
-COST_METRICS = {"frames_per_second", "generate_seconds", "peak_memory_mb", "network_evaluations", "sampler_iterations",
-                "speedup_vs_sequential", "latent_max_abs_diff"}
+# stores written before metrics recorded their kind: cost metrics are the ones with this extractor
 COST_EXTRACTOR = "none (measured around generate)"
 
 
@@ -66,7 +64,11 @@ def _summary(store: Store, run_id: str) -> RunSummary:
 
 
 def _is_cost(metric: str, info: dict[str, Any] | None) -> bool:
-    return metric in COST_METRICS or bool(info and info.get("extractor") == COST_EXTRACTOR)
+    """What generating a clip cost, not how good it is: as the metric itself says (its kind)."""
+    if not info:
+        return False
+    kind = info.get("kind")
+    return kind == "cost" if isinstance(kind, str) and kind else info.get("extractor") == COST_EXTRACTOR
 
 
 def primary_metric(summaries: list[RunSummary], aggregates: pd.DataFrame) -> str | None:

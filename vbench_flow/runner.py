@@ -179,7 +179,7 @@ class Runner:
         self._ground_truth: dict[tuple[str, int], np.ndarray] = {}
         self.scorers = {m.name: get_metric(m.name).build(get_metric(m.name).args_model.model_validate(m.args))
                         for m in self.suite.metrics}
-        self.metric_info = {m.name: {"higher_is_better": get_metric(m.name).higher_is_better,
+        self.metric_info = {m.name: {"higher_is_better": get_metric(m.name).higher_is_better, "kind": get_metric(m.name).kind,
                                      "version": self.scorers[m.name].version, "extractor": self.scorers[m.name].extractor}
                             for m in self.suite.metrics}
         self.model_info: dict[str, Any] = {}
@@ -205,7 +205,8 @@ class Runner:
             config_hash=self.resolved.config_hash(), config_json=self.resolved.config(),
             run_dir=str(self.folder.root.resolve()), expected=expected)
         for name, info in self.metric_info.items():
-            self.store.set_metric_info(self.run_id, name, info["version"], info["extractor"], info["higher_is_better"])
+            self.store.set_metric_info(self.run_id, name, info["version"], info["extractor"], info["higher_is_better"],
+                                       info["kind"])
         self._record_environment()
 
     def _record_environment(self) -> None:
