@@ -33,10 +33,15 @@ def per_window(frames: np.ndarray, fps: float, window_seconds: float,
                metric: Callable[[np.ndarray], float], min_frames: int = 2) -> list[Window]:
     """``metric`` on each window of ``window_seconds`` (at least ``min_frames`` frames long)."""
     frames = check_video(frames, min_frames=min_frames)
-    if fps <= 0 or window_seconds <= 0:
-        raise ValueError(f"fps and window_seconds must be positive, got fps={fps}, window_seconds={window_seconds}")
-    length = max(min_frames, int(round(window_seconds * fps)))
+    length = window_length(window_seconds, fps, min_frames)
     return [Window(a, b, (a + b - 1) / 2 / fps, float(metric(frames[a:b]))) for a, b in window_bounds(frames.shape[0], length)]
+
+
+def window_length(seconds: float, fps: float, at_least: int) -> int:
+    """Frames in a window of ``seconds`` at ``fps`` (rounded), and at least ``at_least``."""
+    if fps <= 0 or seconds <= 0:
+        raise ValueError(f"fps and window_seconds must be positive, got fps={fps}, window_seconds={seconds}")
+    return max(at_least, int(round(seconds * fps)))
 
 
 def window_bounds(num_frames: int, length: int) -> list[tuple[int, int]]:
@@ -63,14 +68,12 @@ class Drift(StreamingMetric):
     min_frames = 3
 
     def __init__(self, base: ValueSequenceMetric, window_seconds: float = 5.0) -> None:
-        if window_seconds <= 0:
-            raise ValueError(f"window_seconds must be positive, got {window_seconds}")
         self.base = base
         self.name = f"{base.name}_drift"
         self.higher_is_better = base.higher_is_better
         self.extractor = base.extractor
         self.version = f"{VERSION}; of {base.version}; windows {window_seconds:g}s"
-        self.window_frames = max(self.min_frames, int(round(window_seconds * base.fps)))
+        self.window_frames = window_length(window_seconds, base.fps, self.min_frames)
         super().__init__(base.fps)
 
     def reset(self) -> None:

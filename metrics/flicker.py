@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from metrics.drift import window_length
 from metrics.streaming import MetricResult, PairwiseMetric
 from metrics.video import check_video, segment_bounds
 
@@ -37,12 +38,6 @@ def _score(pair_means: np.ndarray) -> float:
     return float((255.0 - pair_means.mean()) / 255.0)
 
 
-def _window_frames(seconds: float, fps: float, at_least: int) -> int:
-    if fps <= 0 or seconds <= 0:
-        raise ValueError(f"fps and window length must be positive, got fps={fps}, seconds={seconds}")
-    return max(at_least, int(round(seconds * fps)))
-
-
 class TemporalFlickering(PairwiseMetric):
     """Flicker of a clip, and of each ``segment_seconds`` segment (VBench-Long's segments: the last
     is extended backwards to full length) as its series."""
@@ -52,7 +47,7 @@ class TemporalFlickering(PairwiseMetric):
     extractor = EXTRACTOR
 
     def __init__(self, fps: float = 1.0, segment_seconds: float = 2.0) -> None:
-        self.segment_frames = _window_frames(segment_seconds, fps, 2)
+        self.segment_frames = window_length(segment_seconds, fps, 2)
         self.version = f"{VERSION}; segments {segment_seconds:g}s"
         super().__init__(fps)
 
