@@ -122,8 +122,9 @@ _cost_metric("latent_max_abs_diff", "max |latent - sequential latent| on the sam
 # ---------------------------------------------------------------- warping error
 
 class WarpingArgs(Args):
-    estimator: Literal["farneback", "dis", "raft"] = Field("farneback", description="optical flow: OpenCV Farneback "
-                                                           "or DIS, or torchvision RAFT (local weights needed)")
+    estimator: Literal["dis", "dis-medium", "farneback", "raft"] = Field(
+        warping.DEFAULT_ESTIMATOR, description="optical flow: OpenCV DIS (fast preset; dis-medium refines more at a "
+        "third of the speed), OpenCV Farneback, or torchvision RAFT (local weights needed)")
     flow_size: int | None = Field(None, ge=16, description="working resolution: frames are area-resized so their "
                                   "longer side is at most this before flow and error (default: native; named in "
                                   "the version, since the value depends on it)")
@@ -135,7 +136,7 @@ class WarpingScorer:
             self.estimator = warping.get_estimator(args.estimator if args.estimator != "raft" else warping.raft_flow())
         except FileNotFoundError as exc:
             raise ConfigError(str(exc), where="warping_error.args.estimator",
-                              fix="place the RAFT weights there, or use estimator: farneback") from None
+                              fix="place the RAFT weights there, or use estimator: dis") from None
         self.flow_size = args.flow_size
         self.extractor = f"optical flow: {self.estimator.name}"
         self.version = warping.WarpingError(estimator=self.estimator, flow_size=args.flow_size).version
