@@ -186,3 +186,68 @@ def test_warping_flow_size_scores_at_the_working_resolution_and_names_it():
     assert "working size 32" in at_32.version and "working size" not in warping.WarpingError().version
     assert warping.WarpingError(estimator="dis", flow_size=128).score(clip).value == \
         warping.WarpingError(estimator="dis").score(clip).value  # never enlarged
+
+
+def test_no_code_path_materialises_a_whole_clip(tmp_path, monkeypatch, capsys):
+    """The harness end to end on a folder model's 30 s files with every streaming metric, while the
+    whole-clip readers and the scoring engine's whole-clip assembly refuse to run and the chunked
+    reader refuses to hand out more than one chunk's frames: the run still scores every clip, with
+    the values one call on the whole clip gives."""
+    import csv
+
+    import vbench_flow.scoring as scoring
+    import vbench_flow.video_io as video_io
+    import json
+    import textwrap
+
+    from vbench_flow.cli import main
+
+    fps, chunk, frames = 8, 6, 241
+    clips = {f"test-00000{i}": moving_clip(frames=frames, size=48, seed=i) for i in range(2)}
+    with open(tmp_path / "videos.csv", "w", newline="") as handle:
+        rows = csv.writer(handle)
+        rows.writerow(["video", "prompt_id", "clip_seconds"])
+        for prompt_id, clip in clips.items():
+            video_io.write_video(tmp_path / f"{prompt_id}.mp4", clip, fps, crf=0)
+            rows.writerow([f"{prompt_id}.mp4", prompt_id, 30])
+    decoded = {p: video_io.read_video(tmp_path / f"{p}.mp4")[0] for p in clips}  # before the readers refuse
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a whole clip was materialised")
+
+    chunked = video_io.iter_chunks
+
+    def one_chunk_at_most(*args, **kwargs):
+        for piece in chunked(*args, **kwargs):
+            assert len(piece) <= chunk, f"a reader returned {len(piece)} frames where a chunk is {chunk}"
+            yield piece
+
+    for name in ("read_video", "read_clip", "_read_pyav", "_read_decord"):
+        monkeypatch.setattr(video_io, name, refuse)
+    monkeypatch.setattr(scoring, "_whole_clip", refuse)
+    monkeypatch.setattr(scoring, "iter_chunks", one_chunk_at_most)
+    names = ["flicker", "flicker_drift", "warping_error", "warping_error_drift", "clipsim", "clipsim_drift", "fvd"]
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(textwrap.dedent(f"""
+name: streamed
+data: {{type: shapes, size: 48, fps: {fps}}}
+clip_seconds: [30]
+prompts: {{source: data, split: test, count: 2}}
+reference: {{split: val, count: 2}}
+scoring: {{chunk_frames: {chunk}}}
+models: [{{name: footage, type: folder, args: {{manifest: videos.csv}}}}]
+metrics: [{", ".join("{name: " + n + "}" for n in names)}]
+report: {{gallery: 0}}
+"""))
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(suite), "--runs-dir", str(tmp_path / "runs"), "--run-id", "streamed", "--quiet"])
+    assert info.value.code == 0, capsys.readouterr().err
+    lines = (tmp_path / "runs" / "streamed" / "samples.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert len(records) == 2 and all(r["status"] == "ok" and not r["metric_errors"] for r in records)
+    for record in records:
+        whole = decoded[record["prompt_id"]]
+        assert record["num_frames"] == frames and record["read_seconds"] > 0 and record["peak_rss_mb"] > 0
+        assert record["metrics"]["flicker"] == pytest.approx(flicker.temporal_flickering(whole), abs=1e-9)
+        assert record["metrics"]["warping_error"] == pytest.approx(warping.warping_error(whole), abs=1e-9)
+        assert len(record["features"]["fvd"]) == 1

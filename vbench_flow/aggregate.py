@@ -58,11 +58,16 @@ def aggregate_records(records: list[SampleRecord], metric_info: dict[str, dict],
     return rows
 
 
+READ = "(read)"  # the row of metric_costs for decoding the clips themselves
+
+
 def metric_costs(records: list[SampleRecord]) -> pd.DataFrame:
     """What scoring cost, per model and metric: frames scored per second of the metric's own time
-    (the seconds each record keeps per metric; a set-level metric's time is its per-clip features)."""
+    (the seconds each record keeps per metric; a set-level metric's time is its per-clip features),
+    plus a ``(read)`` row: frames per second of decoding alone."""
     rows = [(r.model, r.clip_seconds, metric, r.num_frames, seconds)
-            for r in records if r.status == "ok" and r.num_frames for metric, seconds in r.metric_seconds.items()]
+            for r in records if r.status == "ok" and r.num_frames
+            for metric, seconds in [*r.metric_seconds.items(), *([(READ, r.read_seconds)] if r.read_seconds else [])]]
     table = pd.DataFrame(rows, columns=["model", "clip_seconds", "metric", "frames", "seconds"])
     if table.empty:
         return table
@@ -70,3 +75,12 @@ def metric_costs(records: list[SampleRecord]) -> pd.DataFrame:
         clips=("frames", "size"), frames=("frames", "sum"), seconds=("seconds", "sum")).reset_index()
     out["frames_per_second"] = out["frames"] / out["seconds"]
     return out
+
+
+def peak_memory(records: list[SampleRecord]) -> pd.DataFrame:
+    """The process's peak resident memory (MiB) once each model's clips of each length were scored,
+    in the order the run scored them: equal values mean the longer clips needed no more memory."""
+    rows = [(r.model, r.clip_seconds, r.peak_rss_mb) for r in records if r.status == "ok" and r.peak_rss_mb]
+    table = pd.DataFrame(rows, columns=["model", "clip_seconds", "peak_rss_mb"])
+    return table.groupby(["model", "clip_seconds"], sort=False).agg(
+        clips=("peak_rss_mb", "size"), peak_rss_mb=("peak_rss_mb", "max")).reset_index() if not table.empty else table

@@ -492,22 +492,26 @@ def _live_status(status: str, run_dir: str | None) -> str:
 @click.argument("run_ids", nargs=-1, required=True)
 @RUNS_DIR_OPTION
 def runs_cost(run_ids: tuple[str, ...], runs_dir: Path) -> int:
-    """What scoring cost: frames per second of each metric, per model and clip length.
+    """What scoring cost: frames per second of each metric, per model and clip length, and of
+    decoding alone (the "(read)" rows); then the process's peak memory after each clip length.
 
-    Read from the seconds every record keeps per metric (suites/perf_metrics.yaml measures them
-    at 64x64 and 256x256).
+    Read from the seconds and the peak resident memory every record keeps (suites/perf_metrics.yaml
+    measures the metrics at 64x64 and 256x256, suites/perf_real.yaml on real footage up to 1080p).
     """
-    from vbench_flow.aggregate import metric_costs
+    from vbench_flow.aggregate import metric_costs, peak_memory
     from vbench_flow.runner import RunFolder
 
     store = _existing_store(runs_dir)
     try:
         for run_id in run_ids:
             run = store.run(run_id)
-            table = metric_costs(list(RunFolder(Path(run["run_dir"])).read_records().values()))
+            records = list(RunFolder(Path(run["run_dir"])).read_records().values())
+            table, memory = metric_costs(records), peak_memory(records)
             click.echo(f"run {run_id}" + (f" ({run['variant']})" if run["variant"] else "") + ":")
             click.echo("  no per-metric timings recorded" if table.empty else
                        table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+            if not memory.empty:
+                click.echo(memory.to_string(index=False, float_format=lambda v: f"{v:.0f}"))
     finally:
         store.close()
     return 0

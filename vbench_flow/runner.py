@@ -37,7 +37,7 @@ from vbench_flow.locking import RunLock, describe_holder, lock_holder
 from vbench_flow.prompts import Unit, load_prompts, plan_units
 from vbench_flow.protocol import Prompt
 from vbench_flow.registry import BuildContext, SampleContext, get_metric, get_model_type
-from vbench_flow.scoring import MetricPlan, VideoFile, describe, score_clip, stop_if_disk_full
+from vbench_flow.scoring import MetricPlan, VideoFile, describe, peak_rss_mb, score_clip, stop_if_disk_full
 from vbench_flow.set_metrics import aggregate_set_metric, reference_set
 from vbench_flow.store import SampleRecord, Store
 from vbench_flow.suite import ResolvedSuite, open_data_source, task_condition_frames
@@ -437,13 +437,15 @@ class Runner:
                             num_condition_frames=task_condition_frames(self.suite, unit.task), ground_truth=truth,
                             generation=generation, generator=generator)
         try:
-            scores = score_clip(video, plans, ctx, num_frames)
+            scores = score_clip(video, plans, ctx, num_frames, self.suite.scoring.chunk_frames,
+                                self.suite.scoring.reader)
         except VideoReadError as exc:
             return self._failure(unit, exc.render(), "read", generate_seconds=generate_seconds, video=relative, sha=sha)
         return SampleRecord(**_unit_fields(unit), status="ok", video=relative, video_sha256=sha,
                             num_frames=scores.num_frames, height=scores.height, width=scores.width,
                             fps=self.fps, generate_seconds=generate_seconds,
                             score_seconds=time.perf_counter() - started, metric_seconds=scores.metric_seconds,
+                            read_seconds=scores.read_seconds, peak_rss_mb=peak_rss_mb(),
                             metrics=scores.metrics, series=scores.series, generation=generation,
                             features=scores.features, metric_errors=scores.metric_errors)
 

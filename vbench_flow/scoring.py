@@ -10,6 +10,8 @@ every metric of a unit streams, a video file of any length is scored in the memo
 from __future__ import annotations
 
 import os
+import resource
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -35,6 +37,8 @@ class ClipScores:
     features: dict[str, list[list[float]]] = field(default_factory=dict)
     metric_seconds: dict[str, float] = field(default_factory=dict)
     metric_errors: dict[str, str] = field(default_factory=dict)
+    # time spent producing the chunks (decoding a file, or slicing an array): the decode-only cost
+    read_seconds: float = 0.0
 
 
 @dataclass
@@ -75,16 +79,23 @@ def describe(exc: BaseException, context: str) -> str:
     return f"{context}: {type(exc).__name__}: {exc}{where}"
 
 
-def clip_chunks(video: Any, fps: float, num_frames: int, chunk_frames: int | None = None) -> Iterator[np.ndarray]:
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (it only ever grows)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2 ** 20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+def clip_chunks(video: Any, fps: float, num_frames: int, chunk_frames: int | None = None,
+                reader: str = "pyav") -> Iterator[np.ndarray]:
     """Consecutive chunks of a clip (``chunk_frames``, default by frame size: ``frames_per_chunk``):
-    views of an array, or frames decoded from a file at ``fps`` (at most ``num_frames``; a shorter
-    file raises VideoReadError naming it)."""
+    views of an array, or frames decoded from a file at ``fps`` by ``reader`` (at most
+    ``num_frames``; a shorter file raises VideoReadError naming it)."""
     if not isinstance(video, VideoFile):
         chunk_frames = chunk_frames or frames_per_chunk(*video.shape[1:3])
         yield from (video[i:i + chunk_frames] for i in range(0, len(video), chunk_frames))
         return
     seen = 0
-    for chunk in iter_chunks(video, fps=fps, max_frames=num_frames, chunk_frames=chunk_frames):
+    for chunk in iter_chunks(video, fps=fps, max_frames=num_frames, chunk_frames=chunk_frames, reader=reader):
         seen += len(chunk)
         yield chunk
     if seen < num_frames:
@@ -92,7 +103,7 @@ def clip_chunks(video: Any, fps: float, num_frames: int, chunk_frames: int | Non
 
 
 def score_clip(video: Any, plans: list[MetricPlan], ctx: SampleContext, num_frames: int,
-               chunk_frames: int | None = None) -> ClipScores:
+               chunk_frames: int | None = None, reader: str = "pyav") -> ClipScores:
     """Every metric of ``plans`` on one clip (an array or a video file), in one pass over it.
 
     A metric that fails records its reason in ``metric_errors`` and the others go on; a file that
@@ -117,7 +128,7 @@ def score_clip(video: Any, plans: list[MetricPlan], ctx: SampleContext, num_fram
             streams[plan.name] = stream
     kept: list[np.ndarray] = []
     keep = bool(whole) and isinstance(video, VideoFile)
-    for chunk in clip_chunks(video, ctx.fps, num_frames, chunk_frames):
+    for chunk in _timed(clip_chunks(video, ctx.fps, num_frames, chunk_frames, reader), scores):
         scores.num_frames += len(chunk)
         scores.height, scores.width = int(chunk.shape[1]), int(chunk.shape[2])
         if keep:
@@ -134,10 +145,26 @@ def score_clip(video: Any, plans: list[MetricPlan], ctx: SampleContext, num_fram
     for plan in plans:
         if plan.name in streams:
             _finish(scores, plan, ctx, stream=streams[plan.name])
-    frames = np.concatenate(kept) if keep else video
+    frames = _whole_clip(kept) if keep else video
     for plan in whole:
         _finish(scores, plan, ctx, frames=frames)
     return scores
+
+
+def _whole_clip(chunks: list[np.ndarray]) -> np.ndarray:
+    """The one place a file's frames are assembled: for the metrics that do not stream."""
+    return np.concatenate(chunks)
+
+
+def _timed(chunks: Iterator[np.ndarray], scores: ClipScores) -> Iterator[np.ndarray]:
+    """``chunks``, adding the time each took to arrive to ``scores.read_seconds``."""
+    while True:
+        clock = time.perf_counter()
+        chunk = next(chunks, None)
+        scores.read_seconds += time.perf_counter() - clock
+        if chunk is None:
+            return
+        yield chunk
 
 
 def _finish(scores: ClipScores, plan: MetricPlan, ctx: SampleContext, *, stream: Any = None,

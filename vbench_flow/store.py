@@ -95,6 +95,10 @@ class SampleRecord(BaseModel):
     generate_seconds: float | None = None
     score_seconds: float | None = None
     metric_seconds: dict[str, float] = Field(default_factory=dict, description="wall seconds each metric took on this clip")
+    read_seconds: float | None = Field(None, description="wall seconds spent decoding the clip's chunks (or slicing "
+                                       "a generated array), apart from the metrics' own time")
+    peak_rss_mb: float | None = Field(None, description="the scoring process's peak resident memory (MiB) once this "
+                                      "unit was scored; it only grows, so it bounds every unit before it")
     metrics: dict[str, float] = Field(default_factory=dict)
     series: dict[str, list[tuple[float, float]]] = Field(default_factory=dict)
     generation: dict[str, Any] = Field(default_factory=dict, description="what generating the clip cost "

@@ -110,6 +110,14 @@ class MetricSpec(Strict):
         return self.models is None or model in self.models
 
 
+class ScoringSpec(Strict):
+    reader: Literal["pyav", "decord", "torchcodec"] = Field(
+        "pyav", description="decoder for video files: pyav streams in bounded memory (the default); decord and "
+        "torchcodec read by index ranges (torchcodec needs FFmpeg's shared libraries)")
+    chunk_frames: int | None = Field(None, ge=1, le=4096, description="frames per chunk fed to every metric "
+                                     "(default: 48, fewer for large frames so a chunk stays within 64 MiB)")
+
+
 class ReferenceSpec(Strict):
     split: str = "test"
     start: int = Field(0, ge=0)
@@ -152,6 +160,7 @@ class Suite(Strict):
     models: list[ModelSpec] = Field(min_length=1)
     metrics: list[MetricSpec] = Field(min_length=1)
     reference: ReferenceSpec | None = None
+    scoring: ScoringSpec = Field(default_factory=ScoringSpec)
     gate: GateSpec = Field(default_factory=GateSpec)
     report: ReportSpec = Field(default_factory=ReportSpec)
     ablations: list[AblationVariant] | AblationMatrix | None = None
@@ -493,6 +502,19 @@ def _check_metrics(suite: Suite, lines: dict[tuple, int]) -> list[Problem]:
     return problems
 
 
+def _check_scoring(suite: Suite, lines: dict[tuple, int]) -> list[Problem]:
+    """An optional reader that cannot load here is a problem before any compute."""
+    if suite.scoring.reader != "torchcodec":
+        return []
+    from vbench_flow.video_io import torchcodec_decoder
+
+    try:
+        torchcodec_decoder()
+    except ConfigError as exc:
+        return [Problem("scoring.reader", exc.what, fix=exc.fix, line=lines.get(("scoring", "reader")))]
+    return []
+
+
 def _check_set_metric(suite: Suite, name: str, loc: tuple, lines: dict[tuple, int]) -> list[Problem]:
     """A set-level metric (FVD) needs real reference clips and at least two clips per group."""
     problems = []
@@ -590,6 +612,7 @@ def validate_resolved(resolved: ResolvedSuite, lines: dict[tuple, int], *, check
     problems, data_source = _check_data_and_prompts(suite, lines, resolved) if check_files else ([], None)
     problems += _check_models(suite, lines, resolved, data_source)
     problems += _check_metrics(suite, lines)
+    problems += _check_scoring(suite, lines)
     problems += _check_cross_references(suite, lines)
     return problems
 

@@ -50,6 +50,8 @@ _DECORD_CHUNK = 32
 # (a, b, c, d) of a display matrix snapped to a quarter turn; identity means "as stored".
 Orientation = tuple[int, int, int, int]
 _IDENTITY: Orientation = (1, 0, 0, 1)
+# display matrices that only rotate: identity, a quarter turn either way, a half turn
+_ROTATIONS: tuple[Orientation, ...] = (_IDENTITY, (0, -1, 1, 0), (0, 1, -1, 0), (-1, 0, 0, -1))
 # Written into GIF comments: GIF delays are whole centiseconds, too coarse for most fps.
 _GIF_FPS_TAG = "vbench-flow fps="
 _GIF_MIN_DELAY_MS = 10
@@ -156,8 +158,9 @@ def read_video(path: str | Path, *, fps: float | None = None,
 
 
 # PyAV is the default: on a 30 s 1080p file it decodes as fast as decord (about 54 frames/s on
-# one core) in 254 MB of resident memory, where decord's reader grows to 1.78 GB
-READERS = ("pyav", "decord")
+# one core) in 254 MB of resident memory, where decord's reader grows to 1.78 GB; torchcodec is an
+# option where its FFmpeg libraries are installed (suites/perf_real.yaml measures all three)
+READERS = ("pyav", "decord", "torchcodec")
 DEFAULT_CHUNK_FRAMES = 48
 # a chunk holds at most this many decoded bytes: 48 frames of 64x64, 10 of 1080p, 2 of 4K
 CHUNK_BYTES = 64 * 1024 * 1024
@@ -196,6 +199,10 @@ def iter_chunks(path: str | Path, *, fps: float | None = None, max_frames: int |
         return
     orientation, width, height = _probe_orientation(path)
     chunk_frames = chunk_frames or frames_per_chunk(height, width)
+    if reader == "torchcodec":
+        yield from _torchcodec_chunks(path, fps, max_frames, chunk_frames, orientation,
+                                      (width, height) if orientation[0] == 0 else (height, width))
+        return
     if reader == "decord":
         opened = _decord_chunks(path, fps, max_frames, (height, width), chunk_frames) \
             if orientation == _IDENTITY else None
@@ -241,6 +248,48 @@ def _decord_chunks(path: Path, fps: float | None, max_frames: int | None, stored
             yield frames
 
     return rest(), length[1]
+
+
+def torchcodec_decoder() -> type:
+    """torchcodec's VideoDecoder, or a ConfigError saying how to install it (it is optional, and it
+    needs FFmpeg's shared libraries, which its wheel does not bundle)."""
+    try:
+        from torchcodec.decoders import VideoDecoder
+    except (ImportError, OSError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"the torchcodec reader cannot load ({reason})", where="scoring.reader",
+                          fix="pip install torchcodec and the FFmpeg libraries it needs (e.g. apt install "
+                              "libavcodec59 libavformat59 libavutil57 libswscale6 libavdevice59 libavfilter8), "
+                              "or use reader: pyav") from None
+    return VideoDecoder
+
+
+def _torchcodec_chunks(path: Path, fps: float | None, max_frames: int | None, chunk_frames: int,
+                       orientation: Orientation, displayed_hw: tuple[int, int]) -> Iterator[np.ndarray]:
+    """Frames by index ranges through torchcodec (it applies pure rotations itself)."""
+    if orientation not in _ROTATIONS:
+        raise VideoReadError("torchcodec does not apply mirrored display matrices", where=str(path),
+                             fix="use reader: pyav")
+    decoder_type = torchcodec_decoder()
+    try:
+        decoder = decoder_type(str(path), dimension_order="NHWC", seek_mode="exact")
+        total, native = decoder.metadata.num_frames, decoder.metadata.average_fps
+    except (RuntimeError, ValueError) as exc:
+        raise _unreadable(path, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__) from None
+    if not total or not native:
+        raise VideoReadError("torchcodec found no frame count or frame rate", where=str(path), fix="use reader: pyav")
+    indices = _wanted_indices(total, native, fps, max_frames)
+    for start in range(0, len(indices), chunk_frames):
+        wanted = indices[start:start + chunk_frames].tolist()
+        try:
+            frames = decoder.get_frames_at(wanted).data.numpy()
+        except (RuntimeError, IndexError, ValueError) as exc:
+            raise VideoReadError(f"decoding failed after {start} frames ({str(exc).splitlines()[0][:200]}); the file "
+                                 "is truncated or corrupt", where=str(path), fix=_REENCODE_FIX) from None
+        if frames.shape != (len(wanted), *displayed_hw, 3):
+            raise VideoReadError(f"torchcodec returned frames of shape {frames.shape[1:3]}, expected {displayed_hw}",
+                                 where=str(path), fix="use reader: pyav")
+        yield frames
 
 
 def _pyav_chunks(path: Path, fps: float | None, max_frames: int | None, chunk_frames: int) -> Iterator[np.ndarray]:
@@ -315,9 +364,13 @@ def probe_video(path: str | Path) -> VideoInfo:
     orientation, width, height = _probe_orientation(path)
     reader = _open_decord(path) if orientation == _IDENTITY else None
     length = _decord_length(reader) if reader is not None else None
-    if length is None:
-        frames, native = read_video(path)
-        return VideoInfo(len(frames), native, frames.shape[2], frames.shape[1])
+    if length is None:  # counted by decoding, one chunk at a time
+        count, shape = 0, (height, width)
+        for chunk in iter_chunks(path):
+            count, shape = count + len(chunk), chunk.shape[1:3]
+        with av.open(str(path)) as container:
+            native = _stream_fps(container.streams.video[0], path)
+        return VideoInfo(count, native, shape[1], shape[0])
     return VideoInfo(length[0], length[1], width, height)
 
 
