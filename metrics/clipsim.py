@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import open_clip
+from pydantic import Field
 import torch
 import torch.nn.functional as F
 from open_clip.transform import PreprocessCfg, image_transform_v2
@@ -44,7 +45,8 @@ from PIL import Image
 
 from metrics.domain_clip import DEFAULT_CHECKPOINT, load_domain_clip, tokenizer_for
 from metrics.files import file_sha256
-from metrics.streaming import PerFrameMetric
+from metrics.drift import drift_metric
+from metrics.streaming import ClipContext, Device, Metric, MetricArgs, MetricSetupError, PerFrameMetric, resolve_device
 from metrics.video import check_video
 
 HIGHER_IS_BETTER = True
@@ -349,3 +351,38 @@ class ClipsimAccumulator:
         if self.count < 2:
             return 0.0
         return math.sqrt(max(0.0, (self.total_sq - self.total ** 2 / self.count) / (self.count - 1)))
+
+
+class ClipsimArgs(MetricArgs):
+    model: str = Field("domain", description="'domain' (the shipped shapes-world CLIP, or a domain checkpoint "
+                       "given as checkpoint:) or an open_clip architecture name, e.g. ViT-B-32")
+    pretrained: str | None = Field(None, description="open_clip: a pretrained tag (e.g. openai) or a local weights file")
+    checkpoint: str | None = Field(None, description="domain: a domain-CLIP .pt file (default: the shipped one)")
+    device: Device = Field("auto", description="where the image and text towers run (auto: CUDA when present)")
+
+
+class ClipsimMetric(Metric):
+    name = "clipsim"
+    summary = "CLIPSIM: mean over frames of the cosine between CLIP image and prompt embeddings (raw, in [-1, 1])"
+    higher_is_better = HIGHER_IS_BETTER
+    Args = ClipsimArgs
+
+    def __init__(self, args: ClipsimArgs | None = None) -> None:
+        super().__init__(args)
+        args, device = self.args, resolve_device(self.args.device)
+        if args.model != "domain" and not args.pretrained:
+            raise MetricSetupError(f"CLIPSIM with open_clip model {args.model!r} needs pretrained: (a tag or a "
+                                   "weights file)", fix="e.g. pretrained: openai")
+        try:
+            self.scorer = (ClipScorer.from_domain_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT, device=device)
+                           if args.model == "domain" else ClipScorer.from_open_clip(args.model, args.pretrained,
+                                                                                     device=device))
+        except (FileNotFoundError, ValueError, RuntimeError) as exc:
+            raise MetricSetupError(str(exc)) from None
+        self.extractor, self.version = self.scorer.extractor, self.scorer.version
+
+    def streaming(self, ctx: ClipContext) -> Clipsim:
+        return Clipsim(self.scorer, ctx.prompt, ctx.fps)
+
+
+ClipsimDriftMetric = drift_metric(ClipsimMetric, "slope per second of CLIPSIM over windows (negative: drifting away from the prompt)")

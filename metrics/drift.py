@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from pydantic import Field
 
-from metrics.streaming import MetricResult, StreamingMetric, ValueSequenceMetric
+from metrics.streaming import ClipContext, Metric, MetricArgs, MetricResult, StreamingMetric, ValueSequenceMetric
 from metrics.video import check_video
 
 VERSION = "drift/2 (least-squares slope per second of window values vs window centres; a short tail joins the last window)"
@@ -94,3 +95,30 @@ class Drift(StreamingMetric):
     def compute(self) -> MetricResult:
         windows = self.windows()
         return MetricResult(drift_slope(windows), [(w.centre_seconds, w.value) for w in windows])
+
+
+class DriftArgs(MetricArgs):
+    window_seconds: float = Field(5.0, gt=0, description="window length (VBench-Long uses 2 s; 5 s for 30 s clips)")
+
+
+def drift_metric(base: type[Metric], summary: str) -> type[Metric]:
+    """``BASE_drift``: the slope of ``base`` (at its default options) over windows, from the base's own
+    per-frame or per-pair values, in the same pass over the clip."""
+
+    class DriftMetric(Metric):
+        name = f"{base.name}_drift"
+        higher_is_better = base.higher_is_better
+        Args = DriftArgs
+
+        def __init__(self, args: DriftArgs | None = None) -> None:
+            super().__init__(args)
+            self.base = base()
+            self.extractor = self.base.extractor
+            self.version = f"{VERSION}; of {self.base.version}; windows {self.args.window_seconds:g}s"
+
+        def streaming(self, ctx: ClipContext) -> Drift:
+            return Drift(self.base.streaming(ctx), self.args.window_seconds)
+
+    DriftMetric.summary = summary
+    DriftMetric.__name__ = DriftMetric.__qualname__ = f"{base.__name__.removesuffix('Metric')}DriftMetric"
+    return DriftMetric

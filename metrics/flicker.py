@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from pydantic import Field
 
-from metrics.drift import window_length
-from metrics.streaming import MetricResult, PairwiseMetric
+from metrics.drift import drift_metric, window_length
+from metrics.streaming import ClipContext, Metric, MetricArgs, MetricResult, PairwiseMetric
 from metrics.video import check_video, segment_bounds
 
 VERSION = "vbench-temporal-flickering/1 (raw, no static filter)"
@@ -90,3 +91,25 @@ def flicker_per_segment(frames: np.ndarray, fps: float, segment_seconds: float =
     metric = TemporalFlickering(fps, segment_seconds)
     metric.update(check_video(frames, min_frames=2))
     return metric.segments()
+
+
+class FlickerArgs(MetricArgs):
+    segment_seconds: float = Field(2.0, gt=0, description="window for the over-time series (VBench-Long uses 2 s)")
+
+
+class FlickerMetric(Metric):
+    name = "flicker"
+    summary = "VBench temporal flickering: (255 - mean |frame[t+1]-frame[t]|) / 255, higher is steadier"
+    higher_is_better = HIGHER_IS_BETTER
+    Args = FlickerArgs
+    extractor = EXTRACTOR
+
+    def __init__(self, args: FlickerArgs | None = None) -> None:
+        super().__init__(args)
+        self.version = TemporalFlickering(segment_seconds=self.args.segment_seconds).version
+
+    def streaming(self, ctx: ClipContext) -> TemporalFlickering:
+        return TemporalFlickering(ctx.fps, self.args.segment_seconds)
+
+
+FlickerDriftMetric = drift_metric(FlickerMetric, "slope per second of flicker over windows (negative: the clip flickers more as it goes)")

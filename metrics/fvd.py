@@ -18,13 +18,16 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import scipy.linalg
 import torch
+from pydantic import Field
 
 from metrics.i3d import InceptionI3d, preprocess_for_i3d
+from metrics.streaming import Device, Metric, MetricArgs, MetricSetupError, resolve_device
 from metrics.video import check_video
 
 HIGHER_IS_BETTER = False
@@ -42,14 +45,6 @@ def metric_version(*, estimator: str = "unbiased", mode: str = "stretch", sampli
 
 
 VERSION = metric_version()
-
-
-def estimator_from_version(version: str) -> str:
-    """The covariance estimator a version string of :func:`metric_version` names (``cov=...``)."""
-    for estimator in ESTIMATORS:
-        if f"cov={estimator})" in version or f"cov={estimator};" in version:
-            return estimator
-    raise ValueError(f"not an FVD version string (no cov=<estimator>): {version!r}")
 
 
 # ---------------------------------------------------------------- statistics
@@ -438,3 +433,81 @@ def bootstrap_fvd_interval(real: FeatureStats, fake_units: Sequence[FeatureStats
     tail = (1.0 - confidence) / 2.0 * 100.0
     low, high = np.percentile(values, [tail, 100.0 - tail])
     return float(low), float(high)
+
+
+# ---------------------------------------------------------------- the registered metric
+
+
+class FvdArgs(MetricArgs):
+    extractor: Literal["shapes-i3d", "i3d", "i3d-torchscript"] = Field(
+        "shapes-i3d", description="shapes-i3d: the shipped shapes-world detector (offline default); i3d: the "
+        "Kinetics-400 I3D state dict i3d_pretrained_400.pt; i3d-torchscript: StyleGAN-V's i3d_torchscript.pt "
+        "(`vbf fetch i3d` downloads them where there is internet)")
+    weights: str | None = Field(None, description="the extractor's file (default: the shipped shapes-i3d, or "
+                                "~/.cache/vbench-flow/<file> for i3d)")
+    sha256: str | None = Field(None, description="i3d: the hash the weights file must have")
+    estimator: Literal["unbiased", "biased", "ledoit_wolf"] = Field(
+        "unbiased", description="covariance: / (n-1) as the original FVD, / n as StyleGAN-V, or Ledoit-Wolf shrinkage")
+    windows: Literal["first", "all"] = Field(
+        "first", description="first: FVD_16 on each clip's first 16 frames; all: every non-overlapping 16-frame "
+        "window of the clip (the long-clip variant)")
+    preprocessing: Literal["stretch", "center_crop"] = Field(
+        "stretch", description="i3d: stretch frames to 224x224 (original FVD) or resize the shorter side and crop")
+    batch_size: int = Field(16, ge=1, le=1024)
+    bootstrap: int = Field(200, ge=0, le=10_000, description="resamples of the generated units for the interval "
+                           "(0: no interval)")
+    device: Device = Field("auto", description="where the extractor runs (auto: CUDA when present)")
+
+
+class FvdMetric(Metric):
+    """Features per clip as it streams; FVD per group of units (model, task, clip length) against
+    the suite's reference clips when the run is aggregated."""
+
+    name = "fvd"
+    summary = ("Fréchet Video Distance of each (model, task, clip length) set against real reference clips "
+               "(shapes-i3d features offline, Kinetics I3D where its weights are present)")
+    higher_is_better = HIGHER_IS_BETTER
+    kind = "set"
+    Args = FvdArgs
+    min_frames = CLIP_FRAMES
+
+    def __init__(self, args: FvdArgs | None = None) -> None:
+        super().__init__(args)
+        from metrics import i3d, shapes_detector
+        from metrics.files import file_sha256
+
+        args, device = self.args, resolve_device(self.args.device)
+        fix = "`vbf fetch i3d` downloads the I3D weights, or use extractor: shapes-i3d (offline)"
+        try:
+            if args.extractor == "shapes-i3d":
+                detector, meta = shapes_detector.load_shapes_detector(args.weights or shapes_detector.DEFAULT_CHECKPOINT)
+                self.detector = detector.to(device)
+                self.extractor = shapes_detector.extractor_id(meta)
+                base = shapes_detector.metric_version(meta, estimator=args.estimator)
+                self._features = lambda clips: self.detector.features(clips, args.batch_size)
+            else:
+                weights = Path(args.weights or (i3d.DEFAULT_WEIGHTS_PATH if args.extractor == "i3d" else
+                                                i3d.DEFAULT_WEIGHTS_PATH.with_name(i3d.TORCHSCRIPT_FILENAME))).expanduser()
+                self.detector = (i3d.load_i3d(weights, args.sha256, device=device) if args.extractor == "i3d" else
+                                 i3d.load_i3d_torchscript(weights, args.sha256, device=device))
+                self.extractor = f"{args.extractor} (Kinetics-400) {file_sha256(weights)[:12]}"
+                base = metric_version(estimator=args.estimator, mode=args.preprocessing)
+                self._features = lambda clips: extract_features(clips, self.detector, batch_size=args.batch_size,
+                                                                mode=args.preprocessing)
+        except (FileNotFoundError, ValueError, RuntimeError) as exc:
+            raise MetricSetupError(str(exc), fix=fix) from None
+        self.version = f"{base}; windows={args.windows}"
+
+    def features(self, video: np.ndarray, fps: float) -> np.ndarray:
+        return np.asarray(self._features(clip_windows(video, windows=self.args.windows)), dtype=np.float64)
+
+    def feature_stream(self, fps: float) -> WindowFeatures:
+        return WindowFeatures(self._features, windows=self.args.windows, batch_windows=self.args.batch_size)
+
+    def distance(self, real: FeatureStats, fake: FeatureStats) -> float:
+        return fvd_from_features(real, fake, estimator=self.args.estimator)
+
+    def interval(self, real: FeatureStats, fake_units: list[FeatureStats], *, confidence: float,
+                 seed: int) -> tuple[float, float]:
+        return bootstrap_fvd_interval(real, fake_units, estimator=self.args.estimator, resamples=self.args.bootstrap,
+                                      confidence=confidence, seed=seed)

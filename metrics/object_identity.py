@@ -66,6 +66,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
+from metrics.streaming import ClipContext, Metric, MetricResult, StreamingMetric
 from metrics.video import check_video
 
 FOREGROUND_DISTANCE = 60.0  # Euclidean RGB, 0-255 scale
@@ -283,25 +284,29 @@ def object_identity_change(frames: np.ndarray, *, foreground_distance: float = F
                            min_track_frames: int = MIN_TRACK_FRAMES) -> IdentityChange:
     """Colour and size change of the tracked objects of one uint8 (T, H, W, 3) video (see module doc)."""
     frames = check_video(frames, min_frames=2)
-    if foreground_distance <= 0 or gate_fraction <= 0 or min_track_frames < 2:
-        raise ValueError(f"need foreground_distance > 0, gate_fraction > 0 and min_track_frames >= 2, got "
-                         f"{foreground_distance}, {gate_fraction}, {min_track_frames}")
-    found = [detect_objects(f, i, foreground_distance) for i, f in enumerate(frames)]
+    stream = ObjectIdentity(foreground_distance=foreground_distance, gate_fraction=gate_fraction,
+                            min_track_frames=min_track_frames)
+    stream.update(frames)
+    return stream.change()
+
+
+def _change_from_detections(found: list[list[Detection]], frame_shape: tuple[int, int], foreground_distance: float,
+                            gate_fraction: float, min_track_frames: int) -> IdentityChange:
     if not any(found):
-        raise ValueError(f"frames: no object found in any of the {len(frames)} frames (no connected region of at "
+        raise ValueError(f"frames: no object found in any of the {len(found)} frames (no connected region of at "
                          f"least {MIN_AREA_FRACTION:.1%} of the frame differs from the border-fitted background by "
                          f"more than RGB distance {foreground_distance:g}); this metric needs visible objects "
                          "on a solid or smoothly graded background")
     detections = [[d for d in frame_found if not d.touching] for frame_found in found]
     if not any(detections):
         raise ValueError(f"frames: objects were found only in contact with each other (regions of more than one "
-                         f"colour) in all {len(frames)} frames, so none could be tracked")
-    all_tracks = track_objects(detections, gate_fraction * max(frames.shape[1:3]))
+                         f"colour) in all {len(found)} frames, so none could be tracked")
+    all_tracks = track_objects(detections, gate_fraction * max(frame_shape))
     tracks = [t for t in all_tracks if len(t.detections) >= min_track_frames]
     if not tracks:
         longest = max(len(t.detections) for t in all_tracks)
         raise ValueError(f"frames: objects were found but none was tracked for {min_track_frames} frames or more "
-                         f"(longest track: {longest} of {len(frames)} frames); use a longer clip or lower "
+                         f"(longest track: {longest} of {len(found)} frames); use a longer clip or lower "
                          "min_track_frames")
     return IdentityChange([m for t in tracks for m in t.colour_changes()],
                           [m for t in tracks for m in t.size_changes()], tracks)
@@ -315,3 +320,67 @@ def object_colour_change(frames: np.ndarray) -> float:
 def object_size_change(frames: np.ndarray) -> float:
     """Mean |log area ratio| of the tracked objects to their first frame, lower is steadier."""
     return object_identity_change(frames).size
+
+
+class ObjectIdentity(StreamingMetric):
+    """Objects are detected frame by frame as the clip streams (a few numbers per object and frame
+    are kept); tracking and the changes come at the end. ``quantity`` picks the value."""
+
+    higher_is_better = HIGHER_IS_BETTER
+    extractor = "none (background subtraction + connected components + Hungarian tracking)"
+    version = VERSION
+    min_frames = 2
+
+    def __init__(self, fps: float = 1.0, quantity: str = "colour", *, foreground_distance: float = FOREGROUND_DISTANCE,
+                 gate_fraction: float = GATE_FRACTION, min_track_frames: int = MIN_TRACK_FRAMES) -> None:
+        if foreground_distance <= 0 or gate_fraction <= 0 or min_track_frames < 2:
+            raise ValueError(f"need foreground_distance > 0, gate_fraction > 0 and min_track_frames >= 2, got "
+                             f"{foreground_distance}, {gate_fraction}, {min_track_frames}")
+        if quantity not in ("colour", "size"):
+            raise ValueError(f"quantity must be 'colour' or 'size', got {quantity!r}")
+        self.name = f"object_{quantity}_change"
+        self.quantity, self.foreground_distance = quantity, foreground_distance
+        self.gate_fraction, self.min_track_frames = gate_fraction, min_track_frames
+        super().__init__(fps)
+
+    def reset(self) -> None:
+        self.found: list[list[Detection]] = []
+        self.frame_shape: tuple[int, int] | None = None
+
+    def update(self, chunk: np.ndarray) -> None:
+        chunk = check_video(chunk, name=f"{self.name} chunk")
+        if self.frame_shape is not None and chunk.shape[1:3] != self.frame_shape:
+            raise ValueError(f"{self.name}: chunk frames are {chunk.shape[1:3]}, earlier frames {self.frame_shape}")
+        self.frame_shape = chunk.shape[1:3]
+        start = len(self.found)
+        self.found += [detect_objects(frame, start + i, self.foreground_distance) for i, frame in enumerate(chunk)]
+
+    def change(self) -> IdentityChange:
+        if len(self.found) < self.min_frames:
+            raise ValueError(f"{self.name}: needs at least {self.min_frames} frames, got {len(self.found)}")
+        return _change_from_detections(self.found, self.frame_shape, self.foreground_distance, self.gate_fraction,
+                                       self.min_track_frames)
+
+    def compute(self) -> MetricResult:
+        change = self.change()
+        value, series = ((change.colour, change.colour_series) if self.quantity == "colour"
+                         else (change.size, change.size_series))
+        return MetricResult(value, [(frame / self.fps, v) for frame, v in series])
+
+
+class ObjectColourChangeMetric(Metric):
+    name = "object_colour_change"
+    summary = ("mean RGB distance / (255 sqrt 3) of each tracked object's colour to its colour in its first frame "
+               "(shapes-world-like videos; own definition)")
+    higher_is_better = HIGHER_IS_BETTER
+    extractor, version = ObjectIdentity.extractor, VERSION
+    quantity = "colour"
+
+    def streaming(self, ctx: ClipContext) -> ObjectIdentity:
+        return ObjectIdentity(ctx.fps, self.quantity)
+
+
+class ObjectSizeChangeMetric(ObjectColourChangeMetric):
+    name = "object_size_change"
+    summary = "mean |ln(area / first area)| of each tracked object (shapes-world-like videos; own definition)"
+    quantity = "size"

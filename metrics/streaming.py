@@ -11,14 +11,102 @@ parts of one long clip can be scored in parallel. Each metric's functional twin 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from metrics.video import check_video
 
 Kind = Literal["quality", "cost", "set"]
+
+
+class MetricArgs(BaseModel):
+    """A metric's options as a suite gives them: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class NoArgs(MetricArgs):
+    pass
+
+
+@dataclass
+class ClipContext:
+    """What a metric may know about the clip it scores besides its frames."""
+
+    fps: float
+    prompt: str = ""
+    task: str = "t2v"
+    num_condition_frames: int = 0
+    # the prompt's real clip, whole (for metrics that need it at once, e.g. a model's likelihood) ...
+    ground_truth: np.ndarray | None = None
+    # ... or as a fresh iterator of consecutive chunks (for metrics that compare frame by frame)
+    ground_truth_chunks: Callable[[], Iterator[np.ndarray]] | None = None
+    # measured around generate() (seconds, peak memory) plus what the generator reported
+    generation: dict[str, Any] = field(default_factory=dict)
+    # the generator itself, for metrics about the model rather than the clip (likelihood)
+    generator: Any = None
+
+
+Device = Literal["auto", "cpu", "cuda"]
+
+
+def resolve_device(device: str) -> str:
+    """'auto' is CUDA where a GPU is visible, else the CPU."""
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+class MetricSetupError(ValueError):
+    """A metric cannot be configured as asked (a missing weights file, a bad option); ``fix`` says
+    what to do. The harness reports it as a configuration error of the metric's args."""
+
+    def __init__(self, message: str, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
+class Metric(ABC):
+    """A metric as suites name it: what it is (name, summary, direction, kind, options) as class
+    attributes, configured once per suite from its options (loading any network then), and a fresh
+    streaming state for each clip (:meth:`streaming`).
+
+    ``version`` and ``extractor`` are set by ``__init__``: they depend on the options. A set-level
+    metric (kind "set") gives feature streams instead (see ``metrics.fvd.Fvd``).
+    """
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    higher_is_better: ClassVar[bool]
+    kind: ClassVar[Kind] = "quality"
+    Args: ClassVar[type[MetricArgs]] = NoArgs
+    needs_ground_truth: ClassVar[bool] = False
+    # True: the metric reads the ground truth from ``ctx.ground_truth_chunks`` as the clip streams
+    streams_ground_truth: ClassVar[bool] = False
+    min_frames: ClassVar[int] = 2
+    version: str
+    extractor: str
+
+    def __init__(self, args: MetricArgs | None = None) -> None:
+        self.args = args if args is not None else self.Args()
+
+    def streaming(self, ctx: ClipContext) -> "StreamingMetric | None":
+        """The state that scores one clip chunk by chunk; None when the metric needs the whole clip
+        (:meth:`score` then gets it)."""
+        return None
+
+    def score(self, video: np.ndarray, ctx: ClipContext) -> "MetricResult":
+        """The whole clip at once."""
+        stream = self.streaming(ctx)
+        if stream is None:
+            raise NotImplementedError(f"{self.name}: neither streaming() nor score() is defined")
+        return stream.score(video)
 
 
 @dataclass

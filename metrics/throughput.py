@@ -22,6 +22,8 @@ from typing import Any, Callable, Mapping
 
 import psutil
 
+from metrics.streaming import ClipContext, Metric, MetricResult, StreamingMetric
+
 VERSION = "throughput-1"
 MEGABYTE = 1024.0 * 1024.0
 
@@ -125,3 +127,72 @@ def speedup(generation: Mapping[str, Any]) -> float:
     (both as the generator reported them for the whole call)."""
     own = float(generation["flow_seconds"])
     return float(generation["reference_seconds"]) / own if own > 0 else math.inf
+
+
+# ---------------------------------------------------------------- cost metrics
+
+CostValue = Callable[[Mapping[str, Any], ClipContext, int], float]
+
+
+class GenerationCost(StreamingMetric):
+    """A cost metric in the streaming pass: it only counts the frames it is shown; the value is read
+    from what was measured around generate() (and what the generator reported about itself)."""
+
+    kind = "cost"
+
+    def __init__(self, metric: "GenerationCostMetric", ctx: ClipContext) -> None:
+        self.metric, self.ctx = metric, ctx
+        self.name, self.version, self.extractor = metric.name, metric.version, metric.extractor
+        self.higher_is_better = metric.higher_is_better
+        super().__init__(ctx.fps)
+
+    def reset(self) -> None:
+        self.frames_seen = 0
+
+    def update(self, chunk: Any) -> None:
+        self.frames_seen += len(chunk)
+
+    def compute(self) -> MetricResult:
+        try:
+            return MetricResult(self.metric.value(self.ctx.generation, self.ctx, self.frames_seen))
+        except KeyError as missing:
+            raise ValueError(f"metric {self.name!r} needs {missing.args[0]!r} from the generator, which did not "
+                             "report it (only generators that expose generation_stats() report sampler costs)") from None
+
+
+class GenerationCostMetric(Metric):
+    """A per-clip cost read from what the harness measured around ``generate``; never the pixels."""
+
+    kind = "cost"
+    extractor = "none (measured around generate)"
+    version = VERSION
+    value: CostValue
+
+    def streaming(self, ctx: ClipContext) -> GenerationCost:
+        return GenerationCost(self, ctx)
+
+
+def cost_metric(name: str, summary: str, higher_is_better: bool, value: CostValue) -> type[GenerationCostMetric]:
+    attributes = {"name": name, "summary": summary, "higher_is_better": higher_is_better, "value": staticmethod(value)}
+    return type("".join(part.title() for part in name.split("_")) + "Metric", (GenerationCostMetric,), attributes)
+
+
+COST_METRICS: tuple[type[GenerationCostMetric], ...] = (
+    cost_metric("frames_per_second", "generated frames (given frames excluded) per second of generate() wall time",
+                True, lambda g, ctx, frames: frames_per_second(g, frames - ctx.num_condition_frames)),
+    cost_metric("generate_seconds", "wall seconds of generate() per clip (a self-check reference run excluded)",
+                False, lambda g, ctx, frames: generation_seconds(g)),
+    cost_metric("peak_memory_mb", "peak memory during generate(): CUDA allocated, or CPU heap in use above the "
+                "start (MiB)", False, lambda g, ctx, frames: peak_memory_mb(g)),
+    cost_metric("latency_to_first_frame", "seconds until the first generated frame exists (a separate timed call: "
+                "the first latent frame for causal models, the first window for bidirectional ones; needs "
+                "measure_first_frame)", False, lambda g, ctx, frames: float(g["first_frame_seconds"])),
+    cost_metric("network_evaluations", "transformer passes the sampler made (generator-reported)", False,
+                lambda g, ctx, frames: float(g["network_evaluations"])),
+    cost_metric("sampler_iterations", "mean Jacobi iterations per block (generator-reported)", False,
+                lambda g, ctx, frames: mean_iterations(g)),
+    cost_metric("speedup_vs_sequential", "sequential seconds / this sampler's seconds, same noise, same call "
+                "(needs check_against_sequential)", True, lambda g, ctx, frames: speedup(g)),
+    cost_metric("latent_max_abs_diff", "max |latent - sequential latent| on the same noise (needs "
+                "check_against_sequential)", False, lambda g, ctx, frames: float(g["max_abs_latent_difference"])),
+)

@@ -32,15 +32,20 @@ from __future__ import annotations
 
 import functools
 import itertools
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
 import torch
+from pydantic import Field
 
-from metrics.streaming import MetricResult, PairwiseMetric
+from metrics.drift import drift_metric
+from metrics.streaming import (ClipContext, Device, Metric, MetricArgs, MetricResult, MetricSetupError, PairwiseMetric,
+                               resolve_device)
 from metrics.video import check_video
 
 HIGHER_IS_BETTER = False
@@ -66,6 +71,7 @@ RAFT_UPDATES = 12  # torchvision's default number of recurrent refinements
 RAFT_MIN_SIDE = 128  # torchvision's RAFT refuses smaller inputs (its correlation pyramid needs 16 px at 1/8)
 
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+FLOW_BATCH = 8  # pairs per batched flow call: 16 frames of 1080p are 100 MB on the GPU
 
 
 # ---------------------------------------------------------------- flow estimators
@@ -82,13 +88,24 @@ class FlowEstimator:
 
     name: str
     estimate: FlowFn
+    # the flows of many pairs at once, (N, H, W, 3) x 2 -> (N, H, W, 2) (RAFT on a GPU); None: pair by pair
+    estimate_batch: FlowFn | None = None
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        flow = np.asarray(self.estimate(a, b), dtype=np.float32)
-        if flow.shape != (*a.shape[:2], 2):
-            raise ValueError(f"{self.name} returned flow of shape {flow.shape}, expected {(*a.shape[:2], 2)}")
+        return self._checked(self.estimate(a, b), a.shape[:2])
+
+    def many(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The flow of each pair (a[i], b[i]), (N, H, W, 2), batched where the estimator can."""
+        if self.estimate_batch is None:
+            return np.stack([self(x, y) for x, y in zip(a, b)])
+        return self._checked(self.estimate_batch(a, b), a.shape[:3])
+
+    def _checked(self, flow: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        flow = np.asarray(flow, dtype=np.float32)
+        if flow.shape != (*shape, 2):
+            raise ValueError(f"{self.name} returned flow of shape {flow.shape}, expected {(*shape, 2)}")
         if not np.isfinite(flow).all():
-            raise ValueError(f"{self.name} returned NaN or infinite flow for frames of size {a.shape[1]}x{a.shape[0]}")
+            raise ValueError(f"{self.name} returned NaN or infinite flow for frames of size {shape[-1]}x{shape[-2]}")
         return flow
 
 
@@ -118,9 +135,12 @@ def dis_flow(preset: str = "fast") -> FlowEstimator:
     if preset not in DIS_PRESETS:
         raise ValueError(f"DIS preset must be one of {sorted(DIS_PRESETS)}, got {preset!r}")
 
+    local = threading.local()  # DIS objects are not thread-safe: one per thread, reused (10% of a call)
+
     def estimate(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        # A fresh object per call: DIS keeps state between calls and is not thread-safe.
-        return cv2.DISOpticalFlow_create(DIS_PRESETS[preset]).calc(_gray(a), _gray(b), None)
+        if not hasattr(local, "dis"):
+            local.dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
+        return local.dis.calc(_gray(a), _gray(b), None)
 
     return FlowEstimator(f"opencv-dis(preset={preset}, gray)", estimate)
 
@@ -157,7 +177,8 @@ def raft_flow(weights_path: str | Path | None = None, *, num_flow_updates: int =
             "the weight-free estimators 'farneback' and 'dis' need no file.")
     if num_flow_updates < 1:
         raise ValueError(f"num_flow_updates must be >= 1, got {num_flow_updates}")
-    return FlowEstimator(_raft_name(num_flow_updates), _raft_estimate_fn(str(path), num_flow_updates, device))
+    batch = _raft_estimate_fn(str(path), num_flow_updates, device)
+    return FlowEstimator(_raft_name(num_flow_updates), lambda a, b: batch(a[None], b[None])[0], batch)
 
 
 @functools.lru_cache(maxsize=2)
@@ -176,22 +197,23 @@ def _raft_estimate_fn(path: str, num_flow_updates: int, device: str) -> FlowFn:
                          f"use {RAFT_FILENAME} from {RAFT_URL}") from error
     model = model.eval().to(device)
 
-    def to_tensor(frame: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float().to(device)
-        h, w = frame.shape[:2]
+    def to_tensor(frames: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().to(device)
+        h, w = frames.shape[1:3]
         x = F.pad(x, (0, -w % 8, 0, -h % 8), mode="replicate")
         return x / 127.5 - 1.0
 
     def estimate(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        h, w = a.shape[:2]
+        """Flows of the pairs (a[i], b[i]), a and b uint8 (N, H, W, 3), in one batch."""
+        h, w = a.shape[1:3]
         k = -(-RAFT_MIN_SIDE // min(h, w))  # ceil; 1 when the frames are large enough
         if k > 1:
-            a, b = (cv2.resize(f, (w * k, h * k), interpolation=cv2.INTER_LINEAR) for f in (a, b))
+            a, b = (np.stack([cv2.resize(f, (w * k, h * k), interpolation=cv2.INTER_LINEAR) for f in x]) for x in (a, b))
         with torch.inference_mode():
             flows = model(to_tensor(a), to_tensor(b), num_flow_updates=num_flow_updates)
-        flow = flows[-1][0, :, :h * k, :w * k].permute(1, 2, 0).cpu().numpy()
+        flow = flows[-1][:, :, :h * k, :w * k].permute(0, 2, 3, 1).cpu().numpy()
         # With centre-aligned resizing, original pixel x sits at the centre of up-pixels kx..kx+k-1.
-        return flow if k == 1 else cv2.resize(flow, (w, h), interpolation=cv2.INTER_AREA) / k
+        return flow if k == 1 else np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) / k for f in flow])
 
     return estimate
 
@@ -347,10 +369,11 @@ def pair_error(frame: np.ndarray, next_frame: np.ndarray, forward: np.ndarray,
     error of :func:`masked_warp_error`, fused in float32 torch ops on contiguous planes.
 
     ``next_frame`` and the backward flow are warped together by one bilinear border-clamped
-    ``grid_sample``. Sampling positions carry float32's precision of absolute pixel coordinates,
-    as FlowNet2's Resample2d in Lai et al.'s evaluation does, so values agree with the float64
-    statement to about 1e-6 relative (a pixel exactly at an occlusion threshold may flip). At
-    720p this is 90 ms a pair instead of the float64 path's 800.
+    ``grid_sample``. Sampling positions carry float32's precision of absolute pixel coordinates
+    (about 4e-5 px at 1280 px), as FlowNet2's Resample2d in Lai et al.'s evaluation does, so
+    values agree with the float64 statement to about 1e-5 relative at 360p and 1e-4 at 1080p (a
+    pixel exactly at an occlusion threshold may flip). At 720p this is 90 ms a pair instead of
+    the float64 path's 800.
     """
     h, w = forward.shape[:2]
     with torch.inference_mode():
@@ -446,7 +469,12 @@ class WarpingError(PairwiseMetric):
 
     def pair_values(self, earlier: np.ndarray, later: np.ndarray) -> np.ndarray:
         earlier, later = self.working_frames(earlier), self.working_frames(later)
-        return np.array([pair_error(a, b, self.flow(a, b), self.flow(b, a))[0] for a, b in zip(earlier, later)])
+        values = []
+        for start in range(0, len(earlier), FLOW_BATCH):  # a batched estimator (RAFT) sees pairs together
+            a, b = earlier[start:start + FLOW_BATCH], later[start:start + FLOW_BATCH]
+            forward, backward = self.flow.many(a, b), self.flow.many(b, a)
+            values += [pair_error(*pair)[0] for pair in zip(a, b, forward, backward)]
+        return np.array(values)
 
     def compute(self) -> MetricResult:
         values = self.values
@@ -465,3 +493,36 @@ def warping_error_per_pair(frames: np.ndarray, estimator: str | FlowEstimator = 
 def warping_error(frames: np.ndarray, estimator: str | FlowEstimator = DEFAULT_ESTIMATOR) -> float:
     """Lai et al.'s warping error of one uint8 video (T, H, W, 3); lower is more consistent."""
     return WarpingError(estimator=estimator).score(check_video(frames, min_frames=2)).value
+
+
+class WarpingArgs(MetricArgs):
+    estimator: Literal["dis", "dis-medium", "farneback", "raft"] = Field(
+        DEFAULT_ESTIMATOR, description="optical flow: OpenCV DIS (fast preset; dis-medium refines more at a "
+        "third of the speed), OpenCV Farneback, or torchvision RAFT (local weights needed)")
+    flow_size: int | None = Field(None, ge=16, description="working resolution: frames are area-resized so their "
+                                  "longer side is at most this before flow and error (default: native; named in "
+                                  "the version, since the value depends on it)")
+    device: Device = Field("auto", description="raft: where it runs (auto: CUDA when present)")
+
+
+class WarpingErrorMetric(Metric):
+    name = "warping_error"
+    summary = "Lai et al. 2018: mean over frame pairs of the occlusion-masked squared error of frame t+1 warped to t"
+    higher_is_better = HIGHER_IS_BETTER
+    Args = WarpingArgs
+
+    def __init__(self, args: WarpingArgs | None = None) -> None:
+        super().__init__(args)
+        try:
+            self.estimator = (raft_flow(device=resolve_device(self.args.device)) if self.args.estimator == "raft"
+                              else get_estimator(self.args.estimator))
+        except FileNotFoundError as exc:
+            raise MetricSetupError(str(exc), fix="place the RAFT weights there, or use estimator: dis") from None
+        self.extractor = f"optical flow: {self.estimator.name}"
+        self.version = WarpingError(estimator=self.estimator, flow_size=self.args.flow_size).version
+
+    def streaming(self, ctx: ClipContext) -> WarpingError:
+        return WarpingError(ctx.fps, self.estimator, self.args.flow_size)
+
+
+WarpingErrorDriftMetric = drift_metric(WarpingErrorMetric, "slope per second of the warping error over windows (positive: less consistent as it goes)")

@@ -57,3 +57,36 @@ def test_continuation_metrics_in_a_suite(tmp_path, capsys):
     assert len(record["series"]["continuation_psnr"]) == 8 and record["series"]["continuation_psnr"][0][0] == 0.25
     assert record["metrics"]["continuation_ssim"] == pytest.approx(1.0)
     assert record["metrics"]["continuation_psnr"] == fidelity.MAX_PSNR
+
+
+@pytest.mark.parametrize("given", [0, 1, 3])
+@pytest.mark.parametrize("truth_chunk", [None, 1, 4])
+def test_streamed_fidelity_equals_the_per_frame_functions(given, truth_chunk):
+    """Clip and ground truth in unrelated chunkings (the truth whole, or in chunks of 1 or 4) give
+    the functional per-frame values, frame for frame, placed at frame / fps."""
+    from metrics.streaming import ClipContext
+
+    rng = np.random.default_rng(given)
+    video = rng.integers(0, 256, (11, 24, 24, 3), dtype=np.uint8)
+    truth = np.clip(video.astype(np.int16) + rng.integers(-30, 31, video.shape), 0, 255).astype(np.uint8)
+    chunks = None if truth_chunk is None else (lambda: (truth[i:i + truth_chunk] for i in range(0, 11, truth_chunk)))
+    ctx = ClipContext(fps=4, ground_truth=truth if chunks is None else None, ground_truth_chunks=chunks,
+                      num_condition_frames=given)
+    for metric, per_frame in ((fidelity.ContinuationPsnrMetric(), fidelity.psnr_per_frame),
+                              (fidelity.ContinuationSsimMetric(), fidelity.ssim_per_frame)):
+        stream = metric.streaming(ctx)
+        for start, size in ((0, 2), (2, 1), (3, 5), (8, 3)):
+            stream.update(video[start:start + size])
+        result, expected = stream.compute(), per_frame(video, truth, given)
+        np.testing.assert_allclose([v for _, v in result.series], expected, rtol=1e-12)
+        assert [t for t, _ in result.series] == [(given + i) / 4 for i in range(11 - given)]
+        assert result.value == pytest.approx(expected.mean(), rel=1e-12)
+
+
+def test_ground_truth_shorter_than_the_clip_is_an_error():
+    from metrics.streaming import ClipContext
+
+    video = np.zeros((6, 8, 8, 3), np.uint8)
+    stream = fidelity.ContinuationPsnrMetric().streaming(ClipContext(fps=4, ground_truth_chunks=lambda: iter([video[:4]])))
+    with pytest.raises(ValueError, match="ground truth has 4 frames.*does not cover"):
+        stream.score(video)

@@ -13,7 +13,8 @@ import pytest
 
 from metrics.object_identity import VERSION, detect_objects, object_identity_change
 from vbench_flow.data.shapes import ShapesWorld
-from vbench_flow.registry import SampleContext, get_metric
+from metrics.streaming import ClipContext
+from vbench_flow.registry import get_metric
 
 BACKGROUND = (20, 30, 40)
 SIDE = 64
@@ -225,7 +226,7 @@ def test_registered_metric_scores_through_the_registry(name, quantity):
         paint(video[t], 32 - side // 2, 32 - side // 2, side, (200, 40, 40) if t < 4 else (200, 140, 40))
     entry = get_metric(name)
     scorer = entry.build(entry.args_model.model_validate({}))
-    result = scorer.score(video, SampleContext(fps=8, prompt="x", task="t2v"))
+    result = scorer.score(video, ClipContext(fps=8, prompt="x", task="t2v"))
     direct = object_identity_change(video)
     assert result.value == pytest.approx(getattr(direct, quantity), abs=1e-12)
     assert result.value > 0

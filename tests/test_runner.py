@@ -164,6 +164,62 @@ def test_folder_model_with_corrupt_video_records_failure(tmp_path, capsys):
     assert Store(runs / "vbf.sqlite").run("f")["status"] == "partial"
 
 
+@pytest.mark.parametrize("mode", ["copy", "hardlink"])
+def test_external_videos_can_be_kept_in_the_run_folder_and_the_gallery_previews_large_ones(tmp_path, capsys, mode):
+    """external_videos: copy / hardlink put a folder model's files into the run (content-addressed),
+    so the run survives the source moving; the gallery shows a clip larger than the preview size
+    through a small H.264 preview, and a clip it cannot read is left out with a note."""
+    from metrics.files import file_sha256
+    from vbench_flow.data.shapes import ShapesWorld
+    from vbench_flow.reporting import PREVIEW_SIDE
+    from vbench_flow.video_io import probe_video, read_video
+
+    world = ShapesWorld("test", size=32, fps=4)
+    rows = []
+    for i in range(2):
+        big = np.repeat(np.repeat(world.clip(i, 9).frames, 16, axis=1), 16, axis=2)  # 512x512
+        write_video(tmp_path / "gen" / f"clip{i}.mp4", big, 4)
+        rows.append({"video": f"gen/clip{i}.mp4", "prompt_id": world.prompt_id(i)})
+    pd.DataFrame(rows).to_csv(tmp_path / "generated.csv", index=False)
+    suite = write_suite(tmp_path, f"""\
+        name: keep-test
+        data: {{type: shapes, size: 32, fps: 4}}
+        clip_seconds: [2]
+        prompts: {{source: data, split: test, count: 2}}
+        external_videos: {mode}
+        models:
+          - {{name: external, type: folder, args: {{manifest: generated.csv}}}}
+        metrics:
+          - {{name: flicker}}
+        report: {{gallery: 2}}
+        """)
+    runs = tmp_path / "runs"
+    assert vbf("run", str(suite), "--runs-dir", str(runs), "--run-id", "k") == 0, capsys.readouterr().err
+    kept = records(runs / "k")
+    for record in kept:
+        source = tmp_path / "gen" / f"clip{int(record['prompt_id'][-1])}.mp4"
+        stored = runs / "k" / record["video"]
+        assert record["video"].startswith("videos/") and stored.read_bytes() == source.read_bytes()
+        assert record["video_sha256"] == file_sha256(stored)
+        if mode == "hardlink":
+            assert os.stat(stored).st_ino == os.stat(source).st_ino
+        preview = runs / "k" / "previews" / f"{record['video_sha256']}.mp4"
+        info = probe_video(preview)
+        assert max(info.width, info.height) == PREVIEW_SIDE and info.num_frames == 9
+        assert preview.stat().st_size < stored.stat().st_size
+        assert read_video(preview)[0].mean() == pytest.approx(read_video(stored)[0].mean(), abs=3)
+    html = (runs / "k" / "report.html").read_text()
+    assert html.count("<video") == 2 and "previews" not in html  # previews are embedded under the budget
+    # a later report of a run whose clip cannot be read any more says so instead of failing
+    (runs / "k" / kept[0]["video"]).unlink()
+    for preview in (runs / "k" / "previews").glob("*.mp4"):
+        preview.unlink()
+    capsys.readouterr()
+    assert vbf("report", "k", "--runs-dir", str(runs), "-o", str(tmp_path / "again.html")) == 0
+    again = (tmp_path / "again.html").read_text()
+    assert again.count("<video") == 1 and "is not shown" in again
+
+
 def test_generator_errors_are_isolated_per_unit(tmp_path, capsys):
     suite = write_suite(tmp_path, f"""\
         name: iso
@@ -433,3 +489,28 @@ def test_a_metric_without_a_value_keeps_the_unit_and_its_other_metrics(tmp_path,
     assert ("flat", "object_colour_change") not in table.index and table.loc[("flat", "flicker"), "n"] == 2
     assert len(store.metric_errors("p")) == 2
     assert "metric object_colour_change (other metrics kept)" in (runs / "p" / "report.html").read_text()
+
+
+def test_a_run_from_before_an_option_existed_resumes_while_the_option_keeps_its_default(tmp_path, capsys):
+    import yaml
+
+    body = """\
+        name: upgrade
+        data: {type: shapes, size: 16, fps: 4}
+        clip_seconds: [1]
+        prompts: {source: data, split: test, count: 2}
+        models: [{name: real, type: dataset}]
+        metrics: [{name: flicker}]
+        report: {gallery: 0}
+        """
+    suite, runs = write_suite(tmp_path, body), tmp_path / "runs"
+    assert vbf("run", str(suite), "--runs-dir", str(runs), "--run-id", "u") == 0
+    stored = runs / "u" / "config.yaml"
+    older = yaml.safe_load(stored.read_text())
+    del older["scoring"], older["external_videos"]  # as a run written before these options existed
+    stored.write_text(yaml.safe_dump(older, sort_keys=False))
+    assert vbf("run", str(suite), "--runs-dir", str(runs), "--run-id", "u", "--resume") == 0
+    write_suite(tmp_path, body + "external_videos: copy\n")
+    capsys.readouterr()
+    assert vbf("run", str(suite), "--runs-dir", str(runs), "--run-id", "u", "--resume") == 4
+    assert "changed: external_videos" in capsys.readouterr().err

@@ -153,14 +153,15 @@ def test_a_video_file_is_scored_in_one_chunked_pass_in_bounded_memory(tmp_path):
     same as for a 100-frame file and well under half the clip, so nothing holds the whole clip."""
     import tracemalloc
 
-    from vbench_flow.registry import SampleContext, get_metric
+    from metrics.streaming import ClipContext
+    from vbench_flow.registry import get_metric
     from vbench_flow.scoring import MetricPlan, score_clip
     from vbench_flow.video_io import write_video
 
     names = ["flicker", "flicker_drift", "warping_error", "warping_error_drift", "clipsim", "fvd", "generate_seconds"]
     plans = [MetricPlan(n, get_metric(n).build(get_metric(n).args_model.model_validate(
         {"window_seconds": 5} if n.endswith("_drift") else {})), get_metric(n).set_level) for n in names]
-    ctx = SampleContext(fps=8, prompt="a square", task="t2v", generation={"seconds": 1.0})
+    ctx = ClipContext(fps=8, prompt="a square", task="t2v", generation={"seconds": 1.0})
 
     def peak_bytes(frames: int) -> int:
         path = write_video(tmp_path / f"clip{frames}.mp4", moving_clip(frames=frames, size=64), 8)
@@ -188,28 +189,36 @@ def test_warping_flow_size_scores_at_the_working_resolution_and_names_it():
         warping.WarpingError(estimator="dis").score(clip).value  # never enlarged
 
 
+def write_videos_and_manifest(manifest, clips: dict[str, np.ndarray], fps: float, header: list[str], row) -> None:
+    """Each clip as a lossless ``NAME.mp4`` beside ``manifest``, and one manifest row per clip (``row(NAME)``)."""
+    import csv
+
+    from vbench_flow.video_io import write_video
+
+    with open(manifest, "w", newline="") as handle:
+        rows = csv.writer(handle)
+        rows.writerow(header)
+        for name, clip in clips.items():
+            write_video(manifest.parent / f"{name}.mp4", clip, fps, crf=0)
+            rows.writerow(row(name))
+
+
 def test_no_code_path_materialises_a_whole_clip(tmp_path, monkeypatch, capsys):
-    """The harness end to end on a folder model's 30 s files with every streaming metric, while the
+    """The harness end to end on a folder model's 15 s files with every streaming metric, while the
     whole-clip readers and the scoring engine's whole-clip assembly refuse to run and the chunked
     reader refuses to hand out more than one chunk's frames: the run still scores every clip, with
     the values one call on the whole clip gives."""
-    import csv
-
-    import vbench_flow.scoring as scoring
-    import vbench_flow.video_io as video_io
     import json
     import textwrap
 
+    import vbench_flow.scoring as scoring
+    import vbench_flow.video_io as video_io
     from vbench_flow.cli import main
 
-    fps, chunk, frames = 8, 6, 241
+    fps, chunk, frames = 8, 6, 121
     clips = {f"test-00000{i}": moving_clip(frames=frames, size=48, seed=i) for i in range(2)}
-    with open(tmp_path / "videos.csv", "w", newline="") as handle:
-        rows = csv.writer(handle)
-        rows.writerow(["video", "prompt_id", "clip_seconds"])
-        for prompt_id, clip in clips.items():
-            video_io.write_video(tmp_path / f"{prompt_id}.mp4", clip, fps, crf=0)
-            rows.writerow([f"{prompt_id}.mp4", prompt_id, 30])
+    write_videos_and_manifest(tmp_path / "videos.csv", clips, fps, ["video", "prompt_id", "clip_seconds"],
+                              lambda name: [f"{name}.mp4", name, 15])
     decoded = {p: video_io.read_video(tmp_path / f"{p}.mp4")[0] for p in clips}  # before the readers refuse
 
     def refuse(*args, **kwargs):
@@ -222,7 +231,7 @@ def test_no_code_path_materialises_a_whole_clip(tmp_path, monkeypatch, capsys):
             assert len(piece) <= chunk, f"a reader returned {len(piece)} frames where a chunk is {chunk}"
             yield piece
 
-    for name in ("read_video", "read_clip", "_read_pyav", "_read_decord"):
+    for name in ("read_video", "_read_pyav", "_read_decord"):
         monkeypatch.setattr(video_io, name, refuse)
     monkeypatch.setattr(scoring, "_whole_clip", refuse)
     monkeypatch.setattr(scoring, "iter_chunks", one_chunk_at_most)
@@ -231,7 +240,7 @@ def test_no_code_path_materialises_a_whole_clip(tmp_path, monkeypatch, capsys):
     suite.write_text(textwrap.dedent(f"""
 name: streamed
 data: {{type: shapes, size: 48, fps: {fps}}}
-clip_seconds: [30]
+clip_seconds: [15]
 prompts: {{source: data, split: test, count: 2}}
 reference: {{split: val, count: 2}}
 scoring: {{chunk_frames: {chunk}}}
@@ -251,3 +260,143 @@ report: {{gallery: 0}}
         assert record["metrics"]["flicker"] == pytest.approx(flicker.temporal_flickering(whole), abs=1e-9)
         assert record["metrics"]["warping_error"] == pytest.approx(warping.warping_error(whole), abs=1e-9)
         assert len(record["features"]["fvd"]) == 1
+
+
+def test_read_seconds_count_decoding_only_and_peak_memory_is_the_process_high_water_mark(tmp_path):
+    """A metric that sleeps 20 ms a chunk: its time is its own, not the reader's; a clip handed over
+    as an array has no decode time at all; the peak RSS is the kernel's high-water mark in MiB."""
+    import time
+    from pathlib import Path
+
+    from metrics.streaming import ClipContext, Metric, MetricResult, StreamingMetric
+    from vbench_flow.scoring import MetricPlan, peak_rss_mb, score_clip
+    from vbench_flow.video_io import write_video
+
+    class Slow(StreamingMetric):
+        name, higher_is_better, min_frames = "slow", True, 1
+        version = extractor = "test"
+
+        def reset(self) -> None:
+            self.count = 0
+
+        def update(self, chunk: np.ndarray) -> None:
+            time.sleep(0.02)
+            self.count += len(chunk)
+
+        def compute(self) -> MetricResult:
+            return MetricResult(float(self.count))
+
+    class SlowMetric(Metric):
+        name, summary, higher_is_better = "slow", "sleeps", True
+
+        def streaming(self, ctx: ClipContext) -> Slow:
+            return Slow(ctx.fps)
+
+    clip = moving_clip(frames=40, size=32)
+    path = write_video(tmp_path / "clip.mp4", clip, 8)
+    plans = [MetricPlan("slow", SlowMetric(), False)]
+    scores = score_clip(path, plans, ClipContext(fps=8), 40, chunk_frames=4)
+    assert scores.metrics["slow"] == 40 and scores.metric_seconds["slow"] >= 10 * 0.02
+    assert 0 < scores.read_seconds < scores.metric_seconds["slow"] / 4
+    assert score_clip(clip, plans, ClipContext(fps=8), 40, chunk_frames=4).read_seconds is None
+    status = Path("/proc/self/status")
+    if status.exists():  # Linux: VmHWM is the peak resident set in kB
+        high_water = next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("VmHWM"))
+        assert peak_rss_mb() == pytest.approx(high_water / 1024, rel=0.05)
+
+
+class _LikelihoodStub:
+    """A generator whose bits_per_dim depends on the clip it is given (the real clip of the prompt)."""
+
+    def bits_per_dim(self, videos, prompts):
+        return [float(np.asarray(v, dtype=np.float64).mean() / 255.0) for v in videos]
+
+
+def _registered_per_clip_metrics() -> list[str]:
+    from vbench_flow.registry import metric_types
+
+    return sorted(name for name, entry in metric_types().items() if entry.kind != "set")
+
+
+@pytest.mark.parametrize("name", _registered_per_clip_metrics())
+def test_every_registered_metric_streams_and_any_chunking_equals_the_whole_clip(name):
+    """Every shipped per-clip metric, built through the registry as a suite builds it, gives a
+    streaming state (none needs the whole clip), and chunks of random sizes down to one frame give
+    the value and series of one call on the whole clip."""
+    from metrics.streaming import ClipContext
+    from vbench_flow.data.shapes import ShapesWorld
+    from vbench_flow.registry import get_metric
+
+    world = ShapesWorld("test", size=64, fps=8)
+    clip, truth = world.clip(0, 41).frames, world.clip(1, 41).frames
+    generation = {"seconds": 2.0, "peak_memory_mb": 12.0, "first_frame_seconds": 0.25, "network_evaluations": 40,
+                  "iterations": [3, 4, 5], "flow_seconds": 1.0, "reference_seconds": 3.0,
+                  "max_abs_latent_difference": 1e-4}
+    ctx = ClipContext(fps=8, prompt=world.caption(0), task="i2v", num_condition_frames=2, ground_truth=truth,
+                      generation=generation, generator=_LikelihoodStub())
+    entry = get_metric(name)
+    metric = entry.build(entry.args_model.model_validate({"window_seconds": 2} if name.endswith("_drift") else {}))
+    assert metric.streaming(ctx) is not None, f"{name} needs the whole clip"
+    whole = metric.streaming(ctx).score(clip)
+    tolerance = 1e-5 if "clipsim" in name else 1e-9
+    for seed in (0, 1):
+        parts = metric.streaming(ctx)
+        for chunk in random_chunks(clip, np.random.default_rng(seed)):
+            parts.update(chunk)
+        result = parts.compute()
+        assert result.value == pytest.approx(whole.value, rel=tolerance, abs=tolerance), name
+        assert len(result.series) == len(whole.series)
+        for (t1, v1), (t2, v2) in zip(result.series, whole.series):
+            assert t1 == t2 and v1 == pytest.approx(v2, rel=tolerance, abs=tolerance), name
+
+
+def test_ground_truth_of_real_footage_streams_beside_the_clip(tmp_path, monkeypatch, capsys):
+    """Continuation fidelity against a folder data set's real clips: the ground truth is read chunk by
+    chunk beside the generated clip (whole-clip reads refuse), and the values equal the whole-clip
+    computation."""
+    import json
+    import textwrap
+
+    import vbench_flow.data.folder as folder
+    import vbench_flow.scoring as scoring
+    import vbench_flow.video_io as video_io
+    from metrics.fidelity import psnr_per_frame
+    from vbench_flow.cli import main
+
+    fps, chunk, frames = 8, 5, 81
+    real = {f"real{i}": moving_clip(frames=frames, size=48, seed=i) for i in range(2)}
+    generated = {name: np.clip(clip.astype(np.int16) + 9, 0, 255).astype(np.uint8) for name, clip in real.items()}
+    write_videos_and_manifest(tmp_path / "data.csv", real, fps, ["video", "caption", "id", "split"],
+                              lambda name: [f"{name}.mp4", f"a square, {name}", name, "test"])
+    write_videos_and_manifest(tmp_path / "generated.csv", {f"gen-{n}": c for n, c in generated.items()}, fps,
+                              ["video", "prompt_id", "clip_seconds"], lambda name: [f"{name}.mp4", name[4:], 10])
+    expected = {name: psnr_per_frame(video_io.read_video(tmp_path / f"gen-{name}.mp4")[0],
+                                     video_io.read_video(tmp_path / f"{name}.mp4")[0]).mean() for name in real}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a whole clip was materialised")
+
+    for name in ("read_video", "_read_pyav", "_read_decord"):
+        monkeypatch.setattr(video_io, name, refuse)
+    monkeypatch.setattr(scoring, "_whole_clip", refuse)
+    monkeypatch.setattr(folder.VideoFolder, "clip", refuse)
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(textwrap.dedent(f"""
+        name: truth
+        data: {{type: folder, manifest: data.csv, size: null, fps: {fps}}}
+        clip_seconds: [10]
+        prompts: {{source: data, split: test, count: 2}}
+        scoring: {{chunk_frames: {chunk}}}
+        models: [{{name: footage, type: folder, args: {{manifest: generated.csv}}}}]
+        metrics: [{{name: continuation_psnr}}, {{name: continuation_ssim}}, {{name: flicker}}]
+        report: {{gallery: 0}}
+        """))
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(suite), "--runs-dir", str(tmp_path / "runs"), "--run-id", "t", "--quiet"])
+    assert info.value.code == 0, capsys.readouterr().err
+    records = [json.loads(line) for line in (tmp_path / "runs" / "t" / "samples.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and all(r["status"] == "ok" and not r["metric_errors"] for r in records)
+    for record in records:
+        assert record["metrics"]["continuation_psnr"] == pytest.approx(expected[record["prompt_id"]], abs=1e-9)
+        assert 0.5 < record["metrics"]["continuation_ssim"] < 1.0
+        assert len(record["series"]["continuation_psnr"]) == frames

@@ -78,8 +78,9 @@ def metric_costs(records: list[SampleRecord]) -> pd.DataFrame:
 
 
 def peak_memory(records: list[SampleRecord]) -> pd.DataFrame:
-    """The process's peak resident memory (MiB) once each model's clips of each length were scored,
-    in the order the run scored them: equal values mean the longer clips needed no more memory."""
+    """The process's peak resident memory (MiB) once each model's clips of each length were scored.
+    Units run in the order the suite lists its clip lengths, so with the shortest listed first,
+    equal values mean the longer clips needed no more memory."""
     rows = [(r.model, r.clip_seconds, r.peak_rss_mb) for r in records if r.status == "ok" and r.peak_rss_mb]
     table = pd.DataFrame(rows, columns=["model", "clip_seconds", "peak_rss_mb"])
     return table.groupby(["model", "clip_seconds"], sort=False).agg(

@@ -29,20 +29,23 @@ class DatasetArgs(Args):
 
 
 class DatasetGenerator:
-    """Returns each prompt's ground-truth clip: the real-data row every report compares against."""
+    """Returns each prompt's ground-truth clip: the real-data row every report compares against.
+    Real footage at its native size is handed back as its file, which the harness streams and
+    references like a folder model's (never decoded whole, never re-encoded)."""
 
     def __init__(self, data: Any) -> None:
         self.data = data
 
     def generate(self, prompts: Sequence[str], seconds: float, fps: float, seed: int, task: str = "t2v",
-                 condition_frames: Sequence[np.ndarray] | None = None, **sampler_opts: Any) -> list[np.ndarray]:
+                 condition_frames: Sequence[np.ndarray] | None = None, **sampler_opts: Any) -> list[np.ndarray | Path]:
         num_frames = num_frames_for(seconds, fps)
-        videos = []
+        videos: list[np.ndarray | Path] = []
         for prompt in prompts:
             if not isinstance(prompt, Prompt) or "index" not in prompt.meta:
                 raise ConfigError(f"the dataset model needs data-set prompts, got plain text {str(prompt)[:60]!r}",
                                   fix="set prompts.source: data")
-            videos.append(self.data.ground_truth(prompt, num_frames, fps))
+            source = self.data.ground_truth_file(prompt)
+            videos.append(source if source is not None else self.data.ground_truth(prompt, num_frames, fps))
         return videos
 
     def info(self) -> dict[str, Any]:

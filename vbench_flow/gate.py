@@ -261,6 +261,8 @@ class GateSide:
     features: dict[tuple[str, str, float, str], dict[tuple[str, int], np.ndarray]] = field(default_factory=dict)
     # (metric, clip_seconds) -> the reference clips' features and their content hash
     references: dict[tuple[str, float], ReferenceSet] = field(default_factory=dict)
+    # metric -> the options it ran with (runs recorded since the store kept them; not in baseline files)
+    metric_args: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def values(self, model: str, task: str, clip_seconds: float, metric: str) -> dict[tuple[str, int], float]:
         s = self.samples
@@ -324,13 +326,15 @@ def side_from_run(store: Any, run_id: str) -> GateSide:
     aggregates = store.aggregates([run_id])
     aggregates = aggregates[AGGREGATE_COLUMNS].astype({"clip_seconds": float}) if not aggregates.empty \
         else pd.DataFrame(columns=AGGREGATE_COLUMNS)
+    stored = store.metric_info(run_id).to_dict("records")
     info = {r["metric"]: {"version": r["version"], "extractor": r["extractor"], "higher_is_better": bool(r["higher_is_better"])}
-            for r in store.metric_info(run_id).to_dict("records")}
+            for r in stored}
+    metric_args = {r["metric"]: json.loads(r["args"]) for r in stored if r.get("args")}
     features, references = _set_level_from_run(store, run_id, run)
     return GateSide(label=f"run {run_id}", suite=run["suite"], variant=run["variant"], run_id=run_id,
                     seed=int(run["seed"] or 0), resolutions=resolutions, fps=fps, metric_info=info, samples=samples,
                     aggregates=aggregates, config=config, config_hash=run.get("config_hash"), suite_path=run.get("suite_path"),
-                    features=features, references=references)
+                    features=features, references=references, metric_args=metric_args)
 
 
 def _load_reference(path: Path, run: dict[str, Any]) -> ReferenceSet:
@@ -460,7 +464,9 @@ def compare_set_level(current: GateSide, baseline: GateSide, key: tuple[str, str
         return refuse(f"different reference clips (content hash {cur_ref.digest[:12]} vs baseline {base_ref.digest[:12]})")
     if len(cur) != len(base):
         return refuse(f"n differs: {len(cur)} clips in the run, {len(base)} in the baseline")
-    estimator = fvd.estimator_from_version(current.metric_info.get(metric, {}).get("version", ""))
+    if metric not in current.metric_args:
+        return refuse(f"the run did not record the options {metric} ran with (older runs do not); re-run it")
+    estimator = fvd.FvdArgs.model_validate(current.metric_args[metric]).estimator
     real = cur_ref.stats
     cur_units, base_units = sorted(cur), sorted(base)
     cur_stats = unit_stats([cur[u] for u in cur_units])

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable
 
-import numpy as np
-from pydantic import BaseModel, ConfigDict
-
+from metrics.streaming import Metric, MetricArgs, MetricSetupError
 from vbench_flow.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -24,10 +22,8 @@ if TYPE_CHECKING:
     from vbench_flow.protocol import Generator
 
 
-class Args(BaseModel):
-    """Base of every ``args`` model: unknown keys are errors, not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid")
+# every args model (a metric's or a model type's) forbids unknown keys
+Args = MetricArgs
 
 
 @dataclass
@@ -53,58 +49,16 @@ class ModelType:
     sampler_model: type[Args] | None = None
 
 
-@dataclass
-class SampleContext:
-    """What a per-video metric may know about the sample it scores."""
-
-    fps: float
-    prompt: str
-    task: str
-    num_condition_frames: int = 0
-    ground_truth: np.ndarray | None = None
-    # measured around generate() (seconds, peak memory) plus what the generator reported
-    generation: dict[str, Any] = field(default_factory=dict)
-    # the generator itself, for metrics about the model rather than the clip (likelihood)
-    generator: Any = None
-
-
-@dataclass
-class SampleScore:
-    value: float
-    # Values over time (e.g. per 2 s segment): list of (time in seconds, value).
-    series: list[tuple[float, float]] = field(default_factory=list)
-
-
-class VideoScorer(Protocol):
-    extractor: str
-    version: str
-
-    def score(self, video: np.ndarray, ctx: SampleContext) -> SampleScore: ...
-
-
-class SetScorer(Protocol):
-    """A set-level metric (FVD): each clip gives feature vectors, and the value of a group of
-    units (model, task, clip length) is a distance between their features and those of real
-    reference clips, computed when the run is aggregated."""
-
-    extractor: str
-    version: str
-
-    def features(self, video: np.ndarray, fps: float) -> np.ndarray: ...  # (clips, D)
-
-    def distance(self, real: Any, fake: Any) -> float: ...  # FeatureStats -> value
-
-    def interval(self, real: Any, fake_units: list[Any], *, confidence: float, seed: int) -> tuple[float, float]: ...
-
-
 @dataclass(frozen=True)
 class MetricType:
     name: str
     summary: str
     args_model: type[Args]
     higher_is_better: bool
-    build: Callable[[Any], VideoScorer | SetScorer]
+    build: Callable[[Any], Metric]  # the configured metric (see register_metric_class)
     needs_ground_truth: bool = False
+    # reads the ground truth chunk by chunk beside the clip (never the whole real clip at once)
+    streams_ground_truth: bool = False
     # "quality" of a clip; "cost" of generating it (read from what was measured around generate);
     # "set": the scorer is a SetScorer and the value exists per group, not per clip
     kind: str = "quality"
@@ -138,6 +92,21 @@ def register_metric(entry: MetricType) -> MetricType:
         raise ValueError(f"metric {entry.name!r} is registered twice")
     _METRICS[entry.name] = entry
     return entry
+
+
+def register_metric_class(cls: type[Metric]) -> MetricType:
+    """Register a ``metrics.streaming.Metric`` subclass: the class says what the metric is."""
+    def build(args: Any) -> Metric:
+        try:
+            return cls(args)
+        except MetricSetupError as exc:
+            raise ConfigError(str(exc), where=f"{cls.name}.args", fix=exc.fix) from None
+
+    return register_metric(MetricType(name=cls.name, summary=cls.summary, args_model=cls.Args,
+                                      higher_is_better=cls.higher_is_better, build=build,
+                                      needs_ground_truth=cls.needs_ground_truth,
+                                      streams_ground_truth=cls.streams_ground_truth, kind=cls.kind,
+                                      min_frames=cls.min_frames))
 
 
 def _load_builtins() -> None:

@@ -19,6 +19,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pandas as pd
 
@@ -34,10 +35,12 @@ from reports.html import (
     render_report,
 )
 from vbench_flow.aggregate import group_seed
-from vbench_flow.errors import ConfigError
+from metrics.files import file_sha256
+from vbench_flow.errors import ConfigError, VideoReadError
 from vbench_flow.gate import paired_bootstrap_delta, unpaired_bootstrap_delta
 from vbench_flow.registry import did_you_mean
 from vbench_flow.store import Store
+from vbench_flow.video_io import iter_chunks, probe_video, write_video_chunks
 
 ROW_KEY = ["run_id", "model", "task", "clip_seconds"]
 UNIT_KEY = ["task", "clip_seconds", "prompt_id", "seed"]
@@ -361,9 +364,10 @@ def ablation_views(summaries: list[RunSummary], aggregates: pd.DataFrame) -> lis
 
 # ---------------------------------------------------------------- gallery
 
-def gallery_rows(store: Store, summaries: list[RunSummary], prompts_count: int) -> tuple[list[tuple[str, str]], list[GalleryRow]]:
+def gallery_rows(store: Store, summaries: list[RunSummary], prompts_count: int,
+                 notes: list[str] | None = None) -> tuple[list[tuple[str, str]], list[GalleryRow]]:
     """The first ``prompts_count`` prompts; one row per (prompt, task, clip length) at the prompt's first
-    seed, one column per (run, model)."""
+    seed, one column per (run, model). A clip that cannot be read is left out with a note."""
     if prompts_count <= 0:
         return [], []
     frames = []
@@ -388,11 +392,48 @@ def gallery_rows(store: Store, summaries: list[RunSummary], prompts_count: int) 
             items: list[GalleryItem | None] = []
             for run_id, model in columns:
                 r = by_column.get((run_id, model))
-                items.append(None if r is None or not r["video"] else
-                             GalleryItem(run_id, model, task, float(seconds), r["prompt"], run_dirs[run_id] / r["video"]))
+                video = None
+                if r is not None and r["video"]:
+                    try:
+                        video = gallery_video(run_dirs[run_id], r["video"], r["video_sha256"])
+                    except VideoReadError as exc:
+                        if notes is not None:
+                            notes.append(f"gallery: {model}'s clip for {prompt_id} is not shown: {exc.render()}")
+                items.append(None if video is None else
+                             GalleryItem(run_id, model, task, float(seconds), r["prompt"], video))
             if any(items):
                 rows.append(GalleryRow(prompt_id, str(cell_units["prompt"].iloc[0]), task, float(seconds), first_seed, items))
     return columns, rows
+
+
+# the gallery shows a clip itself when it lies in the run folder at most this size (the shapes
+# world's); any other (a folder model's source files, real footage) through a small H.264 preview
+PREVIEW_SIDE = 384
+PREVIEW_CRF = 30
+
+
+def gallery_video(run_dir: Path, video: str, sha256: str | None) -> Path | None:
+    """The file the gallery shows for a unit's video: the clip, or a bounded preview of it made once
+    into ``run_dir/previews`` (named by the clip's hash). VideoReadError when the clip cannot be
+    read (moved, deleted, corrupt)."""
+    path = run_dir / video  # an external video is stored by absolute path
+    info = probe_video(path)
+    if path.resolve().is_relative_to(run_dir.resolve()) and max(info.width, info.height) <= PREVIEW_SIDE:
+        return path
+    preview = run_dir / "previews" / f"{sha256 or file_sha256(path)}.mp4"
+    if not preview.exists():
+        write_video_chunks(preview, (_shrunk(chunk) for chunk in iter_chunks(path)), info.fps, crf=PREVIEW_CRF,
+                           preset="veryfast")
+    return preview
+
+
+def _shrunk(chunk: np.ndarray) -> np.ndarray:
+    height, width = chunk.shape[1:3]
+    scale = PREVIEW_SIDE / max(height, width)
+    if scale >= 1:
+        return chunk
+    size = (max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2))
+    return np.stack([cv2.resize(frame, size, interpolation=cv2.INTER_AREA) for frame in chunk])
 
 
 # ---------------------------------------------------------------- putting it together
@@ -424,7 +465,7 @@ def build_report_input(store: Store, run_ids: list[str], title: str | None = Non
         metric_order = [primary] + [m for m in metric_order if m != primary]
 
     series = pd.concat([store.sample_series(r).assign(run_id=r) for r in run_ids], ignore_index=True)
-    columns, rows = gallery_rows(store, summaries, int(first.get("report", {}).get("gallery", 4)))
+    columns, rows = gallery_rows(store, summaries, int(first.get("report", {}).get("gallery", 4)), notes)
     default_title = first.get("report", {}).get("title") or f"vbench-flow report: {summaries[0].suite}"
     return ReportInput(
         title=title or default_title,

@@ -9,21 +9,25 @@ continues without repeating or duplicating work.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import json
 import os
 import re
+import shutil
 import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import yaml
+from pydantic import BaseModel
 from tqdm.auto import tqdm
 
 from metrics.files import file_sha256
@@ -36,11 +40,12 @@ from vbench_flow.errors import ConfigError, DiskFull, EvaluationError, RunInterr
 from vbench_flow.locking import RunLock, describe_holder, lock_holder
 from vbench_flow.prompts import Unit, load_prompts, plan_units
 from vbench_flow.protocol import Prompt
-from vbench_flow.registry import BuildContext, SampleContext, get_metric, get_model_type
+from metrics.streaming import ClipContext, resolve_device
+from vbench_flow.registry import BuildContext, get_metric, get_model_type
 from vbench_flow.scoring import MetricPlan, VideoFile, describe, peak_rss_mb, score_clip, stop_if_disk_full
 from vbench_flow.set_metrics import aggregate_set_metric, reference_set
 from vbench_flow.store import SampleRecord, Store
-from vbench_flow.suite import ResolvedSuite, open_data_source, task_condition_frames
+from vbench_flow.suite import ResolvedSuite, Suite, open_data_source, task_condition_frames
 from vbench_flow.video_io import num_frames_for, write_video
 
 DEFAULT_RUNS_DIR = Path("runs")
@@ -162,6 +167,46 @@ class RunFolder:
                 raise disk_full(exc, target) or exc
         return relative.as_posix(), sha
 
+    def keep_external(self, source: Path, mode: str) -> tuple[str, str]:
+        """A video file a generator handed back, by ``mode``: "reference" stores its absolute path;
+        "copy" and "hardlink" put it into the run folder (content-addressed, like stored clips) so
+        the run stays whole if the source moves. Returns (path to store, sha256)."""
+        sha = file_sha256(source)
+        if mode == "reference":
+            return str(source.resolve()), sha
+        relative = Path("videos") / sha[:2] / f"{sha}{source.suffix.lower()}"
+        target = self.root / relative
+        if target.exists():
+            return relative.as_posix(), sha
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+        try:
+            if mode == "hardlink":
+                os.link(source, partial)
+            else:
+                shutil.copyfile(source, partial)
+            os.replace(partial, target)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            if mode == "hardlink" and exc.errno == errno.EXDEV:
+                raise ConfigError(f"cannot hardlink {source} into {self.root}: they are on different file systems",
+                                  where="external_videos", fix="use external_videos: copy") from None
+            raise disk_full(exc, target) or exc
+        return relative.as_posix(), sha
+
+
+# ground-truth clips kept in memory for a prompt's other seeds (the shapes world's are a few MB)
+TRUTH_CACHE_BYTES = 256 * 1024 * 1024
+
+
+def _default_option(name: str) -> Any:
+    """A top-level suite option's default, as the run's config.yaml would hold it."""
+    field = Suite.model_fields.get(name)
+    if field is None or field.is_required():
+        return object()  # equal to nothing
+    default = field.get_default(call_default_factory=True)
+    return default.model_dump(mode="json") if isinstance(default, BaseModel) else default
+
 
 # ---------------------------------------------------------------- the runner
 
@@ -180,7 +225,8 @@ class Runner:
         self.scorers = {m.name: get_metric(m.name).build(get_metric(m.name).args_model.model_validate(m.args))
                         for m in self.suite.metrics}
         self.metric_info = {m.name: {"higher_is_better": get_metric(m.name).higher_is_better, "kind": get_metric(m.name).kind,
-                                     "version": self.scorers[m.name].version, "extractor": self.scorers[m.name].extractor}
+                                     "version": self.scorers[m.name].version, "extractor": self.scorers[m.name].extractor,
+                                     "args": self.scorers[m.name].args.model_dump(mode="json")}
                             for m in self.suite.metrics}
         self.model_info: dict[str, Any] = {}
 
@@ -190,6 +236,9 @@ class Runner:
         stored_path = self.folder.root / "config.yaml"
         stored = yaml.safe_load(stored_path.read_text()) if stored_path.exists() else None
         current = self.resolved.config()
+        # a top-level option a newer vbench-flow added, left at its default, is no change
+        added = {k for k in set(current) - set(stored or {}) if current[k] == _default_option(k)}
+        current = {k: v for k, v in current.items() if k not in added}
         if stored is not None and stored != current:
             changed = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
             raise ConfigError(f"the suite changed since run {self.run_id!r} started (changed: {', '.join(changed)})",
@@ -206,7 +255,7 @@ class Runner:
             run_dir=str(self.folder.root.resolve()), expected=expected)
         for name, info in self.metric_info.items():
             self.store.set_metric_info(self.run_id, name, info["version"], info["extractor"], info["higher_is_better"],
-                                       info["kind"])
+                                       info["kind"], info["args"])
         self._record_environment()
 
     def _record_environment(self) -> None:
@@ -397,14 +446,18 @@ class Runner:
         count = task_condition_frames(self.suite, batch[0].task)
         if count == 0:
             return None
-        return [self._truth(unit.prompt, num_frames)[:count] for unit in batch]
+        return [self._truth(unit.prompt, count) for unit in batch]
 
     def _truth(self, prompt: Prompt, num_frames: int) -> np.ndarray:
+        """The prompt's real clip, kept for its other seeds while the kept clips fit TRUTH_CACHE_BYTES."""
         key = (prompt.id, num_frames)
         if key not in self._ground_truth:
-            if len(self._ground_truth) > 64:
+            clip = self.data.ground_truth(prompt, num_frames, self.fps)
+            if sum(c.nbytes for c in self._ground_truth.values()) + clip.nbytes > TRUTH_CACHE_BYTES:
                 self._ground_truth.clear()
-            self._ground_truth[key] = self.data.ground_truth(prompt, num_frames, self.fps)
+            if clip.nbytes > TRUTH_CACHE_BYTES:
+                return clip
+            self._ground_truth[key] = clip
         return self._ground_truth[key]
 
     def _finish_unit(self, unit: Unit, video: Any, num_frames: int, generation: dict[str, Any],
@@ -418,27 +471,32 @@ class Runner:
             if problem:
                 return self._failure(unit, problem, "check", generate_seconds=generate_seconds)
         try:
-            relative, sha = (str(Path(video).resolve()), file_sha256(video)) if external else \
+            relative, sha = self.folder.keep_external(Path(video), self.suite.external_videos) if external else \
                 self.folder.store_video(video, self.fps)
+        except ConfigError:
+            raise
         except Exception as exc:
             stop_if_disk_full(exc)
             return self._failure(unit, describe(exc, "could not store the video"), "store")
         started = time.perf_counter()
         plans = [MetricPlan(m.name, self.scorers[m.name], get_metric(m.name).set_level)
                  for m in self.suite.metrics if m.applies_to(unit.model)]
-        needs_truth = any(get_metric(p.name).needs_ground_truth for p in plans)
+        truth_readers = [get_metric(p.name) for p in plans if get_metric(p.name).needs_ground_truth]
         try:
-            truth = self._truth(unit.prompt, num_frames) if needs_truth else None
+            truth = self._truth(unit.prompt, num_frames) if any(not m.streams_ground_truth for m in truth_readers) \
+                else None
         except Exception as exc:
             stop_if_disk_full(exc)
             return self._failure(unit, describe(exc, "could not read the ground truth"), "score",
                                  generate_seconds=generate_seconds, video=relative, sha=sha)
-        ctx = SampleContext(fps=self.fps, prompt=str(unit.prompt), task=unit.task,
+        ctx = ClipContext(fps=self.fps, prompt=str(unit.prompt), task=unit.task,
                             num_condition_frames=task_condition_frames(self.suite, unit.task), ground_truth=truth,
+                            ground_truth_chunks=(partial(self.data.ground_truth_chunks, unit.prompt, num_frames, self.fps)
+                                                 if truth_readers else None),
                             generation=generation, generator=generator)
         try:
             scores = score_clip(video, plans, ctx, num_frames, self.suite.scoring.chunk_frames,
-                                self.suite.scoring.reader)
+                                self.suite.scoring.reader, resolve_device(self.suite.scoring.device))
         except VideoReadError as exc:
             return self._failure(unit, exc.render(), "read", generate_seconds=generate_seconds, video=relative, sha=sha)
         return SampleRecord(**_unit_fields(unit), status="ok", video=relative, video_sha256=sha,

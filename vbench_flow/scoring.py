@@ -1,16 +1,16 @@
 """Scoring one clip: read it once, in chunks, and feed every metric of the unit.
 
-A metric whose scorer streams (``scorer.streaming(ctx)`` gives a ``metrics.streaming`` object;
-``scorer.feature_stream(fps)`` for set-level features) sees each chunk as it is read and keeps only
-its own small state. A metric that does not stream yet gets the whole clip: a clip a generator
-returned is in memory anyway, and a video file is then assembled from the same single pass. When
-every metric of a unit streams, a video file of any length is scored in the memory of one chunk.
+Each metric (``metrics.streaming.Metric``) gives the clip a streaming state (``streaming(ctx)``;
+``feature_stream(fps)`` for set-level features) that sees each chunk as it is read and keeps only
+its own small state. A metric whose ``streaming`` returns None gets the whole clip from ``score``:
+a clip a generator returned is in memory anyway, and a video file is then assembled from the same
+single pass. Every shipped metric streams, so a video file of any length is scored in the memory
+of one chunk.
 """
 
 from __future__ import annotations
 
 import os
-import resource
 import sys
 import time
 import traceback
@@ -21,8 +21,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from vbench_flow.errors import VbfError, disk_full
-from vbench_flow.registry import SampleContext
-from vbench_flow.video_io import frames_per_chunk, iter_chunks, too_short
+from metrics.streaming import ClipContext
+from vbench_flow.video_io import DEFAULT_CHUNK_FRAMES, frames_per_chunk, iter_chunks, too_short
 
 VideoFile = (str, os.PathLike)
 
@@ -37,8 +37,8 @@ class ClipScores:
     features: dict[str, list[list[float]]] = field(default_factory=dict)
     metric_seconds: dict[str, float] = field(default_factory=dict)
     metric_errors: dict[str, str] = field(default_factory=dict)
-    # time spent producing the chunks (decoding a file, or slicing an array): the decode-only cost
-    read_seconds: float = 0.0
+    # time spent decoding a video file's chunks (None for a clip handed over as an array)
+    read_seconds: float | None = None
 
 
 @dataclass
@@ -79,31 +79,37 @@ def describe(exc: BaseException, context: str) -> str:
     return f"{context}: {type(exc).__name__}: {exc}{where}"
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory so far, in MiB (it only ever grows)."""
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory so far, in MiB (it only ever grows); None where the
+    platform does not say (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2 ** 20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
 def clip_chunks(video: Any, fps: float, num_frames: int, chunk_frames: int | None = None,
-                reader: str = "pyav") -> Iterator[np.ndarray]:
+                reader: str = "pyav", device: str = "cpu") -> Iterator[np.ndarray]:
     """Consecutive chunks of a clip (``chunk_frames``, default by frame size: ``frames_per_chunk``):
     views of an array, or frames decoded from a file at ``fps`` by ``reader`` (at most
     ``num_frames``; a shorter file raises VideoReadError naming it)."""
     if not isinstance(video, VideoFile):
-        chunk_frames = chunk_frames or frames_per_chunk(*video.shape[1:3])
+        chunk_frames = frames_per_chunk(*video.shape[1:3], most=chunk_frames or DEFAULT_CHUNK_FRAMES)
         yield from (video[i:i + chunk_frames] for i in range(0, len(video), chunk_frames))
         return
     seen = 0
-    for chunk in iter_chunks(video, fps=fps, max_frames=num_frames, chunk_frames=chunk_frames, reader=reader):
+    for chunk in iter_chunks(video, fps=fps, max_frames=num_frames, chunk_frames=chunk_frames, reader=reader,
+                             device=device):
         seen += len(chunk)
         yield chunk
     if seen < num_frames:
         raise too_short(Path(video), seen, num_frames, fps)
 
 
-def score_clip(video: Any, plans: list[MetricPlan], ctx: SampleContext, num_frames: int,
-               chunk_frames: int | None = None, reader: str = "pyav") -> ClipScores:
+def score_clip(video: Any, plans: list[MetricPlan], ctx: ClipContext, num_frames: int,
+               chunk_frames: int | None = None, reader: str = "pyav", device: str = "cpu") -> ClipScores:
     """Every metric of ``plans`` on one clip (an array or a video file), in one pass over it.
 
     A metric that fails records its reason in ``metric_errors`` and the others go on; a file that
@@ -114,9 +120,7 @@ def score_clip(video: Any, plans: list[MetricPlan], ctx: SampleContext, num_fram
     for plan in plans:
         clock = time.perf_counter()
         try:
-            stream = (plan.scorer.feature_stream(ctx.fps) if plan.set_level and hasattr(plan.scorer, "feature_stream")
-                      else plan.scorer.streaming(ctx) if not plan.set_level and hasattr(plan.scorer, "streaming")
-                      else None)
+            stream = plan.scorer.feature_stream(ctx.fps) if plan.set_level else plan.scorer.streaming(ctx)
         except (Exception, SystemExit) as exc:
             _fail(scores, plan.name, exc)
             continue
@@ -128,7 +132,8 @@ def score_clip(video: Any, plans: list[MetricPlan], ctx: SampleContext, num_fram
             streams[plan.name] = stream
     kept: list[np.ndarray] = []
     keep = bool(whole) and isinstance(video, VideoFile)
-    for chunk in _timed(clip_chunks(video, ctx.fps, num_frames, chunk_frames, reader), scores):
+    chunks = clip_chunks(video, ctx.fps, num_frames, chunk_frames, reader, device)
+    for chunk in _timed(chunks, scores) if isinstance(video, VideoFile) else chunks:
         scores.num_frames += len(chunk)
         scores.height, scores.width = int(chunk.shape[1]), int(chunk.shape[2])
         if keep:
@@ -158,6 +163,7 @@ def _whole_clip(chunks: list[np.ndarray]) -> np.ndarray:
 
 def _timed(chunks: Iterator[np.ndarray], scores: ClipScores) -> Iterator[np.ndarray]:
     """``chunks``, adding the time each took to arrive to ``scores.read_seconds``."""
+    scores.read_seconds = 0.0
     while True:
         clock = time.perf_counter()
         chunk = next(chunks, None)
@@ -167,7 +173,7 @@ def _timed(chunks: Iterator[np.ndarray], scores: ClipScores) -> Iterator[np.ndar
         yield chunk
 
 
-def _finish(scores: ClipScores, plan: MetricPlan, ctx: SampleContext, *, stream: Any = None,
+def _finish(scores: ClipScores, plan: MetricPlan, ctx: ClipContext, *, stream: Any = None,
             frames: np.ndarray | None = None) -> None:
     """The metric's value from its stream, or from the whole clip."""
     clock = time.perf_counter()

@@ -67,26 +67,34 @@ class ReferenceSet:
         return cls(np.split(stacked, np.cumsum(counts)[:-1]), digest)
 
 
-def _clip_digest(frames: np.ndarray) -> bytes:
-    digest = hashlib.sha256(f"{frames.shape}|".encode())
-    digest.update(np.ascontiguousarray(frames).data)
+def _clip_digest(chunks: Iterator[np.ndarray], num_frames: int) -> bytes:
+    """sha256 of the clip's shape and bytes, chunk by chunk (equal to hashing the whole clip)."""
+    digest = None
+    for chunk in chunks:
+        if digest is None:
+            digest = hashlib.sha256(f"{(num_frames, *chunk.shape[1:])}|".encode())
+        digest.update(np.ascontiguousarray(chunk).data)
+    if digest is None:
+        raise ValueError("a reference clip has no frames")
     return digest.digest()
+
+
+def _clip_features(scorer: Any, chunks: Iterator[np.ndarray], fps: float) -> np.ndarray:
+    stream = scorer.feature_stream(fps)
+    for chunk in chunks:
+        stream.update(chunk)
+    return np.asarray(stream.features(), dtype=np.float64)
 
 
 def reference_set(scorer: Any, data: Any, reference: Any, num_frames: int, fps: float, cache_dir: Path, *,
                   progress: bool = True) -> ReferenceSet:
     """The reference features for clips of ``num_frames`` frames at ``fps``, from the cache when the
-    clips and the metric version are the ones cached. Clips are rendered (or decoded) twice on a
-    miss -- once to hash, once to extract -- rather than held in memory all at once."""
+    clips and the metric version are the ones cached. Each clip is read chunk by chunk, twice on a
+    miss -- once to hash, once to extract -- so no clip is ever held whole."""
     prompts = data.prompts(reference.split, reference.start, reference.count)
-
-    def clips() -> Iterator[np.ndarray]:
-        for prompt in prompts:
-            yield data.ground_truth(prompt, num_frames, fps)
-
     content = hashlib.sha256(f"{scorer.version}|{num_frames}|{fps:.6f}|".encode())
-    for frames in clips():
-        content.update(_clip_digest(frames))
+    for prompt in prompts:
+        content.update(_clip_digest(data.ground_truth_chunks(prompt, num_frames, fps), num_frames))
     digest = content.hexdigest()
     cached = cache_dir / f"{digest}.npz"
     if cached.exists():
@@ -99,9 +107,10 @@ def reference_set(scorer: Any, data: Any, reference: Any, num_frames: int, fps: 
                 return found
             print(f"warning: {cached} holds another reference set; rebuilding it from the reference clips",
                   file=sys.stderr)
-    bar = tqdm(clips(), total=len(prompts), desc=f"reference features ({num_frames} frames)", unit="clip",
-               disable=not progress, file=sys.stderr)
-    result = ReferenceSet([scorer.features(frames, fps) for frames in bar], digest)
+    bar = tqdm(prompts, desc=f"reference features ({num_frames} frames)", unit="clip", disable=not progress,
+               file=sys.stderr)
+    result = ReferenceSet([_clip_features(scorer, data.ground_truth_chunks(prompt, num_frames, fps), fps)
+                           for prompt in bar], digest)
     result.save(cached)
     return result
 

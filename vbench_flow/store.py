@@ -23,7 +23,8 @@ from vbench_flow.errors import ConfigError, disk_full
 
 SCHEMA_VERSION = 2
 # columns added since version 1: (table, column, type)
-ADDED_COLUMNS = [("units", "height", "INTEGER"), ("units", "width", "INTEGER"), ("metric_info", "kind", "TEXT")]
+ADDED_COLUMNS = [("units", "height", "INTEGER"), ("units", "width", "INTEGER"), ("metric_info", "kind", "TEXT"),
+                 ("metric_info", "args", "TEXT")]
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, suite TEXT NOT NULL, variant TEXT, sweep TEXT, suite_path TEXT,
@@ -59,7 +60,7 @@ CREATE TABLE IF NOT EXISTS reference_sets (
 );
 CREATE TABLE IF NOT EXISTS metric_info (
     run_id TEXT NOT NULL, metric TEXT NOT NULL, version TEXT, extractor TEXT, higher_is_better INTEGER,
-    kind TEXT, PRIMARY KEY (run_id, metric)
+    kind TEXT, args TEXT, PRIMARY KEY (run_id, metric)
 );
 CREATE TABLE IF NOT EXISTS aggregates (
     run_id TEXT NOT NULL, model TEXT NOT NULL, task TEXT NOT NULL, clip_seconds REAL NOT NULL,
@@ -183,10 +184,12 @@ class Store:
                 db.execute(f"INSERT INTO runs ({cols}) VALUES ({', '.join('?' * (len(fields) + 1))})", (run_id, *fields.values()))
 
     def set_metric_info(self, run_id: str, metric: str, version: str, extractor: str, higher_is_better: bool,
-                        kind: str) -> None:
+                        kind: str, args: dict[str, Any] | None = None) -> None:
+        """What a run's metric is: its version, extractor, direction, kind and the options it ran with."""
         with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO metric_info (run_id, metric, version, extractor, higher_is_better, kind) "
-                       "VALUES (?,?,?,?,?,?)", (run_id, metric, version, extractor, int(higher_is_better), kind))
+            db.execute("INSERT OR REPLACE INTO metric_info (run_id, metric, version, extractor, higher_is_better, kind, "
+                       "args) VALUES (?,?,?,?,?,?,?)", (run_id, metric, version, extractor, int(higher_is_better), kind,
+                                                        json.dumps(args or {}, sort_keys=True)))
 
     def record_sample(self, run_id: str, record: SampleRecord) -> None:
         unit_cols = ("unit_id", "model", "task", "clip_seconds", "prompt_id", "seed", "prompt", "status", "error",

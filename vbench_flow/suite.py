@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from vbench_flow.errors import ConfigError, read_utf8
 from vbench_flow.prompts import load_prompts, plan_units, resolve_relative
 from vbench_flow.protocol import TASKS
-from vbench_flow.video_io import num_frames_for
+from vbench_flow.video_io import READERS, num_frames_for
 from vbench_flow.registry import did_you_mean, get_metric, get_model_type, metric_types, model_types
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
@@ -111,11 +111,13 @@ class MetricSpec(Strict):
 
 
 class ScoringSpec(Strict):
-    reader: Literal["pyav", "decord", "torchcodec"] = Field(
+    reader: Literal[*READERS] = Field(
         "pyav", description="decoder for video files: pyav streams in bounded memory (the default); decord and "
         "torchcodec read by index ranges (torchcodec needs FFmpeg's shared libraries)")
-    chunk_frames: int | None = Field(None, ge=1, le=4096, description="frames per chunk fed to every metric "
-                                     "(default: 48, fewer for large frames so a chunk stays within 64 MiB)")
+    chunk_frames: int | None = Field(None, ge=1, le=4096, description="most frames per chunk fed to every metric "
+                                     "(default 48); a chunk never holds more than 64 MiB of frames")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="torchcodec: where it decodes (auto: on the "
+                                                   "GPU when CUDA is present)")
 
 
 class ReferenceSpec(Strict):
@@ -161,6 +163,9 @@ class Suite(Strict):
     metrics: list[MetricSpec] = Field(min_length=1)
     reference: ReferenceSpec | None = None
     scoring: ScoringSpec = Field(default_factory=ScoringSpec)
+    external_videos: Literal["reference", "copy", "hardlink"] = Field(
+        "reference", description="video files a model hands back (folder models): reference them by absolute path "
+        "and sha256, or copy / hardlink them into the run folder so the run stays whole if they move")
     gate: GateSpec = Field(default_factory=GateSpec)
     report: ReportSpec = Field(default_factory=ReportSpec)
     ablations: list[AblationVariant] | AblationMatrix | None = None

@@ -50,8 +50,8 @@ _DECORD_CHUNK = 32
 # (a, b, c, d) of a display matrix snapped to a quarter turn; identity means "as stored".
 Orientation = tuple[int, int, int, int]
 _IDENTITY: Orientation = (1, 0, 0, 1)
-# display matrices that only rotate: identity, a quarter turn either way, a half turn
-_ROTATIONS: tuple[Orientation, ...] = (_IDENTITY, (0, -1, 1, 0), (0, 1, -1, 0), (-1, 0, 0, -1))
+# display matrices that only rotate, and their counter-clockwise degrees
+_ROTATIONS: dict[Orientation, int] = {_IDENTITY: 0, (0, -1, 1, 0): 90, (0, 1, -1, 0): 270, (-1, 0, 0, -1): 180}
 # Written into GIF comments: GIF delays are whole centiseconds, too coarse for most fps.
 _GIF_FPS_TAG = "vbench-flow fps="
 _GIF_MIN_DELAY_MS = 10
@@ -172,10 +172,10 @@ def frames_per_chunk(height: int, width: int, most: int = DEFAULT_CHUNK_FRAMES) 
 
 
 def iter_chunks(path: str | Path, *, fps: float | None = None, max_frames: int | None = None,
-                chunk_frames: int | None = None, reader: str = "pyav") -> Iterator[np.ndarray]:
+                chunk_frames: int | None = None, reader: str = "pyav", device: str = "cpu") -> Iterator[np.ndarray]:
     """The frames :func:`read_video` returns, as consecutive chunks of at most ``chunk_frames``
-    (default: :func:`frames_per_chunk` of the video's size): memory holds one chunk, whatever the
-    clip's length or size.
+    frames and at most CHUNK_BYTES (:func:`frames_per_chunk`): memory holds one chunk, whatever the
+    clip's length or size. ``device`` is where torchcodec decodes ("cuda": on the GPU).
 
     ``reader``: ``pyav`` decodes as a stream in bounded memory; ``decord`` reads frame ranges by
     index (its reader's memory grows with the file; it cannot apply rotation and fails on some
@@ -194,14 +194,14 @@ def iter_chunks(path: str | Path, *, fps: float | None = None, max_frames: int |
     if _is_gif(path):  # GIFs are small, and their frame timing needs every delay first
         frames, native = _read_gif(path)
         frames = frames[_wanted_indices(len(frames), native, fps, max_frames)]
-        chunk_frames = chunk_frames or frames_per_chunk(*frames.shape[1:3])
+        chunk_frames = frames_per_chunk(*frames.shape[1:3], most=chunk_frames or DEFAULT_CHUNK_FRAMES)
         yield from (frames[i:i + chunk_frames] for i in range(0, len(frames), chunk_frames))
         return
     orientation, width, height = _probe_orientation(path)
-    chunk_frames = chunk_frames or frames_per_chunk(height, width)
+    chunk_frames = frames_per_chunk(height, width, most=chunk_frames or DEFAULT_CHUNK_FRAMES)
     if reader == "torchcodec":
         yield from _torchcodec_chunks(path, fps, max_frames, chunk_frames, orientation,
-                                      (width, height) if orientation[0] == 0 else (height, width))
+                                      (width, height) if orientation[0] == 0 else (height, width), device)
         return
     if reader == "decord":
         opened = _decord_chunks(path, fps, max_frames, (height, width), chunk_frames) \
@@ -265,24 +265,32 @@ def torchcodec_decoder() -> type:
 
 
 def _torchcodec_chunks(path: Path, fps: float | None, max_frames: int | None, chunk_frames: int,
-                       orientation: Orientation, displayed_hw: tuple[int, int]) -> Iterator[np.ndarray]:
-    """Frames by index ranges through torchcodec (it applies pure rotations itself)."""
+                       orientation: Orientation, displayed_hw: tuple[int, int],
+                       device: str = "cpu") -> Iterator[np.ndarray]:
+    """Frames by index ranges through torchcodec, decoded on ``device`` (CUDA: NVDEC). torchcodec
+    applies pure rotations itself (since 0.11); a file whose rotation it does not report as ours
+    is refused rather than scored the wrong way up."""
     if orientation not in _ROTATIONS:
         raise VideoReadError("torchcodec does not apply mirrored display matrices", where=str(path),
                              fix="use reader: pyav")
     decoder_type = torchcodec_decoder()
     try:
-        decoder = decoder_type(str(path), dimension_order="NHWC", seek_mode="exact")
+        decoder = decoder_type(str(path), dimension_order="NHWC", seek_mode="exact", device=device)
         total, native = decoder.metadata.num_frames, decoder.metadata.average_fps
     except (RuntimeError, ValueError) as exc:
         raise _unreadable(path, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__) from None
+    rotation = getattr(decoder.metadata, "rotation", None)
+    if _ROTATIONS[orientation] and (rotation is None or round(rotation) % 360 != _ROTATIONS[orientation]):
+        raise VideoReadError(f"this torchcodec reports rotation {rotation} for a file rotated "
+                             f"{_ROTATIONS[orientation]} degrees (torchcodec applies rotation from 0.11 on)",
+                             where=str(path), fix="pip install 'torchcodec>=0.11', or use reader: pyav")
     if not total or not native:
         raise VideoReadError("torchcodec found no frame count or frame rate", where=str(path), fix="use reader: pyav")
     indices = _wanted_indices(total, native, fps, max_frames)
     for start in range(0, len(indices), chunk_frames):
         wanted = indices[start:start + chunk_frames].tolist()
         try:
-            frames = decoder.get_frames_at(wanted).data.numpy()
+            frames = decoder.get_frames_at(wanted).data.cpu().numpy()
         except (RuntimeError, IndexError, ValueError) as exc:
             raise VideoReadError(f"decoding failed after {start} frames ({str(exc).splitlines()[0][:200]}); the file "
                                  "is truncated or corrupt", where=str(path), fix=_REENCODE_FIX) from None
@@ -335,14 +343,6 @@ def _pyav_chunks(path: Path, fps: float | None, max_frames: int | None, chunk_fr
             ready = ready[:max_frames - emitted]
     for start in range(0, len(ready), chunk_frames):
         yield np.stack(ready[start:start + chunk_frames])
-
-
-def read_clip(path: str | Path, num_frames: int, fps: float) -> np.ndarray:
-    """The first ``num_frames`` frames of a video at ``fps``; VideoReadError when it is too short."""
-    frames, _ = read_video(path, fps=fps, max_frames=num_frames)
-    if len(frames) < num_frames:
-        raise too_short(Path(path), len(frames), num_frames, fps)
-    return frames
 
 
 def too_short(path: Path, got: int, num_frames: int, fps: float) -> VideoReadError:

@@ -22,7 +22,7 @@ import numpy as np
 
 from vbench_flow.errors import ConfigError, VideoReadError, read_utf8
 from vbench_flow.registry import did_you_mean
-from vbench_flow.video_io import read_clip
+from vbench_flow.video_io import iter_chunks, too_short
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
 REQUIRED_FIELDS = ("video", "caption")
@@ -74,18 +74,25 @@ class VideoFolder:
 
     def clip(self, index: int, num_frames: int, fps: float, size: int | None = None) -> np.ndarray:
         """The first ``num_frames`` frames of video ``index`` at ``fps``, optionally resized square."""
+        return np.concatenate(list(self.chunks(index, num_frames, fps, size)))
+
+    def chunks(self, index: int, num_frames: int, fps: float, size: int | None = None) -> Iterator[np.ndarray]:
+        """:meth:`clip` as consecutive chunks, decoded and resized one chunk at a time."""
         record = self.records[index]
         if isinstance(num_frames, bool) or not isinstance(num_frames, numbers.Integral) or num_frames < 1:
             raise ConfigError(f"num_frames must be a positive integer, got {num_frames!r}")
         if size is not None and (isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1):
             raise ConfigError(f"size must be a positive integer or None, got {size!r}")
+        seen = 0
         try:
-            frames = read_clip(record.video, num_frames, fps)
+            for chunk in iter_chunks(record.video, fps=fps, max_frames=num_frames):
+                seen += len(chunk)
+                yield chunk if size is None else np.stack(
+                    [cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA) for frame in chunk])
+            if seen < num_frames:
+                raise too_short(Path(record.video), seen, num_frames, fps)
         except VideoReadError as exc:
             raise VideoReadError(exc.what, where=f"{exc.where} ({self._origin(record)})", fix=exc.fix) from exc
-        if size is None:
-            return frames
-        return np.stack([cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA) for frame in frames])
 
     def _origin(self, record: FolderRecord) -> str:
         return f"id {record.id!r}, {self.manifest} line {record.line}"

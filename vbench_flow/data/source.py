@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import numpy as np
@@ -27,6 +28,15 @@ class DataSource(Protocol):
     def prompts(self, split: str, start: int, count: int) -> list[Prompt]: ...
 
     def ground_truth(self, prompt: Prompt, num_frames: int, fps: float) -> np.ndarray: ...
+
+    def ground_truth_chunks(self, prompt: Prompt, num_frames: int, fps: float) -> Iterator[np.ndarray]:
+        """:meth:`ground_truth` as consecutive chunks, for metrics that stream it beside the clip."""
+        ...
+
+    def ground_truth_file(self, prompt: Prompt) -> Path | None:
+        """The video file whose frames, read at any fps, are :meth:`ground_truth`'s; None when the
+        frames are drawn or resized."""
+        ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -71,6 +81,12 @@ class ShapesSource:
         world = self._world(prompt.meta["split"], float(fps))
         return world.clip(prompt.meta["index"], num_frames).frames
 
+    def ground_truth_chunks(self, prompt: Prompt, num_frames: int, fps: float) -> Iterator[np.ndarray]:
+        yield self.ground_truth(prompt, num_frames, fps)  # drawn, and small: one chunk
+
+    def ground_truth_file(self, prompt: Prompt) -> Path | None:
+        return None
+
     def describe(self) -> dict[str, Any]:
         return {"type": "shapes", "size": self.size, "fps": self.fps, "max_objects": self.max_objects}
 
@@ -106,6 +122,12 @@ class FolderSource:
 
     def ground_truth(self, prompt: Prompt, num_frames: int, fps: float) -> np.ndarray:
         return self.folder.clip(prompt.meta["index"], num_frames, fps, size=self.size)
+
+    def ground_truth_chunks(self, prompt: Prompt, num_frames: int, fps: float) -> Iterator[np.ndarray]:
+        return self.folder.chunks(prompt.meta["index"], num_frames, fps, size=self.size)
+
+    def ground_truth_file(self, prompt: Prompt) -> Path | None:
+        return Path(self.folder.records[prompt.meta["index"]].video) if self.size is None else None
 
     def describe(self) -> dict[str, Any]:
         return {"type": "folder", "manifest": str(self.manifest), "size": self.size, "videos": len(self.folder)}
