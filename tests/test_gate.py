@@ -197,6 +197,12 @@ def test_fvd_is_gated_by_feature_resampling(fvd_runs, tmp_path, capsys):
     assert (from_file.verdict, from_file.delta, from_file.ci_low) == (worse.verdict, worse.delta, worse.ci_low)
     assert gate_cli(fvd_runs, "noisy", "--baseline", path) == 1
     assert "fvd" in capsys.readouterr().out
+    # the covariance estimator comes from the options the run recorded, not from its version string
+    assert store.metric_info("noisy").set_index("metric").loc["fvd", "args"].count('"estimator": "unbiased"') == 1
+    older = gate.side_from_run(store, "noisy")
+    older.metric_args.clear()  # a run recorded before metric options were stored
+    [unknown] = gate.compare_sides(older, base, resamples=200)
+    assert unknown.verdict == gate.NOT_COMPARABLE and "did not record the options fvd ran with" in unknown.reason
 
 
 # ---------------------------------------------------------------- reports for CI

