@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,12 +134,10 @@ def dis_flow(preset: str = "fast") -> FlowEstimator:
     if preset not in DIS_PRESETS:
         raise ValueError(f"DIS preset must be one of {sorted(DIS_PRESETS)}, got {preset!r}")
 
-    local = threading.local()  # DIS objects are not thread-safe: one per thread, reused (10% of a call)
-
     def estimate(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        if not hasattr(local, "dis"):
-            local.dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
-        return local.dis.calc(_gray(a), _gray(b), None)
+        # A fresh object per call: DIS is not thread-safe, and a call on small frames changes its
+        # settings for every later call (a 64x64 frame first made later 240p flows differ 27x)
+        return cv2.DISOpticalFlow_create(DIS_PRESETS[preset]).calc(_gray(a), _gray(b), None)
 
     return FlowEstimator(f"opencv-dis(preset={preset}, gray)", estimate)
 

@@ -510,10 +510,27 @@ def test_a_run_from_before_an_option_existed_resumes_while_the_option_keeps_its_
     assert vbf("run", str(suite), "--runs-dir", str(runs), "--run-id", "u") == 0
     stored = runs / "u" / "config.yaml"
     older = yaml.safe_load(stored.read_text())
-    del older["scoring"], older["external_videos"]  # as a run written before these options existed
+    del older["scoring"]["device"], older["external_videos"]  # as a run written before these options existed
+    stored.write_text(yaml.safe_dump(older, sort_keys=False))
+    assert vbf("run", str(suite), "--runs-dir", str(runs), "--run-id", "u", "--resume") == 0
+    del older["scoring"]
     stored.write_text(yaml.safe_dump(older, sort_keys=False))
     assert vbf("run", str(suite), "--runs-dir", str(runs), "--run-id", "u", "--resume") == 0
     write_suite(tmp_path, body + "external_videos: copy\n")
     capsys.readouterr()
     assert vbf("run", str(suite), "--runs-dir", str(runs), "--run-id", "u", "--resume") == 4
     assert "changed: external_videos" in capsys.readouterr().err
+
+
+def test_gallery_previews_are_bounded_in_size_rate_and_length(tmp_path, monkeypatch):
+    from vbench_flow import reporting
+    from vbench_flow.video_io import probe_video
+
+    monkeypatch.setattr(reporting, "PREVIEW_MAX_SECONDS", 1.0)
+    frames = np.random.default_rng(0).integers(0, 256, (72, 400, 640, 3), dtype=np.uint8)  # 3 s at 24 fps
+    source = write_video(tmp_path / "big.mp4", frames, 24)
+    preview = reporting.gallery_video(tmp_path / "run", str(source), None)
+    info = probe_video(preview)
+    assert (info.width, info.height, info.fps, info.num_frames) == (384, 240, 12, 12)
+    assert preview.parent == tmp_path / "run" / "previews"
+    assert reporting.gallery_video(tmp_path / "run", str(source), None) == preview  # made once

@@ -483,7 +483,8 @@ READERS_HERE = ["pyav", "decord"] + (["torchcodec"] if HAS_TORCHCODEC else [])
 
 
 def _assert_unreadable(path: Path, *words: str) -> None:
-    reads = [lambda: read_video(path), lambda: list(iter_chunks(path, chunk_frames=4))]
+    reads = [lambda: read_video(path), lambda: list(iter_chunks(path, chunk_frames=4)),
+             lambda: list(iter_chunks(path, chunk_frames=4, reader="decord"))]
     if HAS_TORCHCODEC:
         reads.append(lambda: list(iter_chunks(path, chunk_frames=4, reader="torchcodec")))
     for read in reads:

