@@ -499,6 +499,7 @@ class FvdMetric(Metric):
         self.version = f"{base}; windows={args.windows}"
 
     def features(self, video: np.ndarray, fps: float) -> np.ndarray:
+        """The whole clip's window features at once (the twin of :meth:`feature_stream`)."""
         return np.asarray(self._features(clip_windows(video, windows=self.args.windows)), dtype=np.float64)
 
     def feature_stream(self, fps: float) -> WindowFeatures:

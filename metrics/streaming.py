@@ -78,7 +78,7 @@ class Metric(ABC):
     streaming state for each clip (:meth:`streaming`).
 
     ``version`` and ``extractor`` are set by ``__init__``: they depend on the options. A set-level
-    metric (kind "set") gives feature streams instead (see ``metrics.fvd.Fvd``).
+    metric (kind "set") gives feature streams instead (see ``metrics.fvd.FvdMetric``).
     """
 
     name: ClassVar[str]
@@ -96,17 +96,13 @@ class Metric(ABC):
     def __init__(self, args: MetricArgs | None = None) -> None:
         self.args = args if args is not None else self.Args()
 
-    def streaming(self, ctx: ClipContext) -> "StreamingMetric | None":
-        """The state that scores one clip chunk by chunk; None when the metric needs the whole clip
-        (:meth:`score` then gets it)."""
-        return None
+    def streaming(self, ctx: ClipContext) -> "StreamingMetric":
+        """The state that scores one clip chunk by chunk (every per-clip metric has one)."""
+        raise NotImplementedError(f"{self.name} is set-level: its clips give feature_stream()s")
 
     def score(self, video: np.ndarray, ctx: ClipContext) -> "MetricResult":
-        """The whole clip at once."""
-        stream = self.streaming(ctx)
-        if stream is None:
-            raise NotImplementedError(f"{self.name}: neither streaming() nor score() is defined")
-        return stream.score(video)
+        """The whole clip at once: one update and one compute."""
+        return self.streaming(ctx).score(video)
 
 
 @dataclass

@@ -205,13 +205,12 @@ def write_videos_and_manifest(manifest, clips: dict[str, np.ndarray], fps: float
 
 def test_no_code_path_materialises_a_whole_clip(tmp_path, monkeypatch, capsys):
     """The harness end to end on a folder model's 15 s files with every streaming metric, while the
-    whole-clip readers and the scoring engine's whole-clip assembly refuse to run and the chunked
-    reader refuses to hand out more than one chunk's frames: the run still scores every clip, with
-    the values one call on the whole clip gives."""
+    whole-clip readers refuse to run and the chunked reader refuses to hand out more than one
+    chunk's frames: the run still scores every clip, with the values one call on the whole clip
+    gives."""
     import json
     import textwrap
 
-    import vbench_flow.scoring as scoring
     import vbench_flow.video_io as video_io
     from vbench_flow.cli import main
 
@@ -233,8 +232,7 @@ def test_no_code_path_materialises_a_whole_clip(tmp_path, monkeypatch, capsys):
 
     for name in ("read_video", "_read_pyav", "_read_decord"):
         monkeypatch.setattr(video_io, name, refuse)
-    monkeypatch.setattr(scoring, "_whole_clip", refuse)
-    monkeypatch.setattr(scoring, "iter_chunks", one_chunk_at_most)
+    monkeypatch.setattr(video_io, "iter_chunks", one_chunk_at_most)
     names = ["flicker", "flicker_drift", "warping_error", "warping_error_drift", "clipsim", "clipsim_drift", "fvd"]
     suite = tmp_path / "suite.yaml"
     suite.write_text(textwrap.dedent(f"""
@@ -358,7 +356,6 @@ def test_ground_truth_of_real_footage_streams_beside_the_clip(tmp_path, monkeypa
     import textwrap
 
     import vbench_flow.data.folder as folder
-    import vbench_flow.scoring as scoring
     import vbench_flow.video_io as video_io
     from metrics.fidelity import psnr_per_frame
     from vbench_flow.cli import main
@@ -378,7 +375,6 @@ def test_ground_truth_of_real_footage_streams_beside_the_clip(tmp_path, monkeypa
 
     for name in ("read_video", "_read_pyav", "_read_decord"):
         monkeypatch.setattr(video_io, name, refuse)
-    monkeypatch.setattr(scoring, "_whole_clip", refuse)
     monkeypatch.setattr(folder.VideoFolder, "clip", refuse)
     suite = tmp_path / "suite.yaml"
     suite.write_text(textwrap.dedent(f"""

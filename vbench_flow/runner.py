@@ -482,7 +482,7 @@ class Runner:
         started = time.perf_counter()
         plans = [MetricPlan(m.name, self.scorers[m.name], get_metric(m.name).set_level)
                  for m in self.suite.metrics if m.applies_to(unit.model)]
-        truth_readers = [get_metric(p.name) for p in plans if get_metric(p.name).needs_ground_truth]
+        truth_readers = [m for m in map(get_metric, (p.name for p in plans)) if m.needs_ground_truth]
         try:
             truth = self._truth(unit.prompt, num_frames) if any(not m.streams_ground_truth for m in truth_readers) \
                 else None

@@ -2,10 +2,7 @@
 
 Each metric (``metrics.streaming.Metric``) gives the clip a streaming state (``streaming(ctx)``;
 ``feature_stream(fps)`` for set-level features) that sees each chunk as it is read and keeps only
-its own small state. A metric whose ``streaming`` returns None gets the whole clip from ``score``:
-a clip a generator returned is in memory anyway, and a video file is then assembled from the same
-single pass. Every shipped metric streams, so a video file of any length is scored in the memory
-of one chunk.
+its own small state, so a video file of any length is scored in the memory of one chunk.
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ import numpy as np
 
 from vbench_flow.errors import VbfError, disk_full
 from metrics.streaming import ClipContext
-from vbench_flow.video_io import DEFAULT_CHUNK_FRAMES, frames_per_chunk, iter_chunks, too_short
+from vbench_flow.video_io import DEFAULT_CHUNK_FRAMES, frames_per_chunk, iter_clip
 
 VideoFile = (str, os.PathLike)
 
@@ -99,13 +96,7 @@ def clip_chunks(video: Any, fps: float, num_frames: int, chunk_frames: int | Non
         chunk_frames = frames_per_chunk(*video.shape[1:3], most=chunk_frames or DEFAULT_CHUNK_FRAMES)
         yield from (video[i:i + chunk_frames] for i in range(0, len(video), chunk_frames))
         return
-    seen = 0
-    for chunk in iter_chunks(video, fps=fps, max_frames=num_frames, chunk_frames=chunk_frames, reader=reader,
-                             device=device):
-        seen += len(chunk)
-        yield chunk
-    if seen < num_frames:
-        raise too_short(Path(video), seen, num_frames, fps)
+    yield from iter_clip(video, num_frames, fps, chunk_frames=chunk_frames, reader=reader, device=device)
 
 
 def score_clip(video: Any, plans: list[MetricPlan], ctx: ClipContext, num_frames: int,
@@ -116,7 +107,6 @@ def score_clip(video: Any, plans: list[MetricPlan], ctx: ClipContext, num_frames
     cannot be read raises VideoReadError, and a full disk DiskFull."""
     scores = ClipScores()
     streams: dict[str, Any] = {}
-    whole: list[MetricPlan] = []
     for plan in plans:
         clock = time.perf_counter()
         try:
@@ -126,18 +116,11 @@ def score_clip(video: Any, plans: list[MetricPlan], ctx: ClipContext, num_frames
             continue
         finally:
             scores.metric_seconds[plan.name] = time.perf_counter() - clock
-        if stream is None:
-            whole.append(plan)
-        else:
-            streams[plan.name] = stream
-    kept: list[np.ndarray] = []
-    keep = bool(whole) and isinstance(video, VideoFile)
+        streams[plan.name] = stream
     chunks = clip_chunks(video, ctx.fps, num_frames, chunk_frames, reader, device)
     for chunk in _timed(chunks, scores) if isinstance(video, VideoFile) else chunks:
         scores.num_frames += len(chunk)
         scores.height, scores.width = int(chunk.shape[1]), int(chunk.shape[2])
-        if keep:
-            kept.append(chunk)
         for name in list(streams):
             clock = time.perf_counter()
             try:
@@ -149,16 +132,8 @@ def score_clip(video: Any, plans: list[MetricPlan], ctx: ClipContext, num_frames
                 scores.metric_seconds[name] += time.perf_counter() - clock
     for plan in plans:
         if plan.name in streams:
-            _finish(scores, plan, ctx, stream=streams[plan.name])
-    frames = _whole_clip(kept) if keep else video
-    for plan in whole:
-        _finish(scores, plan, ctx, frames=frames)
+            _finish(scores, plan, streams[plan.name])
     return scores
-
-
-def _whole_clip(chunks: list[np.ndarray]) -> np.ndarray:
-    """The one place a file's frames are assembled: for the metrics that do not stream."""
-    return np.concatenate(chunks)
 
 
 def _timed(chunks: Iterator[np.ndarray], scores: ClipScores) -> Iterator[np.ndarray]:
@@ -173,18 +148,16 @@ def _timed(chunks: Iterator[np.ndarray], scores: ClipScores) -> Iterator[np.ndar
         yield chunk
 
 
-def _finish(scores: ClipScores, plan: MetricPlan, ctx: ClipContext, *, stream: Any = None,
-            frames: np.ndarray | None = None) -> None:
-    """The metric's value from its stream, or from the whole clip."""
+def _finish(scores: ClipScores, plan: MetricPlan, stream: Any) -> None:
+    """The metric's value (or set-level features) from its stream."""
     clock = time.perf_counter()
     try:
         if plan.set_level:
-            values = np.asarray(stream.features() if stream is not None else plan.scorer.features(frames, ctx.fps),
-                                dtype=np.float64)
+            values = np.asarray(stream.features(), dtype=np.float64)
             require_finite(values, "its features")
             scores.features[plan.name] = values.tolist()
             return
-        result = stream.compute() if stream is not None else plan.scorer.score(frames, ctx)
+        result = stream.compute()
         value = float(result.value)
         points = [(float(t), float(v)) for t, v in result.series or []]
         require_finite(np.array([value]), "its value")

@@ -345,6 +345,18 @@ def _pyav_chunks(path: Path, fps: float | None, max_frames: int | None, chunk_fr
         yield np.stack(ready[start:start + chunk_frames])
 
 
+def iter_clip(path: str | Path, num_frames: int, fps: float, **options: object) -> Iterator[np.ndarray]:
+    """The first ``num_frames`` frames of a video at ``fps`` as :func:`iter_chunks` gives them
+    (``options``: chunk_frames, reader, device); a shorter video raises :func:`too_short`'s error
+    once its frames have been read."""
+    seen = 0
+    for chunk in iter_chunks(path, fps=fps, max_frames=num_frames, **options):
+        seen += len(chunk)
+        yield chunk
+    if seen < num_frames:
+        raise too_short(Path(path), seen, num_frames, fps)
+
+
 def too_short(path: Path, got: int, num_frames: int, fps: float) -> VideoReadError:
     """The error for a video that gave ``got`` frames at ``fps`` where ``num_frames`` were asked for."""
     info = probe_video(path)

@@ -22,7 +22,7 @@ import numpy as np
 
 from vbench_flow.errors import ConfigError, VideoReadError, read_utf8
 from vbench_flow.registry import did_you_mean
-from vbench_flow.video_io import iter_chunks, too_short
+from vbench_flow.video_io import iter_clip
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
 REQUIRED_FIELDS = ("video", "caption")
@@ -83,14 +83,10 @@ class VideoFolder:
             raise ConfigError(f"num_frames must be a positive integer, got {num_frames!r}")
         if size is not None and (isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1):
             raise ConfigError(f"size must be a positive integer or None, got {size!r}")
-        seen = 0
         try:
-            for chunk in iter_chunks(record.video, fps=fps, max_frames=num_frames):
-                seen += len(chunk)
+            for chunk in iter_clip(record.video, num_frames, fps):
                 yield chunk if size is None else np.stack(
                     [cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA) for frame in chunk])
-            if seen < num_frames:
-                raise too_short(Path(record.video), seen, num_frames, fps)
         except VideoReadError as exc:
             raise VideoReadError(exc.what, where=f"{exc.where} ({self._origin(record)})", fix=exc.fix) from exc
 
