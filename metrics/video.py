@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 
@@ -37,3 +38,14 @@ def segment_bounds(num_frames: int, segment_frames: int) -> list[tuple[int, int]
     if bounds[-1][1] < num_frames:
         bounds.append((num_frames - segment_frames, num_frames))
     return bounds
+
+
+def fit_longer_side(frames: np.ndarray, side: int | None) -> np.ndarray:
+    """uint8 (T, H, W, 3) frames area-resized so their longer side is ``side`` (never enlarged; None
+    or a larger side keeps them as they are)."""
+    height, width = frames.shape[1:3]
+    if not side or max(height, width) <= side:
+        return frames
+    scale = side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.stack([cv2.resize(frame, size, interpolation=cv2.INTER_AREA) for frame in frames])

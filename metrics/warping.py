@@ -45,7 +45,7 @@ from pydantic import Field
 from metrics.drift import drift_metric
 from metrics.streaming import (ClipContext, Device, Metric, MetricArgs, MetricResult, MetricSetupError, PairwiseMetric,
                                resolve_device)
-from metrics.video import check_video
+from metrics.video import check_video, fit_longer_side
 
 HIGHER_IS_BETTER = False
 DEFINITION = "lai2018-warping-error/2"  # /2: float32 fused warp and masks (/1 was float64)
@@ -457,12 +457,7 @@ class WarpingError(PairwiseMetric):
 
     def working_frames(self, frames: np.ndarray) -> np.ndarray:
         """Frames at the working resolution: the longer side ``flow_size`` (never enlarged)."""
-        height, width = frames.shape[1:3]
-        if not self.flow_size or max(height, width) <= self.flow_size:
-            return frames
-        scale = self.flow_size / max(height, width)
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        return np.stack([cv2.resize(frame, size, interpolation=cv2.INTER_AREA) for frame in frames])
+        return fit_longer_side(frames, self.flow_size)
 
     def pair_values(self, earlier: np.ndarray, later: np.ndarray) -> np.ndarray:
         earlier, later = self.working_frames(earlier), self.working_frames(later)

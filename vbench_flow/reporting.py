@@ -19,7 +19,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 
@@ -36,6 +35,7 @@ from reports.html import (
 )
 from vbench_flow.aggregate import group_seed
 from metrics.files import file_sha256
+from metrics.video import fit_longer_side
 from vbench_flow.errors import ConfigError, VideoReadError
 from vbench_flow.gate import paired_bootstrap_delta, unpaired_bootstrap_delta
 from vbench_flow.registry import did_you_mean
@@ -415,7 +415,7 @@ PREVIEW_MAX_SECONDS = 120.0
 PREVIEW_CRF = 30
 
 
-def gallery_video(run_dir: Path, video: str, sha256: str | None) -> Path | None:
+def gallery_video(run_dir: Path, video: str, sha256: str | None) -> Path:
     """The file the gallery shows for a unit's video: the clip, or a bounded preview of it made once
     into ``run_dir/previews`` (named by the clip's hash). VideoReadError when the clip cannot be
     read (moved, deleted, corrupt)."""
@@ -427,17 +427,8 @@ def gallery_video(run_dir: Path, video: str, sha256: str | None) -> Path | None:
     if not preview.exists():
         fps = min(info.fps, PREVIEW_MAX_FPS)
         chunks = iter_chunks(path, fps=fps, max_frames=int(PREVIEW_MAX_SECONDS * fps))
-        write_video_chunks(preview, (_shrunk(chunk) for chunk in chunks), fps, crf=PREVIEW_CRF, preset="veryfast")
+        write_video_chunks(preview, (fit_longer_side(chunk, PREVIEW_SIDE) for chunk in chunks), fps, crf=PREVIEW_CRF, preset="veryfast")
     return preview
-
-
-def _shrunk(chunk: np.ndarray) -> np.ndarray:
-    height, width = chunk.shape[1:3]
-    scale = PREVIEW_SIDE / max(height, width)
-    if scale >= 1:
-        return chunk
-    size = (max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2))
-    return np.stack([cv2.resize(frame, size, interpolation=cv2.INTER_AREA) for frame in chunk])
 
 
 # ---------------------------------------------------------------- putting it together
