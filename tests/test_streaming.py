@@ -310,10 +310,16 @@ class _LikelihoodStub:
         return [float(np.asarray(v, dtype=np.float64).mean() / 255.0) for v in videos]
 
 
+# per-clip metrics with no offline extractor: they run only from official weights files, which no
+# test can download (tests/test_vbench.py checks their arithmetic and their refusal without the file)
+NEEDS_OFFICIAL_WEIGHTS = {"imaging_quality", "aesthetic_quality"}
+
+
 def _registered_per_clip_metrics() -> list[str]:
     from vbench_flow.registry import metric_types
 
-    return sorted(name for name, entry in metric_types().items() if entry.kind != "set")
+    return sorted(name for name, entry in metric_types().items()
+                  if entry.kind != "set" and name not in NEEDS_OFFICIAL_WEIGHTS)
 
 
 @pytest.mark.parametrize("name", _registered_per_clip_metrics())
@@ -336,7 +342,8 @@ def test_every_registered_metric_streams_and_any_chunking_equals_the_whole_clip(
     metric = entry.build(entry.args_model.model_validate({"window_seconds": 2} if name.endswith("_drift") else {}))
     assert metric.streaming(ctx) is not None, f"{name} needs the whole clip"
     whole = metric.streaming(ctx).score(clip)
-    tolerance = 1e-5 if "clipsim" in name else 1e-9
+    # network features batch as the chunks fall: float32 sums in another order
+    tolerance = 1e-5 if name.startswith(("clipsim", "subject_", "background_")) else 1e-9
     for seed in (0, 1):
         parts = metric.streaming(ctx)
         for chunk in random_chunks(clip, np.random.default_rng(seed)):

@@ -3,7 +3,7 @@ what it is (name, summary, direction, kind, options); nothing about a metric is 
 
 from __future__ import annotations
 
-from metrics import clipsim, fidelity, flicker, fvd, likelihood, object_identity, throughput, warping
+from metrics import clipsim, fidelity, flicker, fvd, likelihood, object_identity, throughput, vbench_metrics, warping
 from vbench_flow.registry import register_metric_class
 
 BUILTIN_METRICS = (
@@ -20,6 +20,7 @@ BUILTIN_METRICS = (
     likelihood.BitsPerDimMetric,
     object_identity.ObjectColourChangeMetric,
     object_identity.ObjectSizeChangeMetric,
+    *vbench_metrics.VBENCH_METRICS,
 )
 
 for _metric in BUILTIN_METRICS:

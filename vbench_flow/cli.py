@@ -666,7 +666,8 @@ def _sizes_text(resolutions: dict[str, str]) -> str:
 # ---------------------------------------------------------------- entry point
 
 @cli.command()
-@click.argument("what", type=click.Choice(["i3d", "clip", "raft", "list"]))
+@click.argument("what", type=click.Choice(["i3d", "clip", "raft", "list", "dino-vitb16", "clip-vitb32", "clip-vitl14",
+                                           "raft-things", "amt-s", "musiq-spaq", "laion-aesthetic"]))
 @click.option("--torchscript", is_flag=True, help="i3d: StyleGAN-V's i3d_torchscript.pt instead of the state dict.")
 @click.option("--model", "clip_model", default="ViT-B-32", show_default=True, help="clip: the open_clip architecture.")
 @click.option("--pretrained", default="openai", show_default=True, help="clip: the open_clip pretrained tag.")
@@ -683,6 +684,8 @@ def fetch(what: str, torchscript: bool, clip_model: str, pretrained: str, source
       vbf fetch i3d --torchscript         # FVD: StyleGAN-V's i3d_torchscript.pt
       vbf fetch clip                      # CLIPSIM: open_clip ViT-B-32 'openai'
       vbf fetch raft                      # warping error: torchvision RAFT-large
+      vbf fetch dino-vitb16               # VBench subject consistency (also clip-vitb32, clip-vitl14,
+                                          #   raft-things, amt-s, musiq-spaq, laion-aesthetic)
       vbf fetch list                      # where each file goes and whether it is there
       vbf fetch i3d --from ~/Downloads/i3d_pretrained_400.pt   # offline: install a copied file
 
@@ -694,14 +697,17 @@ def fetch(what: str, torchscript: bool, clip_model: str, pretrained: str, source
     from vbench_flow import fetch as fetching
 
     if what == "list":
+        from metrics.extractors import NAMES
+
+        vbench_entries = [fetching.extractor_entry(name) for name in NAMES if name != "i3d"]
         for entry in (fetching.i3d_entry(), fetching.i3d_entry(torchscript=True), fetching.clip_entry(),
-                      fetching.raft_entry()):
+                      fetching.raft_entry(), *vbench_entries):
             state = "present" if entry.destination.is_file() else "missing"
             click.echo(f"{entry.name:<18} {state:<8} {entry.destination}\n{'':<28}{entry.url}\n{'':<28}{entry.pinned}")
         return 0
     entry = {"i3d": lambda: fetching.i3d_entry(torchscript),
              "clip": lambda: fetching.clip_entry(clip_model, pretrained),
-             "raft": fetching.raft_entry}[what]()
+             "raft": fetching.raft_entry}.get(what, lambda: fetching.extractor_entry(what))()
     path, digest, installed = fetching.fetch(entry, source=source, destination=dest, force=force,
                                              progress=sys.stderr.isatty())
     click.echo(f"{entry.name}: {'installed' if installed else 'already in place'} at {path}\n  sha256 {digest} "

@@ -44,6 +44,7 @@ class WeightsFile:
     sha256: str | None = None          # the full hash, when one is published
     sha256_prefix: str | None = None   # torchvision's convention: the first hex digits in the file name
     verify: Callable[[Path], None] | None = None  # loads the file; raises ValueError when it is not the model
+    member: str | None = None  # the URL is a zip archive and the file is this member of it (RAFT's release)
 
     def check(self, path: Path) -> str:
         """The file's sha256 after every check passed; FetchError naming the mismatch otherwise."""
@@ -134,6 +135,18 @@ def clip_entry(model: str = "ViT-B-32", pretrained: str = "openai") -> WeightsFi
                        verify=lambda path: _verify_clip(model, path))
 
 
+def extractor_entry(name: str) -> WeightsFile:
+    """A standard extractor of ``metrics.extractors`` (VBench's dimensions) by its name."""
+    from metrics import extractors
+
+    if name not in extractors.NAMES:
+        raise ConfigError(f"unknown extractor {name!r}", where="vbf fetch", fix=f"one of {', '.join(extractors.NAMES)}")
+    spec = extractors.extractor_file(name)
+    member = "models/raft-things.pth" if spec.url.endswith(".zip") else None
+    return WeightsFile(name, spec.description, spec.url, spec.default_path, sha256=spec.sha256,
+                       sha256_prefix=spec.sha256_prefix, verify=lambda path: extractors.load(name, path), member=member)
+
+
 def _verify_clip(model: str, path: Path) -> None:
     from metrics.clipsim import ClipScorer
 
@@ -152,6 +165,19 @@ def _download(url: str, target: Path, *, progress: bool, timeout: float) -> None
             for block in iter(lambda: response.read(1 << 20), b""):
                 out.write(block)
                 bar.update(len(block))
+
+
+def _extract_member(archive: Path, member: str) -> None:
+    """Replace the downloaded zip ``archive`` by its ``member`` (same path)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(archive) as handle, handle.open(member) as data:
+            content = data.read()
+    except (zipfile.BadZipFile, KeyError) as exc:
+        raise FetchError(f"the download is not the expected zip archive with {member} ({exc})",
+                         fix="fetch again, or download it by hand and use --from") from None
+    archive.write_bytes(content)
 
 
 def fetch(entry: WeightsFile, *, source: Path | None = None, destination: Path | None = None, force: bool = False,
@@ -176,6 +202,8 @@ def fetch(entry: WeightsFile, *, source: Path | None = None, destination: Path |
         else:
             try:
                 _download(entry.url, partial, progress=progress, timeout=timeout)
+                if entry.member:
+                    _extract_member(partial, entry.member)
             except (urllib.error.URLError, OSError, TimeoutError) as exc:
                 reason = getattr(exc, "reason", exc)
                 raise FetchError(f"could not download {entry.name} from {entry.url} ({reason})",

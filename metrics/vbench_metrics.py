@@ -1,0 +1,390 @@
+"""VBench's dimensions as suite metrics: options, extractors, versions; the math is in ``metrics.vbench``.
+
+Each dimension runs either on VBench's standard extractor, loaded from its official file
+(``extractor: standard``, ``weights:`` a path, default ``metrics.extractors.DEFAULT_DIR``), or on
+the project's offline default for the shapes world, which needs no download and is named as a
+different extractor so the two are never compared:
+
+===========================  =================================  ===================================
+dimension                    standard (VBench's own numbers)    offline default
+===========================  =================================  ===================================
+subject_consistency          DINO ViT-B/16                      the shipped domain CLIP's image tower
+background_consistency       OpenAI CLIP ViT-B/32               the shipped domain CLIP's image tower
+dynamic_degree               RAFT (raft-things)                 OpenCV DIS flow, VBench's rule
+static_filter                RAFT (raft-things)                 OpenCV DIS flow, VBench's rule
+motion_smoothness            AMT-S                              DIS-flow midpoint interpolation
+imaging_quality              MUSIQ-SPAQ (pyiqa)                 (none: standard only)
+aesthetic_quality            CLIP ViT-L/14 + LAION head         (none: standard only)
+===========================  =================================  ===================================
+
+``protocol: vbench-long`` scores 2 s clips (``int(fps) * 2`` frames; the last padded with earlier
+frames) and averages the clip scores, as VBench-Long's in-clip scores do (its clip-to-clip fusion
+for the consistency dimensions is not applied; the version says so).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import cv2
+import numpy as np
+import torch
+from pydantic import Field
+
+from metrics import extractors, vbench
+from metrics.streaming import ClipContext, Device, Metric, MetricArgs, MetricResult, MetricSetupError, StreamingMetric, resolve_device
+
+DEFINITION = "vbench-45e79ec"
+LONG_CLIP_SECONDS = 2
+
+
+def long_clip_frames(fps: float) -> int:
+    """VBench-Long's clip length: ``int(fps) * 2`` frames (its fps is read as an integer)."""
+    return max(2, int(fps) * LONG_CLIP_SECONDS)
+
+
+def load_standard(name: str, weights: str | None, device: str) -> torch.nn.Module:
+    try:
+        return extractors.load(name, weights, device=device)
+    except extractors.ExtractorError as error:
+        raise MetricSetupError(error.reason, fix=error.fix) from None
+    except (FileNotFoundError, ValueError) as error:  # the RAFT and AMT loaders' own errors
+        raise MetricSetupError(str(error)) from None
+
+
+def standard_extractor(name: str, weights: str | None) -> str:
+    entry = extractors.extractor_file(name)
+    return f"{name} ({Path(weights).name if weights else entry.filename})"
+
+
+class VbenchArgs(MetricArgs):
+    extractor: Literal["offline", "standard"] = Field(
+        "offline", description="standard: VBench's network from its official file (weights:); offline: the "
+        "project's shapes-world default, named as another extractor")
+    weights: str | None = Field(None, description="standard: the official weights file (default: "
+                                "~/.cache/vbench-flow/extractors/<official file name>)")
+    protocol: Literal["vbench", "vbench-long"] = Field(
+        "vbench", description="vbench: the whole clip; vbench-long: mean over 2 s clips (VBench-Long)")
+    batch_size: int = Field(8, ge=1, description="frames (or frame pairs) per network call")
+    device: Device = Field("auto", description="where the network runs (auto: CUDA when present)")
+
+
+class LongProtocol(StreamingMetric):
+    """VBench-Long for a per-clip state: the clip's frames are kept only as the state of each 2 s
+    clip in turn; the last clip, padded with earlier frames, is scored from a short frame buffer."""
+
+    min_frames = 1
+
+    def __init__(self, make_state: Callable[[], StreamingMetric], fps: float, *, name: str, version: str, extractor: str,
+                 higher_is_better: bool) -> None:
+        self.make_state, self.clip_frames = make_state, long_clip_frames(fps)
+        self.name, self.version, self.extractor, self.higher_is_better = name, version, extractor, higher_is_better
+        super().__init__(fps)
+
+    def reset(self) -> None:
+        self.frames_seen = 0
+        self.scores: list[tuple[float, float]] = []
+        self._state = self.make_state()
+        self._in_clip = 0
+        # the last clip_frames frames (copies): the tail clip borrows earlier frames from them
+        self._recent: deque[np.ndarray] = deque(maxlen=self.clip_frames)
+
+    def update(self, chunk: np.ndarray) -> None:
+        start = 0
+        while start < len(chunk):  # the chunk cut at clip boundaries, each part one update of its clip
+            part = chunk[start:start + self.clip_frames - self._in_clip]
+            self._state.update(part)
+            self._recent.extend(frame.copy() for frame in part[-self.clip_frames:])
+            self._in_clip += len(part)
+            self.frames_seen += len(part)
+            start += len(part)
+            if self._in_clip == self.clip_frames:
+                self.scores.append(((self.frames_seen - self.clip_frames) / self.fps, self._state.compute().value))
+                self._state, self._in_clip = self.make_state(), 0
+
+    def compute(self) -> MetricResult:
+        if self.frames_seen < 1:
+            raise ValueError(f"{self.name}: needs at least 1 frame")
+        scores = list(self.scores)
+        if self._in_clip:  # the tail: the last clip_frames frames (the whole clip when shorter)
+            tail = self.make_state()
+            tail.update(np.stack(self._recent))
+            scores.append(((self.frames_seen - len(self._recent)) / self.fps, tail.compute().value))
+        return MetricResult(vbench.mean_of([s for _, s in scores]), scores)
+
+
+class VbenchDimension(Metric):
+    """A VBench dimension: builds its extractor once, gives each clip a state."""
+
+    dimension: ClassVar[str]
+    standard_name: ClassVar[str]
+    offline_name: ClassVar[str | None] = None
+    Args = VbenchArgs
+
+    def __init__(self, args: VbenchArgs | None = None) -> None:
+        super().__init__(args)
+        self.device = resolve_device(self.args.device)
+        if self.args.extractor == "offline" and self.offline_name is None:
+            raise MetricSetupError(f"{self.name} has no offline extractor",
+                                   fix=f"use extractor: standard with the official {self.standard_name} weights")
+        if self.args.extractor == "standard":
+            self.extractor = standard_extractor(self.standard_name, self.args.weights)
+        else:
+            self.extractor = self.offline_name
+        protocol = ("vbench-long in-clip (2 s clips, mean; no clip-to-clip fusion)"
+                    if self.args.protocol == "vbench-long" else "vbench (whole clip)")
+        self.version = f"{DEFINITION} {self.dimension}/1 ({self.describe()}; {protocol})"
+        self.setup()
+
+    def describe(self) -> str:
+        return "as VBench's code"
+
+    def setup(self) -> None:
+        """Load the extractor (called once)."""
+
+    def clip_state(self, fps: float) -> StreamingMetric:
+        raise NotImplementedError
+
+    def streaming(self, ctx: ClipContext) -> StreamingMetric:
+        if self.args.protocol == "vbench-long":
+            # VBench-Long writes its clips at int(fps): dynamic degree's sampling follows that rate
+            return LongProtocol(lambda: self.clip_state(float(max(1, int(ctx.fps)))), ctx.fps, name=self.name, version=self.version,
+                                extractor=self.extractor, higher_is_better=self.higher_is_better)
+        return self.clip_state(ctx.fps)
+
+
+# ---------------------------------------------------------------- consistency
+
+
+class ConsistencyDimension(VbenchDimension):
+    offline_name = "domain-clip-shapes64 image tower"
+
+    def setup(self) -> None:
+        if self.args.extractor == "offline":
+            from metrics.clipsim import ClipScorer
+
+            scorer = ClipScorer.from_domain_checkpoint(device=self.device)
+            self.features = lambda frames: scorer.image_embeddings(frames).float().cpu()
+        else:
+            self.features = self.standard_features()
+
+    def standard_features(self) -> vbench.FeatureFn:
+        raise NotImplementedError
+
+    def clip_state(self, fps: float) -> vbench.FeatureConsistency:
+        return vbench.FeatureConsistency(self.features, fps, name=self.name, version=self.version,
+                                         extractor=self.extractor)
+
+
+class SubjectConsistencyMetric(ConsistencyDimension):
+    name = dimension = "subject_consistency"
+    summary = ("VBench subject consistency: mean over frames of (cos to the previous frame + cos to the first) / 2, "
+               "DINO features (offline: the domain CLIP)")
+    higher_is_better = True
+    standard_name = "dino-vitb16"
+
+    def describe(self) -> str:
+        # VBench runs DINO one frame at a time; on a GPU the kernels (and the last bits) depend on the batch
+        return f"DINO batch {self.args.batch_size}" if self.args.extractor == "standard" else "domain CLIP"
+
+    def standard_features(self) -> vbench.FeatureFn:
+        network = load_standard(self.standard_name, self.args.weights, self.device)
+        return vbench.dino_features(network, batch_size=self.args.batch_size, device=self.device)
+
+
+class BackgroundConsistencyMetric(ConsistencyDimension):
+    name = dimension = "background_consistency"
+    summary = ("VBench background consistency: the same previous/first-frame cosine on CLIP ViT-B/32 features "
+               "(offline: the domain CLIP)")
+    higher_is_better = True
+    standard_name = "clip-vitb32"
+
+    class Args(VbenchArgs):
+        precision: Literal["fp32", "fp16"] = Field(
+            "fp32", description="CLIP's precision: fp16 reproduces VBench's GPU numbers (OpenAI's loader casts "
+            "to fp16 on CUDA), fp32 its CPU numbers")
+
+    def describe(self) -> str:
+        return f"CLIP {self.args.precision} batch {self.args.batch_size}" if self.args.extractor == "standard" \
+            else "domain CLIP"
+
+    def standard_features(self) -> vbench.FeatureFn:
+        path = self.args.weights or extractors.extractor_file(self.standard_name).default_path
+        try:
+            network = extractors.load_openai_clip("ViT-B-32", path, self.device, precision=self.args.precision)
+        except extractors.ExtractorError as error:
+            raise MetricSetupError(error.reason, fix=error.fix) from None
+        return vbench.clip_features(network, batch_size=self.args.batch_size, device=self.device)
+
+
+# ---------------------------------------------------------------- motion: dynamic degree, static filter
+
+
+def dis_flow_fn(preset: str = "medium") -> vbench.FlowFn:
+    """OpenCV DIS flow of float 0..255 (N, 3, H, W) pairs, (N, 2, H, W): the offline stand-in for RAFT."""
+    from metrics.warping import dis_flow
+
+    estimator = dis_flow(preset)
+
+    def flows(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        a = first.permute(0, 2, 3, 1).round().clamp(0, 255).to(torch.uint8).numpy()
+        b = second.permute(0, 2, 3, 1).round().clamp(0, 255).to(torch.uint8).numpy()
+        return torch.from_numpy(estimator.many(a, b)).permute(0, 3, 1, 2)
+
+    return flows
+
+
+class FlowDimension(VbenchDimension):
+    offline_name = "opencv-dis(preset=medium, gray)"
+    standard_name = "raft-things"
+
+    def describe(self) -> str:
+        return "RAFT 20 updates, padded flow" if self.args.extractor == "standard" else "DIS flow, unpadded"
+
+    @property
+    def min_side(self) -> int:
+        return vbench.RAFT_MIN_SIDE if self.args.extractor == "standard" else 0
+
+    def setup(self) -> None:
+        if self.args.extractor == "offline":
+            self.flow = dis_flow_fn()
+        else:
+            self.flow = vbench.raft_flow_fn(load_standard(self.standard_name, self.args.weights, self.device),
+                                            device=self.device)
+
+
+class DynamicDegreeMetric(FlowDimension):
+    name = dimension = "dynamic_degree"
+    summary = ("VBench dynamic degree: 1 when the clip moves (enough sampled frame pairs with large top-5% flow), "
+               "else 0; the mean over clips is the fraction of dynamic clips")
+    higher_is_better = True
+    min_frames = 2
+
+    def clip_state(self, fps: float) -> vbench.DynamicDegree:
+        return vbench.DynamicDegree(self.flow, fps, batch_size=self.args.batch_size, version=self.version,
+                                    extractor=self.extractor, min_side=self.min_side)
+
+
+class StaticFilterMetric(FlowDimension):
+    name = dimension = "static_filter"
+    summary = ("VBench's static filter: 1 when the clip is static (few frame pairs with large top-2% flow), else 0; "
+               "VBench scores temporal flickering only on static clips")
+    higher_is_better = False
+
+    def clip_state(self, fps: float) -> vbench.StaticFilter:
+        return vbench.StaticFilter(self.flow, fps, batch_size=self.args.batch_size, version=self.version,
+                                   extractor=self.extractor, min_side=self.min_side)
+
+
+# ---------------------------------------------------------------- motion smoothness
+
+
+def flow_midpoint_fn(preset: str = "medium") -> vbench.MidpointFn:
+    """The frame halfway between two: each pixel averages the first frame half a flow step back and
+    the second half a step forward along the DIS flow first -> second (the offline stand-in for AMT)."""
+    flows = dis_flow_fn(preset)
+
+    def midpoints(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        flow = flows(first * 255.0, second * 255.0).numpy()
+        out = []
+        for a, b, f in zip(first.permute(0, 2, 3, 1).numpy(), second.permute(0, 2, 3, 1).numpy(), flow):
+            height, width = a.shape[:2]
+            grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+            half_x, half_y = 0.5 * f[0], 0.5 * f[1]
+            from_a = cv2.remap(a, grid_x - half_x, grid_y - half_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            from_b = cv2.remap(b, grid_x + half_x, grid_y + half_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            out.append(0.5 * (from_a + from_b))
+        return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).clamp(0, 1)
+
+    return midpoints
+
+
+class MotionSmoothnessMetric(VbenchDimension):
+    name = dimension = "motion_smoothness"
+    summary = ("VBench motion smoothness: (255 - mean |odd frame - midpoint interpolated from its even neighbours|)"
+               " / 255; AMT-S (offline: DIS-flow midpoint)")
+    higher_is_better = True
+    min_frames = 3
+    standard_name = "amt-s"
+    offline_name = "dis-flow-midpoint(preset=medium)"
+
+    def describe(self) -> str:
+        return "AMT-S t=0.5, uint8 truncation" if self.args.extractor == "standard" else "DIS midpoint, uint8 truncation"
+
+    def setup(self) -> None:
+        if self.args.extractor == "offline":
+            self.midpoint = flow_midpoint_fn()
+        else:
+            self.midpoint = vbench.amt_midpoint_fn(load_standard("amt-s", self.args.weights, self.device),
+                                                   device=self.device)
+
+    def clip_state(self, fps: float) -> vbench.MotionSmoothness:
+        return vbench.MotionSmoothness(self.midpoint, fps, batch_size=self.args.batch_size, version=self.version,
+                                       extractor=self.extractor,
+                                       min_side=vbench.AMT_MIN_SIDE if self.args.extractor == "standard" else 0)
+
+
+# ---------------------------------------------------------------- per-frame quality
+
+
+class QualityArgs(VbenchArgs):
+    extractor: Literal["standard"] = Field("standard", description="VBench's network from its official file")
+
+
+class ImagingQualityMetric(VbenchDimension):
+    name = dimension = "imaging_quality"
+    summary = "VBench imaging quality: mean MUSIQ-SPAQ score of the frames / 100 (pyiqa's architecture)"
+    higher_is_better = True
+    min_frames = 1
+    standard_name = "musiq-spaq"
+
+    class Args(QualityArgs):
+        mode: Literal["longer", "shorter", "shorter_centercrop", "None"] = Field(
+            "longer", description="VBench's resize before MUSIQ: longer side to 512 (its default)")
+
+    def describe(self) -> str:
+        return f"MUSIQ mode {self.args.mode}"
+
+    def setup(self) -> None:
+        self.scores = vbench.musiq_scores(load_standard("musiq-spaq", self.args.weights, self.device),
+                                          mode=self.args.mode, device=self.device)
+
+    def clip_state(self, fps: float) -> vbench.PerFrameQuality:
+        return vbench.PerFrameQuality(self.scores, fps, name=self.name, version=self.version,
+                                      extractor=self.extractor, combine="musiq")
+
+
+class AestheticQualityMetric(VbenchDimension):
+    name = dimension = "aesthetic_quality"
+    summary = "VBench aesthetic quality: mean LAION aesthetic score of the frames / 10 (CLIP ViT-L/14)"
+    higher_is_better = True
+    min_frames = 1
+    standard_name = "clip-vitl14"
+
+    class Args(QualityArgs):
+        head_weights: str | None = Field(None, description="the LAION head file (default: "
+                                         "~/.cache/vbench-flow/extractors/sa_0_4_vit_l_14_linear.pth)")
+        precision: Literal["fp32", "fp16"] = Field("fp32", description="CLIP's precision (fp16: VBench on a GPU)")
+
+    def describe(self) -> str:
+        return f"CLIP ViT-L/14 {self.args.precision} + LAION head"
+
+    def setup(self) -> None:
+        clip_path = self.args.weights or extractors.extractor_file("clip-vitl14").default_path
+        try:
+            clip = extractors.load_openai_clip("ViT-L-14", clip_path, self.device, precision=self.args.precision)
+        except extractors.ExtractorError as error:
+            raise MetricSetupError(error.reason, fix=error.fix) from None
+        head = load_standard("laion-aesthetic", self.args.head_weights, self.device)
+        self.scores = vbench.aesthetic_scores(clip, head, batch_size=self.args.batch_size, device=self.device)
+
+    def clip_state(self, fps: float) -> vbench.PerFrameQuality:
+        return vbench.PerFrameQuality(self.scores, fps, name=self.name, version=self.version,
+                                      extractor=self.extractor, combine="aesthetic")
+
+
+VBENCH_METRICS = (SubjectConsistencyMetric, BackgroundConsistencyMetric, DynamicDegreeMetric, StaticFilterMetric,
+                  MotionSmoothnessMetric, ImagingQualityMetric, AestheticQualityMetric)

