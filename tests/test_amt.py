@@ -158,9 +158,10 @@ def test_refuses_sizes_the_reference_turns_into_nan(model: amt.AmtS) -> None:
 
 
 def test_warp_is_a_pixel_shift() -> None:
-    img = torch.rand(1, 3, 20, 24)
+    img = torch.rand(1, 3, 20, 24, generator=torch.Generator().manual_seed(0))
     flow = torch.zeros(1, 2, 20, 24)
-    assert torch.allclose(amt._warp(img, flow), img, atol=1e-6)
+    # the sampling grid is normalised to [-1, 1] and back: positions are off by a few 1e-6 px
+    assert torch.allclose(amt._warp(img, flow), img, atol=1e-5)
     flow[:, 0], flow[:, 1] = 2.0, -1.0  # sample at (x + 2, y - 1), edges repeated
     expected = img[:, :, (torch.arange(20) - 1).clamp(0, 19)][:, :, :, (torch.arange(24) + 2).clamp(0, 23)]
     assert torch.allclose(amt._warp(img, flow), expected, atol=1e-5)
