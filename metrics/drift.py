@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 from pydantic import Field
 
-from metrics.streaming import ClipContext, Metric, MetricArgs, MetricResult, StreamingMetric, ValueSequenceMetric
+from metrics.streaming import DerivedState, Metric, MetricArgs, MetricResult, ValueSequenceMetric, derived_metric
 from metrics.video import check_video
 
 VERSION = "drift/2 (least-squares slope per second of window values vs window centres; a short tail joins the last window)"
@@ -62,31 +62,19 @@ def drift_slope(windows: list[Window]) -> float:
     return float((t_centred * (v - v.mean())).sum() / (t_centred ** 2).sum())
 
 
-class Drift(StreamingMetric):
+class Drift(DerivedState):
     """The drift of a per-frame or per-pair metric, streamed: the base metric keeps its values, and
     each window's value comes from the values inside it (no second pass over the frames)."""
 
     min_frames = 3
 
     def __init__(self, base: ValueSequenceMetric, window_seconds: float = 5.0) -> None:
-        self.base = base
         self.name = f"{base.name}_drift"
         self.higher_is_better = base.higher_is_better
         self.extractor = base.extractor
         self.version = f"{VERSION}; of {base.version}; windows {window_seconds:g}s"
         self.window_frames = window_length(window_seconds, base.fps, self.min_frames)
-        super().__init__(base.fps)
-
-    def reset(self) -> None:
-        self.base.reset()
-
-    def update(self, chunk: np.ndarray) -> None:
-        self.base.update(chunk)
-
-    def merge(self, following: StreamingMetric) -> None:
-        if not isinstance(following, Drift):
-            raise TypeError(f"{self.name}: cannot merge a {type(following).__name__}")
-        self.base.merge(following.base)
+        super().__init__(base)
 
     def windows(self) -> list[Window]:
         return [Window(a, b, (a + b - 1) / 2 / self.fps, self.base.window(a, b))
@@ -104,21 +92,7 @@ class DriftArgs(MetricArgs):
 def drift_metric(base: type[Metric], summary: str) -> type[Metric]:
     """``BASE_drift``: the slope of ``base`` (at its default options) over windows, from the base's own
     per-frame or per-pair values, in the same pass over the clip."""
-
-    class DriftMetric(Metric):
-        name = f"{base.name}_drift"
-        higher_is_better = base.higher_is_better
-        Args = DriftArgs
-
-        def __init__(self, args: DriftArgs | None = None) -> None:
-            super().__init__(args)
-            self.base = base()
-            self.extractor = self.base.extractor
-            self.version = f"{VERSION}; of {self.base.version}; windows {self.args.window_seconds:g}s"
-
-        def streaming(self, ctx: ClipContext) -> Drift:
-            return Drift(self.base.streaming(ctx), self.args.window_seconds)
-
-    DriftMetric.summary = summary
-    DriftMetric.__name__ = DriftMetric.__qualname__ = f"{base.__name__.removesuffix('Metric')}DriftMetric"
-    return DriftMetric
+    return derived_metric(base, suffix="_drift", summary=summary, args=DriftArgs, class_suffix="Drift",
+                          higher_is_better=base.higher_is_better,
+                          describe=lambda b, a: f"{VERSION}; of {b.version}; windows {a.window_seconds:g}s",
+                          state=lambda b, a: Drift(b, a.window_seconds))

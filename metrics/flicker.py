@@ -13,13 +13,14 @@ the slope of the score over windows of the same pairs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
 from pydantic import Field
 
 from metrics.drift import drift_metric, window_length
-from metrics.streaming import ClipContext, Metric, MetricArgs, MetricResult, PairwiseMetric
+from metrics.streaming import ClipContext, Metric, MetricArgs, MetricResult, NotScored, PairwiseMetric, StreamingMetric
 from metrics.video import check_video, segment_bounds
 
 VERSION = "vbench-temporal-flickering/1 (raw, no static filter)"
@@ -95,6 +96,36 @@ def flicker_per_segment(frames: np.ndarray, fps: float, segment_seconds: float =
 
 class FlickerArgs(MetricArgs):
     segment_seconds: float = Field(2.0, gt=0, description="window for the over-time series (VBench-Long uses 2 s)")
+    static_filter: bool = Field(False, description="VBench's protocol: score only clips its static filter calls "
+                                "static (the others are left out, with the reason); off: every clip, raw")
+    static_filter_extractor: Literal["offline", "standard"] = Field(
+        "offline", description="the filter's flow: OpenCV DIS (offline) or RAFT from raft-things.pth (standard)")
+    static_filter_weights: str | None = Field(None, description="standard: the raft-things.pth file")
+
+
+class StaticFiltered(StreamingMetric):
+    """Flicker of a clip that VBench's static filter calls static; a moving clip is not scored."""
+
+    def __init__(self, flicker: TemporalFlickering, static: StreamingMetric, version: str) -> None:
+        self.flicker, self.static = flicker, static
+        self.name, self.higher_is_better, self.min_frames = flicker.name, flicker.higher_is_better, flicker.min_frames
+        self.version, self.extractor = version, f"{EXTRACTOR}; static filter {static.extractor}"
+        super().__init__(flicker.fps)
+
+    def reset(self) -> None:
+        self.flicker.reset()
+        self.static.reset()
+
+    def update(self, chunk: np.ndarray) -> None:
+        self.flicker.update(chunk)
+        self.static.update(chunk)
+
+    def compute(self) -> MetricResult:
+        result = self.flicker.compute()  # first: too few frames is an error, not an exclusion
+        if self.static.compute().value != 1.0:
+            raise NotScored("moving clip: VBench scores temporal flickering on static clips only "
+                            "(its static filter found too many frame pairs with large flow)")
+        return result
 
 
 class FlickerMetric(Metric):
@@ -104,12 +135,35 @@ class FlickerMetric(Metric):
     Args = FlickerArgs
     extractor = EXTRACTOR
 
+    motion_counterpart = "motion_magnitude"
+
+    @classmethod
+    def missing_files(cls, args: FlickerArgs) -> list[str]:
+        if not args.static_filter:
+            return []
+        from metrics.vbench_metrics import StaticFilterMetric
+
+        return StaticFilterMetric.missing_files(StaticFilterMetric.Args(
+            extractor=args.static_filter_extractor, weights=args.static_filter_weights))
+
     def __init__(self, args: FlickerArgs | None = None) -> None:
         super().__init__(args)
         self.version = TemporalFlickering(segment_seconds=self.args.segment_seconds).version
+        self.static_filter = None
+        if self.args.static_filter:
+            from metrics.vbench_metrics import StaticFilterMetric
 
-    def streaming(self, ctx: ClipContext) -> TemporalFlickering:
-        return TemporalFlickering(ctx.fps, self.args.segment_seconds)
+            self.static_filter = StaticFilterMetric(StaticFilterMetric.Args(
+                extractor=self.args.static_filter_extractor, weights=self.args.static_filter_weights))
+            self.version = self.version.replace("raw, no static filter", "static clips only") + \
+                f"; static filter: {self.static_filter.version}"
+            self.extractor = f"{EXTRACTOR}; static filter {self.static_filter.extractor}"
+
+    def streaming(self, ctx: ClipContext) -> StreamingMetric:
+        flicker = TemporalFlickering(ctx.fps, self.args.segment_seconds)
+        if self.static_filter is None:
+            return flicker
+        return StaticFiltered(flicker, self.static_filter.streaming(ctx), self.version)
 
 
 FlickerDriftMetric = drift_metric(FlickerMetric, "slope per second of flicker over windows (negative: the clip flickers more as it goes)")

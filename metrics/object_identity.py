@@ -375,6 +375,7 @@ class ObjectColourChangeMetric(Metric):
     higher_is_better = HIGHER_IS_BETTER
     extractor, version = ObjectIdentity.extractor, VERSION
     quantity = "colour"
+    motion_counterpart = "motion_magnitude"  # objects that do not move keep their colour and size for free
 
     def streaming(self, ctx: ClipContext) -> ObjectIdentity:
         return ObjectIdentity(ctx.fps, self.quantity)
@@ -384,3 +385,4 @@ class ObjectSizeChangeMetric(ObjectColourChangeMetric):
     name = "object_size_change"
     summary = "mean |ln(area / first area)| of each tracked object (shapes-world-like videos; own definition)"
     quantity = "size"
+    motion_counterpart = "motion_magnitude"

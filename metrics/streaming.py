@@ -38,6 +38,9 @@ class ClipContext:
     """What a metric may know about the clip it scores besides its frames."""
 
     fps: float
+    # the clip's length when known before it is read (the harness knows it): lets a metric stop
+    # early once its value is settled (VBench's motion verdicts)
+    num_frames: int | None = None
     prompt: str = ""
     task: str = "t2v"
     num_condition_frames: int = 0
@@ -49,6 +52,9 @@ class ClipContext:
     generation: dict[str, Any] = field(default_factory=dict)
     # the generator itself, for metrics about the model rather than the clip (likelihood)
     generator: Any = None
+    # results several metrics of this clip compute alike (an extractor's features of a frame, the
+    # flow of a pair), shared so each is computed once per clip; dropped with the clip
+    shared: dict = field(default_factory=dict)
 
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -61,6 +67,11 @@ def resolve_device(device: str) -> str:
 
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
+
+
+class NotScored(Exception):
+    """The clip is outside the metric's definition, so it has no value: not a failure (e.g. VBench's
+    temporal flickering is defined on static clips only). The message says why."""
 
 
 class MetricSetupError(ValueError):
@@ -90,11 +101,21 @@ class Metric(ABC):
     # True: the metric reads the ground truth from ``ctx.ground_truth_chunks`` as the clip streams
     streams_ground_truth: ClassVar[bool] = False
     min_frames: ClassVar[int] = 2
+    # the name of the metric that measures how much the clip moves (e.g. "motion_magnitude"): a
+    # consistency win is only a win when the model moves about as much as the real clips (the report
+    # and the gate flag a "better" consistency verdict of a model that moves far less as static)
+    motion_counterpart: ClassVar[str | None] = None
     version: str
     extractor: str
 
     def __init__(self, args: MetricArgs | None = None) -> None:
         self.args = args if args is not None else self.Args()
+
+    @classmethod
+    def missing_files(cls, args: MetricArgs) -> list[str]:
+        """The files this metric would load with ``args`` that do not exist, each saying how to get it
+        (``vbf validate`` reports them before any compute)."""
+        return []
 
     def streaming(self, ctx: ClipContext) -> "StreamingMetric":
         """The state that scores one clip chunk by chunk (every per-clip metric has one)."""
@@ -149,6 +170,53 @@ class StreamingMetric(ABC):
         self.reset()
         self.update(frames)
         return self.compute()
+
+
+class DerivedState(StreamingMetric):
+    """A state computed from another state of the same clip (a drift, a contrast, a decay curve):
+    chunks, resets and merges go to ``base``, so it streams whenever the base does."""
+
+    def __init__(self, base: StreamingMetric) -> None:
+        self.base = base
+        super().__init__(base.fps)
+
+    def reset(self) -> None:
+        self.base.reset()
+
+    def update(self, chunk: np.ndarray) -> None:
+        self.base.update(chunk)
+
+    def merge(self, following: "StreamingMetric") -> None:
+        if type(following) is not type(self):
+            raise TypeError(f"{self.name}: cannot merge a {type(following).__name__}")
+        self.base.merge(following.base)
+
+
+def derived_metric(base: type[Metric], *, suffix: str, summary: str, args: type[MetricArgs], higher_is_better: bool,
+                   describe: Callable[[Metric, Any], str], state: Callable[[StreamingMetric, Any], StreamingMetric],
+                   class_suffix: str, min_frames: int | None = None) -> type[Metric]:
+    """The metric ``BASE<suffix>`` computed from ``base``'s streaming state (at the base's default
+    options) in the same pass: ``state(base_state, args)`` wraps it, ``describe(base, args)`` is the
+    version. It keeps the base's extractor and motion counterpart (a still clip has no drift either)."""
+
+    class Derived(Metric):
+        name = f"{base.name}{suffix}"
+        Args = args
+        motion_counterpart = base.motion_counterpart
+
+        def __init__(self, options: MetricArgs | None = None) -> None:
+            super().__init__(options)
+            self.base = base()
+            self.extractor = self.base.extractor
+            self.version = describe(self.base, self.args)
+
+        def streaming(self, ctx: ClipContext) -> StreamingMetric:
+            return state(self.base.streaming(ctx), self.args)
+
+    Derived.summary, Derived.higher_is_better = summary, higher_is_better
+    Derived.min_frames = min_frames if min_frames is not None else base.min_frames
+    Derived.__name__ = Derived.__qualname__ = f"{base.__name__.removesuffix('Metric')}{class_suffix}Metric"
+    return Derived
 
 
 class ValueSequenceMetric(StreamingMetric):

@@ -33,6 +33,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import hashlib
+
 import cv2
 import numpy as np
 import torch
@@ -102,6 +104,26 @@ def batched(frames: np.ndarray, batch_size: int, fn: Callable[[np.ndarray], Tens
     return torch.cat([fn(frames[i:i + batch_size]) for i in range(0, len(frames), batch_size)])
 
 
+def frame_digest(frame: np.ndarray) -> bytes:
+    """A frame's content key (BLAKE2b, 16 bytes): about 5 ms for a 1080p frame, against ~100 ms of network."""
+    return hashlib.blake2b(np.ascontiguousarray(frame).data, digest_size=16).digest()
+
+
+def cached_rows(cache: dict | None, key: str, items: Sequence[object], digests: Sequence[bytes],
+                compute: Callable[[list[int]], Sequence[object]]) -> list[object]:
+    """One result per item, each computed once per clip: ``cache`` (the clip's ``ClipContext.shared``)
+    keeps results by ``key`` (what computes them: extractor and weights) and content ``digests``, so
+    every metric of a unit that needs the same features or flows of the same frames shares them."""
+    if cache is None:
+        return list(compute(list(range(len(items)))))
+    keys = [(key, digest) for digest in digests]
+    missing = [i for i, k in enumerate(keys) if k not in cache]
+    if missing:
+        for i, row in zip(missing, compute(missing)):
+            cache[keys[i]] = row
+    return [cache[k] for k in keys]
+
+
 def network_features(network: Callable[[Tensor], Tensor], preprocess: Callable[[np.ndarray], Tensor], *,
                      batch_size: int = 1, device: str = "cpu", dtype: torch.dtype = torch.float32) -> FeatureFn:
     """A feature function: preprocess, run ``network`` in batches, rows on the CPU in the network's
@@ -158,8 +180,8 @@ class FeatureConsistency(StreamingMetric):
     min_frames = 2
 
     def __init__(self, features: FeatureFn, fps: float, *, name: str, version: str, extractor: str,
-                 higher_is_better: bool = True) -> None:
-        self.features = features
+                 higher_is_better: bool = True, cache: dict | None = None, cache_key: str | None = None) -> None:
+        self.features, self.cache, self.cache_key = features, cache, cache_key or extractor
         self.name, self.version, self.extractor = name, version, extractor
         self.higher_is_better = higher_is_better
         super().__init__(fps)
@@ -170,7 +192,13 @@ class FeatureConsistency(StreamingMetric):
 
     def update(self, chunk: np.ndarray) -> None:
         chunk = check_video(chunk, name=f"{self.name} chunk")
-        self._features.append(F.normalize(self.features(chunk), dim=-1, p=2))
+        if self.cache is None:
+            features = self.features(chunk)
+        else:
+            rows = cached_rows(self.cache, f"features {self.cache_key}", chunk, [frame_digest(f) for f in chunk],
+                               lambda missing: self.features(chunk[missing]))
+            features = torch.stack(rows)
+        self._features.append(F.normalize(features, dim=-1, p=2))
         self.frames_seen += len(chunk)
 
     def merge(self, following: StreamingMetric) -> None:
@@ -227,15 +255,27 @@ def check_side(name: str, size: tuple[int, int], min_side: int, multiple: int) -
                          f"extractor, or upscale the clip")
 
 
-def top_magnitude_mean(flow: np.ndarray, fraction: float) -> float:
-    """The mean of the largest ``int(h * w * fraction)`` flow magnitudes of one (2, h, w) float32
-    flow, summed in float32 in descending order as VBench's NumPy code sums them."""
+KEEP_FRACTION = 0.05  # the largest 5 % of magnitudes serve both verdicts (dynamic: 5 %, static: 2 %)
+
+
+def ranked_magnitudes(flow: np.ndarray, keep: float = KEEP_FRACTION) -> tuple[int, np.ndarray]:
+    """(pixels, the largest ``int(pixels * keep)`` flow magnitudes of one (2, h, w) float32 flow in
+    descending order, contiguous): enough for the top-``fraction`` mean of any fraction <= keep."""
     dx, dy = np.asarray(flow, dtype=np.float32)
     magnitude = np.sqrt(dx * dx + dy * dy)
-    count = int(magnitude.shape[0] * magnitude.shape[1] * fraction)
-    # contiguous, so NumPy's pairwise float32 sum sees the largest values in the same blocks
-    largest = np.ascontiguousarray(np.sort(magnitude, axis=None)[::-1][:count])
-    return float(largest.mean())
+    pixels = magnitude.shape[0] * magnitude.shape[1]
+    return pixels, np.ascontiguousarray(np.sort(magnitude, axis=None)[::-1][:int(pixels * keep)])
+
+
+def top_mean(pixels: int, ranked: np.ndarray, fraction: float) -> float:
+    """The mean of the largest ``int(pixels * fraction)`` magnitudes, summed in float32 in descending
+    order from a contiguous start, as VBench's NumPy code sums them."""
+    return float(ranked[:int(pixels * fraction)].mean())
+
+
+def top_magnitude_mean(flow: np.ndarray, fraction: float) -> float:
+    """VBench's pair score: the mean of the largest ``int(h * w * fraction)`` flow magnitudes."""
+    return top_mean(*ranked_magnitudes(flow, max(fraction, KEEP_FRACTION)), fraction)
 
 
 def raft_flow_fn(raft: torch.nn.Module, *, device: str = "cpu") -> FlowFn:
@@ -294,15 +334,35 @@ def is_static(consecutive: Sequence[float], ends: Sequence[float], frames: int, 
 
 class PairFlowScores(StreamingMetric):
     """Top-magnitude flow scores of consecutive (sampled) frame pairs, computed ``batch_size`` pairs
-    at a time as frames arrive; keeps the last frame for the next chunk and the first for the ends."""
+    at a time as frames arrive; keeps the last frame for the next chunk and the first for the ends.
+
+    When the clip's length is known in advance (``total_frames``), the flows stop as soon as the
+    verdict is settled (:meth:`settled`): VBench's own checks return at that point too, so the
+    verdict is the same, and a moving clip costs a fraction of its pairs. The scores then cover the
+    pairs computed until then.
+    """
 
     min_frames = 1
 
     def __init__(self, flow: FlowFn, fps: float, *, fraction: float, every: int = 1, batch_size: int = 4,
-                 end_pairs: bool = False, min_side: int = 0) -> None:
+                 end_pairs: bool = False, min_side: int = 0, total_frames: int | None = None,
+                 cache: dict | None = None, cache_key: str = "") -> None:
         self.flow, self.fraction, self.every, self.min_side = flow, fraction, every, min_side
-        self.batch_size, self.end_pairs = batch_size, end_pairs
+        self.batch_size, self.end_pairs, self.total_frames = batch_size, end_pairs, total_frames
+        self.cache, self.cache_key = cache, cache_key
         super().__init__(fps)
+
+    def settled(self) -> bool:
+        """Whether the scores so far already decide the verdict (only with ``total_frames``)."""
+        return False
+
+    def exceeding(self, threshold: float) -> int:
+        return sum(score > threshold for score in self.scores)
+
+    def check_length(self) -> None:
+        if self.total_frames is not None and self.frames_seen != self.total_frames:
+            raise ValueError(f"{self.name}: the clip has {self.frames_seen} frames, but {self.total_frames} were "
+                             "announced (the verdict may have been settled on the wrong count)")
 
     def reset(self) -> None:
         self.frames_seen = 0
@@ -317,13 +377,21 @@ class PairFlowScores(StreamingMetric):
     def _score_pairs(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[float]:
         if not pairs:
             return []
-        first = as_float_frames(np.stack([a for a, _ in pairs]))
-        second = as_float_frames(np.stack([b for _, b in pairs]))
-        flows = self.flow(first, second).numpy()
-        return [top_magnitude_mean(flow, self.fraction) for flow in flows]
+
+        def ranked(indices: list[int]) -> list[tuple[int, np.ndarray]]:
+            first = as_float_frames(np.stack([pairs[i][0] for i in indices]))
+            second = as_float_frames(np.stack([pairs[i][1] for i in indices]))
+            return [ranked_magnitudes(flow) for flow in self.flow(first, second).numpy()]
+
+        digests = [frame_digest(a) + frame_digest(b) for a, b in pairs] if self.cache is not None else []
+        rows = cached_rows(self.cache, f"flow {self.cache_key}", pairs, digests, ranked)
+        return [top_mean(pixels, top, self.fraction) for pixels, top in rows]
 
     def _flush(self, everything: bool = False) -> None:
         while len(self._pending) >= self.batch_size or (everything and self._pending):
+            if self.settled():
+                self._pending.clear()
+                return
             batch, self._pending = self._pending[:self.batch_size], self._pending[self.batch_size:]
             self.scores.extend(self._score_pairs(batch))
 
@@ -333,15 +401,17 @@ class PairFlowScores(StreamingMetric):
             check_side(self.name, chunk.shape[1:3], self.min_side, 8)
             self.size = chunk.shape[1:3]
             self.first = chunk[0].copy()
+        done = self.settled()
         for index in range(len(chunk)):
             if (self.frames_seen + index) % self.every:
                 continue
-            frame = chunk[index]
-            frame = frame.copy()  # kept past this call: never a view into the caller's chunk
+            self.sampled += 1
+            if done:
+                continue
+            frame = chunk[index].copy()  # kept past this call: never a view into the caller's chunk
             if self.last_sampled is not None:
                 self._pending.append((self.last_sampled, frame))
             self.last_sampled = frame
-            self.sampled += 1
         self.frames_seen += len(chunk)
         self.last = chunk[-1].copy()
         self._flush()
@@ -349,7 +419,8 @@ class PairFlowScores(StreamingMetric):
     def finish(self) -> tuple[list[float], list[float]]:
         """(consecutive pair scores, end pair scores): the flows still pending are computed now."""
         self._flush(everything=True)
-        ends = self._score_pairs([(self.first, self.last), (self.last, self.first)]) if self.end_pairs else []
+        wanted = self.end_pairs and not self.settled()
+        ends = self._score_pairs([(self.first, self.last), (self.last, self.first)]) if wanted else []
         return list(self.scores), ends
 
 
@@ -360,14 +431,22 @@ class DynamicDegree(PairFlowScores):
     higher_is_better = True
 
     def __init__(self, flow: FlowFn, fps: float, *, batch_size: int = 4, version: str = "", extractor: str = "",
-                 min_side: int = 0) -> None:
+                 min_side: int = 0, total_frames: int | None = None, cache: dict | None = None) -> None:
         self.version, self.extractor = version, extractor
         super().__init__(flow, fps, fraction=DYNAMIC_RULE.fraction, every=sampling_interval(fps), batch_size=batch_size,
-                         min_side=min_side)
+                         min_side=min_side, total_frames=total_frames, cache=cache, cache_key=extractor)
+
+    def settled(self) -> bool:
+        """Dynamic as soon as enough sampled pairs moved (VBench's check returns True there)."""
+        if self.total_frames is None or not self.scores or self.size is None:
+            return False
+        sampled = -(-self.total_frames // self.every)
+        return self.exceeding(DYNAMIC_RULE.threshold(*self.size)) >= DYNAMIC_RULE.count(sampled)
 
     def compute(self) -> MetricResult:
         if self.frames_seen < 1:
             raise ValueError(f"{self.name}: needs at least 1 frame")
+        self.check_length()
         scores, _ = self.finish()
         verdict = is_dynamic(scores, self.sampled, *self.size)
         step = self.every / self.fps
@@ -381,14 +460,21 @@ class StaticFilter(PairFlowScores):
     higher_is_better = False
 
     def __init__(self, flow: FlowFn, fps: float, *, batch_size: int = 4, version: str = "", extractor: str = "",
-                 min_side: int = 0) -> None:
+                 min_side: int = 0, total_frames: int | None = None, cache: dict | None = None) -> None:
         self.version, self.extractor = version, extractor
         super().__init__(flow, fps, fraction=STATIC_RULE.fraction, batch_size=batch_size, end_pairs=True,
-                         min_side=min_side)
+                         min_side=min_side, total_frames=total_frames, cache=cache, cache_key=extractor)
+
+    def settled(self) -> bool:
+        """Not static as soon as more than ``count`` pairs moved (VBench's check returns False there)."""
+        if self.total_frames is None or self.size is None:
+            return False
+        return self.exceeding(STATIC_RULE.threshold(*self.size)) > STATIC_RULE.count(self.total_frames)
 
     def compute(self) -> MetricResult:
         if self.frames_seen < 1:
             raise ValueError(f"{self.name}: needs at least 1 frame")
+        self.check_length()
         consecutive, ends = self.finish()
         verdict = is_static(consecutive, ends, self.frames_seen, *self.size)
         return MetricResult(float(verdict), [((i + 1) / self.fps, s) for i, s in enumerate(consecutive)])
@@ -403,7 +489,9 @@ def dynamic_degree_scores(frames: np.ndarray, fps: float, raft: torch.nn.Module,
 
 def dynamic_degree(frames: np.ndarray, fps: float, raft: torch.nn.Module, *, batch_size: int = 1) -> bool:
     """VBench's verdict: does the clip move?"""
-    return DynamicDegree(raft_flow_fn(raft), fps, batch_size=batch_size, min_side=RAFT_MIN_SIDE).score(frames).value == 1.0
+    state = DynamicDegree(raft_flow_fn(raft), fps, batch_size=batch_size, min_side=RAFT_MIN_SIDE,
+                          total_frames=len(frames))  # known length: the flows stop once the verdict is settled
+    return state.score(frames).value == 1.0
 
 
 def static_filter_scores(frames: np.ndarray, raft: torch.nn.Module, *, batch_size: int = 1) -> tuple[list[float], list[float]]:
@@ -415,7 +503,9 @@ def static_filter_scores(frames: np.ndarray, raft: torch.nn.Module, *, batch_siz
 
 def static_filter(frames: np.ndarray, raft: torch.nn.Module, *, batch_size: int = 1) -> bool:
     """VBench's static filter: is the clip static (and so scored for temporal flickering)?"""
-    return StaticFilter(raft_flow_fn(raft), 1.0, batch_size=batch_size, min_side=RAFT_MIN_SIDE).score(frames).value == 1.0
+    state = StaticFilter(raft_flow_fn(raft), 1.0, batch_size=batch_size, min_side=RAFT_MIN_SIDE,
+                         total_frames=len(frames))  # known length: the flows stop once the verdict is settled
+    return state.score(frames).value == 1.0
 
 
 # ---------------------------------------------------------------- motion smoothness

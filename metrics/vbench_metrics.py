@@ -24,6 +24,7 @@ for the consistency dimensions is not applied; the version says so).
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -46,13 +47,17 @@ def long_clip_frames(fps: float) -> int:
     return max(2, int(fps) * LONG_CLIP_SECONDS)
 
 
+@functools.lru_cache(maxsize=16)
 def load_standard(name: str, weights: str | None, device: str) -> torch.nn.Module:
+    """An official extractor, loaded once per process however many metrics use it (eval mode, no state)."""
     try:
         return extractors.load(name, weights, device=device)
     except extractors.ExtractorError as error:
         raise MetricSetupError(error.reason, fix=error.fix) from None
     except (FileNotFoundError, ValueError) as error:  # the RAFT and AMT loaders' own errors
-        raise MetricSetupError(str(error)) from None
+        entry = extractors.extractor_file(name)
+        raise MetricSetupError(str(error), fix=f"get the official {entry.filename} from {entry.url} (`vbf fetch {name}` "
+                               f"where online) and put it at {entry.default_path}, or set args.weights: to its path") from None
 
 
 def standard_extractor(name: str, weights: str | None) -> str:
@@ -73,46 +78,67 @@ class VbenchArgs(MetricArgs):
 
 
 class LongProtocol(StreamingMetric):
-    """VBench-Long for a per-clip state: the clip's frames are kept only as the state of each 2 s
-    clip in turn; the last clip, padded with earlier frames, is scored from a short frame buffer."""
+    """VBench-Long for a per-clip state: each 2 s clip is one state in turn. The last clip, padded
+    with earlier frames, is the last ``clip_frames`` frames: when the clip's length is known it is
+    fed as those frames arrive; otherwise the last ``clip_frames`` frames are kept to score it at the end."""
 
     min_frames = 1
 
-    def __init__(self, make_state: Callable[[], StreamingMetric], fps: float, *, name: str, version: str, extractor: str,
-                 higher_is_better: bool) -> None:
-        self.make_state, self.clip_frames = make_state, long_clip_frames(fps)
+    def __init__(self, make_state: Callable[[int], StreamingMetric], fps: float, *, name: str, version: str,
+                 extractor: str, higher_is_better: bool, total_frames: int | None = None) -> None:
+        self.make_state, self.clip_frames, self.total_frames = make_state, long_clip_frames(fps), total_frames
         self.name, self.version, self.extractor, self.higher_is_better = name, version, extractor, higher_is_better
         super().__init__(fps)
+
+    @property
+    def tail_start(self) -> int | None:
+        """Where the padded last clip starts, when the length is known and it has one."""
+        total, length = self.total_frames, self.clip_frames
+        if total is None or total <= length or total % length == 0:
+            return None
+        return total - length
 
     def reset(self) -> None:
         self.frames_seen = 0
         self.scores: list[tuple[float, float]] = []
-        self._state = self.make_state()
+        # a clip shorter than one VBench-Long clip is kept whole: its one state gets all of it
+        self._state = self.make_state(min(self.clip_frames, self.total_frames or self.clip_frames))
         self._in_clip = 0
-        # the last clip_frames frames (copies): the tail clip borrows earlier frames from them
+        self._tail = self.make_state(self.clip_frames) if self.tail_start is not None else None
+        # without a known length: the last clip_frames frames (copies), for the tail clip
         self._recent: deque[np.ndarray] = deque(maxlen=self.clip_frames)
 
     def update(self, chunk: np.ndarray) -> None:
+        if self._tail is not None and self.frames_seen + len(chunk) > self.tail_start:
+            self._tail.update(chunk[max(0, self.tail_start - self.frames_seen):])
         start = 0
         while start < len(chunk):  # the chunk cut at clip boundaries, each part one update of its clip
             part = chunk[start:start + self.clip_frames - self._in_clip]
             self._state.update(part)
-            self._recent.extend(frame.copy() for frame in part[-self.clip_frames:])
+            if self.total_frames is None:
+                self._recent.extend(frame.copy() for frame in part[-self.clip_frames:])
             self._in_clip += len(part)
             self.frames_seen += len(part)
             start += len(part)
             if self._in_clip == self.clip_frames:
                 self.scores.append(((self.frames_seen - self.clip_frames) / self.fps, self._state.compute().value))
-                self._state, self._in_clip = self.make_state(), 0
+                self._state, self._in_clip = self.make_state(self.clip_frames), 0
 
     def compute(self) -> MetricResult:
         if self.frames_seen < 1:
             raise ValueError(f"{self.name}: needs at least 1 frame")
         scores = list(self.scores)
         if self._in_clip:  # the tail: the last clip_frames frames (the whole clip when shorter)
-            tail = self.make_state()
-            tail.update(np.stack(self._recent))
-            scores.append(((self.frames_seen - len(self._recent)) / self.fps, tail.compute().value))
+            if self.total_frames is not None and self.frames_seen != self.total_frames:
+                raise ValueError(f"{self.name}: the clip has {self.frames_seen} frames, {self.total_frames} announced")
+            if self._tail is not None:
+                tail, start = self._tail, self.tail_start
+            elif self.total_frames is not None:  # shorter than one clip: its one state is the clip
+                tail, start = self._state, 0
+            else:
+                tail, start = self.make_state(len(self._recent)), self.frames_seen - len(self._recent)
+                tail.update(np.stack(self._recent))
+            scores.append((start / self.fps, tail.compute().value))
         return MetricResult(vbench.mean_of([s for _, s in scores]), scores)
 
 
@@ -139,21 +165,39 @@ class VbenchDimension(Metric):
         self.version = f"{DEFINITION} {self.dimension}/1 ({self.describe()}; {protocol})"
         self.setup()
 
+    @classmethod
+    def missing_files(cls, args: VbenchArgs) -> list[str]:
+        if args.extractor != "standard":
+            return []
+        names = [cls.standard_name] + (["laion-aesthetic"] if cls.standard_name == "clip-vitl14" else [])
+        paths = [args.weights] + ([getattr(args, "head_weights", None)] if len(names) > 1 else [])
+        missing = []
+        for name, given in zip(names, paths):
+            entry = extractors.extractor_file(name)
+            path = Path(given).expanduser() if given else entry.default_path
+            if not path.is_file():
+                missing.append(f"{name} weights not found at {path}: get {entry.filename} from {entry.url} "
+                               f"(`vbf fetch {name}` where online)")
+        return missing
+
     def describe(self) -> str:
         return "as VBench's code"
 
     def setup(self) -> None:
         """Load the extractor (called once)."""
 
-    def clip_state(self, fps: float) -> StreamingMetric:
+    def clip_state(self, fps: float, num_frames: int | None = None, cache: dict | None = None) -> StreamingMetric:
+        """The state of one clip (``num_frames``, when known, lets flow verdicts stop early; ``cache``,
+        the clip's ``ClipContext.shared``, shares features and flows with the unit's other metrics)."""
         raise NotImplementedError
 
     def streaming(self, ctx: ClipContext) -> StreamingMetric:
         if self.args.protocol == "vbench-long":
             # VBench-Long writes its clips at int(fps): dynamic degree's sampling follows that rate
-            return LongProtocol(lambda: self.clip_state(float(max(1, int(ctx.fps)))), ctx.fps, name=self.name, version=self.version,
-                                extractor=self.extractor, higher_is_better=self.higher_is_better)
-        return self.clip_state(ctx.fps)
+            return LongProtocol(lambda frames: self.clip_state(float(max(1, int(ctx.fps))), frames, ctx.shared), ctx.fps,
+                                name=self.name, version=self.version, extractor=self.extractor,
+                                higher_is_better=self.higher_is_better, total_frames=ctx.num_frames)
+        return self.clip_state(ctx.fps, ctx.num_frames, ctx.shared)
 
 
 # ---------------------------------------------------------------- consistency
@@ -161,6 +205,14 @@ class VbenchDimension(Metric):
 
 class ConsistencyDimension(VbenchDimension):
     offline_name = "domain-clip-shapes64 image tower"
+    motion_counterpart = "motion_magnitude"  # a still clip is perfectly consistent
+
+    @property
+    def cache_key(self) -> str:
+        """What the features depend on: one key, one computation per frame for every metric of a unit."""
+        if self.args.extractor == "offline":
+            return self.offline_name
+        return f"{self.standard_name} {self.args.weights or 'default'} {getattr(self.args, 'precision', 'fp32')}"
 
     def setup(self) -> None:
         if self.args.extractor == "offline":
@@ -174,9 +226,10 @@ class ConsistencyDimension(VbenchDimension):
     def standard_features(self) -> vbench.FeatureFn:
         raise NotImplementedError
 
-    def clip_state(self, fps: float) -> vbench.FeatureConsistency:
+    def clip_state(self, fps: float, num_frames: int | None = None,
+                   cache: dict | None = None) -> vbench.FeatureConsistency:
         return vbench.FeatureConsistency(self.features, fps, name=self.name, version=self.version,
-                                         extractor=self.extractor)
+                                         extractor=self.extractor, cache=cache, cache_key=self.cache_key)
 
 
 class SubjectConsistencyMetric(ConsistencyDimension):
@@ -263,9 +316,11 @@ class DynamicDegreeMetric(FlowDimension):
     higher_is_better = True
     min_frames = 2
 
-    def clip_state(self, fps: float) -> vbench.DynamicDegree:
+    def clip_state(self, fps: float, num_frames: int | None = None,
+                   cache: dict | None = None) -> vbench.DynamicDegree:
         return vbench.DynamicDegree(self.flow, fps, batch_size=self.args.batch_size, version=self.version,
-                                    extractor=self.extractor, min_side=self.min_side)
+                                    extractor=self.extractor, min_side=self.min_side, total_frames=num_frames,
+                                    cache=cache)
 
 
 class StaticFilterMetric(FlowDimension):
@@ -274,9 +329,11 @@ class StaticFilterMetric(FlowDimension):
                "VBench scores temporal flickering only on static clips")
     higher_is_better = False
 
-    def clip_state(self, fps: float) -> vbench.StaticFilter:
+    def clip_state(self, fps: float, num_frames: int | None = None,
+                   cache: dict | None = None) -> vbench.StaticFilter:
         return vbench.StaticFilter(self.flow, fps, batch_size=self.args.batch_size, version=self.version,
-                                   extractor=self.extractor, min_side=self.min_side)
+                                   extractor=self.extractor, min_side=self.min_side, total_frames=num_frames,
+                                   cache=cache)
 
 
 # ---------------------------------------------------------------- motion smoothness
@@ -310,6 +367,7 @@ class MotionSmoothnessMetric(VbenchDimension):
     min_frames = 3
     standard_name = "amt-s"
     offline_name = "dis-flow-midpoint(preset=medium)"
+    motion_counterpart = "motion_magnitude"  # a still clip is perfectly smooth
 
     def describe(self) -> str:
         return "AMT-S t=0.5, uint8 truncation" if self.args.extractor == "standard" else "DIS midpoint, uint8 truncation"
@@ -321,7 +379,8 @@ class MotionSmoothnessMetric(VbenchDimension):
             self.midpoint = vbench.amt_midpoint_fn(load_standard("amt-s", self.args.weights, self.device),
                                                    device=self.device)
 
-    def clip_state(self, fps: float) -> vbench.MotionSmoothness:
+    def clip_state(self, fps: float, num_frames: int | None = None,
+                   cache: dict | None = None) -> vbench.MotionSmoothness:
         return vbench.MotionSmoothness(self.midpoint, fps, batch_size=self.args.batch_size, version=self.version,
                                        extractor=self.extractor,
                                        min_side=vbench.AMT_MIN_SIDE if self.args.extractor == "standard" else 0)
@@ -352,7 +411,8 @@ class ImagingQualityMetric(VbenchDimension):
         self.scores = vbench.musiq_scores(load_standard("musiq-spaq", self.args.weights, self.device),
                                           mode=self.args.mode, device=self.device)
 
-    def clip_state(self, fps: float) -> vbench.PerFrameQuality:
+    def clip_state(self, fps: float, num_frames: int | None = None,
+                   cache: dict | None = None) -> vbench.PerFrameQuality:
         return vbench.PerFrameQuality(self.scores, fps, name=self.name, version=self.version,
                                       extractor=self.extractor, combine="musiq")
 
@@ -381,7 +441,8 @@ class AestheticQualityMetric(VbenchDimension):
         head = load_standard("laion-aesthetic", self.args.head_weights, self.device)
         self.scores = vbench.aesthetic_scores(clip, head, batch_size=self.args.batch_size, device=self.device)
 
-    def clip_state(self, fps: float) -> vbench.PerFrameQuality:
+    def clip_state(self, fps: float, num_frames: int | None = None,
+                   cache: dict | None = None) -> vbench.PerFrameQuality:
         return vbench.PerFrameQuality(self.scores, fps, name=self.name, version=self.version,
                                       extractor=self.extractor, combine="aesthetic")
 

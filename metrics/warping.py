@@ -502,6 +502,7 @@ class WarpingErrorMetric(Metric):
     summary = "Lai et al. 2018: mean over frame pairs of the occlusion-masked squared error of frame t+1 warped to t"
     higher_is_better = HIGHER_IS_BETTER
     Args = WarpingArgs
+    motion_counterpart = "motion_magnitude"  # a still clip warps perfectly
 
     def __init__(self, args: WarpingArgs | None = None) -> None:
         super().__init__(args)

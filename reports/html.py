@@ -24,7 +24,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 TEMPLATES = Path(__file__).parent / "templates"
 DEFAULT_EMBED_BUDGET = 8 * 1024 * 1024
 VIDEO_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".webm": "video/webm", ".gif": "image/gif"}
-MARKS = {"better": "▲ better", "worse": "▼ worse", "same": "no significant difference", "n/a": "no interval"}
+MARKS = {"better": "▲ better", "worse": "▼ worse", "same": "no significant difference", "n/a": "no interval",
+         # better on a consistency metric, but the model moves far less than the real clips
+         "static": "static: not a win"}
 
 
 @dataclass
@@ -111,6 +113,8 @@ class ReportInput:
     gallery_columns: list[tuple[str, str]] = field(default_factory=list)
     gallery: list[GalleryRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # about consistency verdicts and motion (static rows, counterparts not scored): shown by the results
+    motion_notes: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- numbers
@@ -179,11 +183,12 @@ def aggregate_table(aggregates: pd.DataFrame, deltas: pd.DataFrame | None = None
             d = by_key.get((run_id, model, task, float(seconds), r["metric"]))
             if d is not None:
                 against = f"{d['baseline_model']} · {d['baseline_run']}"
+                static = d.get("static_note")
                 cell["delta"] = {
                     "text": format_delta(d["delta"], d["ci_low"], d["ci_high"]), "verdict": d["verdict"],
                     "css": d["verdict"].replace("/", ""), "mark": MARKS[d["verdict"]],
                     "title": (f"{'paired over' if d['paired'] else 'unpaired (no shared units);'} {d['n']} units; "
-                              f"against {against}")}
+                              f"against {against}" + (f"; better, but {static}" if isinstance(static, str) else ""))}
             cells[r["metric"]] = cell
         rows.append({"key": dict(zip(keys, key)), "cells": cells, "baseline": is_baseline})
     return {"metrics": metrics, "rows": rows, "direction": direction}
@@ -193,11 +198,13 @@ def leader_rows(leaders: list[dict[str, Any]], several_runs: bool) -> list[dict[
     out = []
     for e in leaders:
         best = e["best"]
+        static = [{"label": _row_label(s["run_id"], s["model"], several_runs), "note": s["note"]}
+                  for s in e.get("static") or []]
         row = {"metric": e["metric"], "task": e["task"], "seconds": f"{e['clip_seconds']:g}",
                "arrow": "↑" if e["higher_is_better"] else "↓",
-               "best": _row_label(best["run_id"], best["model"], several_runs),
-               "value": format_value(best["value"], best["ci_low"], best["ci_high"]),
-               "runner_up": None, "gap": None, "separated": e["separated"], "delta": None}
+               "best": None if best is None else _row_label(best["run_id"], best["model"], several_runs),
+               "value": "—" if best is None else format_value(best["value"], best["ci_low"], best["ci_high"]),
+               "runner_up": None, "gap": None, "separated": e["separated"], "delta": None, "static": static}
         if e["runner_up"] is not None:
             second = e["runner_up"]
             row["runner_up"] = f"{_row_label(second['run_id'], second['model'], several_runs)} ({_short(second['value'])})"
@@ -449,6 +456,7 @@ def render_report(data: ReportInput, output: str | Path, *, embed_budget: int = 
         ablations=ablation_tables(data.ablations),
         gallery=embed_gallery(data.gallery_columns, data.gallery, output, embed_budget),
         notes=data.notes,
+        motion_notes=data.motion_notes,
     )
     tmp = output.with_suffix(output.suffix + ".tmp")
     tmp.write_text(html, encoding="utf-8")

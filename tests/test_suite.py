@@ -167,7 +167,7 @@ def test_every_shipped_suite_validates(path, capsys):
     assert info.value.code == 0, err
 
 
-MADE_BY_SCRIPTS = {"perf_real.yaml"}
+MADE_BY_SCRIPTS = {"perf_real.yaml", "vbench_temporal.yaml"}
 NEEDS_TORCHCODEC = {"perf_real.yaml"}  # its read-torchcodec variant measures the optional reader
 
 

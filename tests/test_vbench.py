@@ -294,7 +294,7 @@ def test_offline_dimensions_tell_a_still_clip_from_a_moving_one():
 def test_long_protocol_averages_two_second_clips_with_the_tail_padded_by_earlier_frames():
     from metrics.vbench_metrics import LongProtocol
 
-    def make_state():
+    def make_state(frames):
         return vbench.PerFrameQuality(lambda f: torch.tensor(f[:, 0, 0, 0], dtype=torch.float32), 4.0,
                                       name="q", version="", extractor="", combine="aesthetic")
 
@@ -353,3 +353,80 @@ def test_fp16_clip_takes_fp16_images():
     open_clip.model.convert_weights_to_lp(model, torch.float16)
     features = vbench.clip_features(model.eval(), batch_size=2)(np.zeros((2, 224, 224, 3), dtype=np.uint8))
     assert features.dtype == torch.float16 and features.shape == (2, 512)
+
+
+def test_known_length_stops_the_flows_once_the_verdict_is_settled_with_the_same_verdict():
+    calls = []
+
+    def flow(first, second):
+        calls.append(len(first))
+        return torch.full((len(first), 2, *first.shape[-2:]), 3.0)  # every pair moves 4.2 px > 1.5 at 64 px
+
+    frames = np.zeros((33, 64, 64, 3), dtype=np.uint8)
+    for cls in (vbench.DynamicDegree, vbench.StaticFilter):
+        full = cls(flow, 8.0, batch_size=2).score(frames)
+        count_all = sum(calls)
+        calls.clear()
+        early = cls(flow, 8.0, batch_size=2, total_frames=33)
+        for start in range(0, 33, 5):
+            early.update(frames[start:start + 5])
+        assert early.compute().value == full.value
+        # dynamic needs round(4 * 33 / 16) = 8 moving pairs, static is settled after round(2 * 33 / 16) + 1 = 5
+        assert sum(calls) == (8 if cls is vbench.DynamicDegree else 6) < count_all
+        calls.clear()
+    with pytest.raises(ValueError, match="announced"):
+        vbench.StaticFilter(flow, 8.0, total_frames=40).score(frames)
+
+
+def test_flicker_with_the_static_filter_leaves_moving_clips_out_and_says_why():
+    from metrics.flicker import FlickerArgs, FlickerMetric
+    from vbench_flow.scoring import MetricPlan, score_clip
+
+    base = texture(64, 64, seed=3)
+    still = np.stack([base] * 17)
+    moving = np.stack([np.roll(base, 3 * t, axis=1) for t in range(17)])
+    plans = [MetricPlan("flicker", FlickerMetric(FlickerArgs(static_filter=True)), False)]
+    scored = score_clip(still, plans, ClipContext(fps=8.0, num_frames=17), 17)
+    assert scored.metrics["flicker"] == 1.0 and not scored.metric_excluded
+    scored = score_clip(moving, plans, ClipContext(fps=8.0, num_frames=17), 17)
+    assert "flicker" not in scored.metrics and not scored.metric_errors
+    assert "static clips only" in scored.metric_excluded["flicker"]
+    assert "static clips only" in FlickerMetric(FlickerArgs(static_filter=True)).version
+
+
+@pytest.mark.parametrize("total", [5, 8, 16, 19])
+def test_long_protocol_with_a_known_length_streams_the_tail_and_equals_the_buffered_way(total):
+    from metrics.vbench_metrics import LongProtocol
+
+    def make_state(frames):
+        return vbench.PerFrameQuality(lambda f: torch.tensor(f[:, 0, 0, 0], dtype=torch.float32), 4.0,
+                                      name="q", version="", extractor="", combine="aesthetic")
+
+    frames = (np.arange(total, dtype=np.uint8) * 7)[:, None, None, None] * np.ones((total, 2, 2, 3), dtype=np.uint8)
+    results = []
+    for known in (None, total):
+        state = LongProtocol(make_state, 4.0, name="q", version="", extractor="", higher_is_better=True,
+                             total_frames=known)
+        for start in range(0, total, 3):
+            state.update(frames[start:start + 3])
+        results.append(state.compute())
+        assert not state._recent if known else True  # nothing buffered when the length is known
+    assert results[0].series == results[1].series and results[0].value == results[1].value
+
+
+def test_validate_names_each_missing_official_file_and_its_url(tmp_path, capsys):
+    from vbench_flow.cli import main
+
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        "name: t\nseed: 0\ndata: {type: shapes, size: 64, fps: 8}\nclip_seconds: [5]\ntasks: [t2v]\n"
+        "prompts: {source: data, split: test, count: 1, seeds: [0]}\nmodels:\n  - {name: real, type: dataset}\n"
+        f"metrics:\n  - {{name: subject_consistency, args: {{extractor: standard, weights: {tmp_path}/dino.pth}}}}\n"
+        "  - {name: flicker, args: {static_filter: true, static_filter_extractor: standard, "
+        f"static_filter_weights: {tmp_path}/raft.pth}}}}\n")
+    with pytest.raises(SystemExit) as info:
+        main(["validate", str(suite)])
+    err = capsys.readouterr().err
+    assert info.value.code == 4
+    assert f"{tmp_path}/dino.pth" in err and "dl.fbaipublicfiles.com" in err
+    assert f"{tmp_path}/raft.pth" in err and "vbf fetch raft-things" in err

@@ -3,7 +3,8 @@ what it is (name, summary, direction, kind, options); nothing about a metric is 
 
 from __future__ import annotations
 
-from metrics import clipsim, fidelity, flicker, fvd, likelihood, object_identity, throughput, vbench_metrics, warping
+from metrics import (clipsim, fidelity, flicker, fvd, likelihood, long_clip, motion, object_identity, throughput,
+                     vbench_metrics, warping)
 from vbench_flow.registry import register_metric_class
 
 BUILTIN_METRICS = (
@@ -20,7 +21,9 @@ BUILTIN_METRICS = (
     likelihood.BitsPerDimMetric,
     object_identity.ObjectColourChangeMetric,
     object_identity.ObjectSizeChangeMetric,
+    motion.MotionMagnitudeMetric,
     *vbench_metrics.VBENCH_METRICS,
+    *long_clip.LONG_CLIP_METRICS,
 )
 
 for _metric in BUILTIN_METRICS:

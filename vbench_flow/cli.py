@@ -136,6 +136,8 @@ def _print_outcome(store, outcome, *, tables: bool) -> None:
     for metric, (count, reason) in outcome.metric_errors.items():
         click.echo(f"  {metric}: no value for {count} clip(s) (their other metrics stand), e.g. {reason.splitlines()[0]}",
                    err=True)
+    for metric, (count, reason) in outcome.metric_excluded.items():
+        click.echo(f"  {metric}: not scored on {count} clip(s) by its definition, e.g. {reason.splitlines()[0]}", err=True)
     for unit_id, reason in outcome.failures[:10]:
         click.echo(f"  failed {unit_id}: {reason.splitlines()[0]}", err=True)
     if len(outcome.failures) > 10:

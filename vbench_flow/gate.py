@@ -67,6 +67,16 @@ gated metric is ``not comparable`` (nothing was actually gated). Precedence: 2, 
 then 3. JUnit XML (``--junit``) has one testcase per gated metric: a failure for ``regress`` (and,
 under strict, for ``inconclusive`` / ``not comparable``), skipped with the reason otherwise.
 
+Static models
+-------------
+A consistency metric (one with a ``motion_counterpart``, e.g. flicker -> motion_magnitude) improves
+for free when the model stops moving. When the run's mean of the counterpart for a (model, task,
+clip length) is more than ``report.static_margin`` (relative, default 0.2) below the baseline's, the
+comparison carries the reason in ``static``; an improvement (PASS with the whole interval on the
+better side of 0) then reads "static: not a win" in the markdown row and the JUnit testcase's
+system-out (and a ``static`` property). Verdicts and the exit code do not change: a regression
+stays a regression.
+
 Baseline files
 --------------
 JSON (``suites/baselines/<suite>.json`` by default), written deliberately by
@@ -102,6 +112,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from metrics import fvd
 from metrics.fvd import merge_all, unit_stats
 from vbench_flow.aggregate import group_seed
+from vbench_flow.motion_check import moves_too_little, suite_static_margin
 from vbench_flow.errors import ConfigError, EvaluationError
 from vbench_flow.prompts import resolve_relative
 from vbench_flow.set_metrics import ReferenceSet
@@ -218,10 +229,25 @@ class MetricComparison:
     margin: float | None
     verdict: str
     reason: str
+    # the run's model moves far less than the baseline's here (its motion counterpart more than
+    # report.static_margin below): why, or None. An improvement of a consistency metric is then no win.
+    static: str | None = None
 
     @property
     def gated(self) -> bool:
         return self.margin is not None
+
+    @property
+    def improved(self) -> bool:
+        """Better than the baseline with confidence: the whole interval on the better side of 0."""
+        if self.verdict not in (PASS, NOT_GATED) or math.isnan(self.ci_low) or math.isnan(self.ci_high):
+            return False
+        return self.ci_low > 0 if self.higher_is_better else self.ci_high < 0
+
+    @property
+    def static_not_a_win(self) -> bool:
+        """An improvement that only comes from not moving (a regression is never hidden by this)."""
+        return self.static is not None and self.improved
 
     @property
     def where(self) -> str:
@@ -263,6 +289,8 @@ class GateSide:
     references: dict[tuple[str, float], ReferenceSet] = field(default_factory=dict)
     # metric -> the options it ran with (runs recorded since the store kept them; not in baseline files)
     metric_args: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # metric -> its motion counterpart (runs recorded since the store kept them; not in baseline files)
+    motion_counterparts: dict[str, str] = field(default_factory=dict)
 
     def values(self, model: str, task: str, clip_seconds: float, metric: str) -> dict[tuple[str, int], float]:
         s = self.samples
@@ -330,11 +358,14 @@ def side_from_run(store: Any, run_id: str) -> GateSide:
     info = {r["metric"]: {"version": r["version"], "extractor": r["extractor"], "higher_is_better": bool(r["higher_is_better"])}
             for r in stored}
     metric_args = {r["metric"]: json.loads(r["args"]) for r in stored if r.get("args")}
+    counterparts = {r["metric"]: r["motion_counterpart"] for r in stored
+                    if isinstance(r.get("motion_counterpart"), str) and r["motion_counterpart"]}
     features, references = _set_level_from_run(store, run_id, run)
     return GateSide(label=f"run {run_id}", suite=run["suite"], variant=run["variant"], run_id=run_id,
                     seed=int(run["seed"] or 0), resolutions=resolutions, fps=fps, metric_info=info, samples=samples,
                     aggregates=aggregates, config=config, config_hash=run.get("config_hash"), suite_path=run.get("suite_path"),
-                    features=features, references=references, metric_args=metric_args)
+                    features=features, references=references, metric_args=metric_args,
+                    motion_counterparts=counterparts)
 
 
 def _load_reference(path: Path, run: dict[str, Any]) -> ReferenceSet:
@@ -529,10 +560,32 @@ def suite_margins(config: dict[str, Any]) -> dict[str, float]:
     return {m["name"]: float(m["margin"]) for m in config.get("metrics") or [] if m.get("margin") is not None}
 
 
+
+def static_reason(current: GateSide, baseline: GateSide, key: tuple[str, str, float, str],
+                  static_margin: float) -> str | None:
+    """Why the run's model is static in this group (its metric's motion counterpart, mean over the
+    clips of this model, task and clip length, more than ``static_margin`` relative below the
+    baseline's), or None: not static, no counterpart, or the counterpart is missing on a side."""
+    model, task, clip_seconds, metric = key
+    counterpart = current.motion_counterparts.get(metric) or baseline.motion_counterparts.get(metric)
+    if not counterpart:
+        return None
+    motion = current.mean_value(model, task, clip_seconds, counterpart)
+    reference = baseline.mean_value(model, task, clip_seconds, counterpart)
+    if not moves_too_little(motion, reference, static_margin):
+        return None
+    return (f"moves {_num(motion)} vs baseline {_num(reference)} ({counterpart}, more than {static_margin:.0%} less): "
+            f"a better {metric} is no win")
+
+
 def compare_sides(current: GateSide, baseline: GateSide, *, margins: dict[str, float] | None = None,
-                  confidence: float = 0.95, resamples: int = 1000, seed: int = 0) -> list[MetricComparison]:
-    """One comparison per (model, task, clip length, metric) on either side, sorted."""
+                  confidence: float = 0.95, resamples: int = 1000, seed: int = 0,
+                  static_margin: float | None = None) -> list[MetricComparison]:
+    """One comparison per (model, task, clip length, metric) on either side, sorted. A comparison
+    whose run side moves far less than the baseline (:func:`static_reason`; ``static_margin`` from the
+    run's suite ``report.static_margin`` when None) carries why in ``static``."""
     margins = suite_margins(current.config) if margins is None else margins
+    static_margin = suite_static_margin(current.config) if static_margin is None else static_margin
     settings = GateSettings(confidence, resamples, seed)
     out = []
     for key in sorted(current.keys() | baseline.keys()):
@@ -548,7 +601,10 @@ def compare_sides(current: GateSide, baseline: GateSide, *, margins: dict[str, f
             continue
         kinds = {current.kind(*key), baseline.kind(*key)}
         kind = "set_level" if "set_level" in kinds else "per_sample"
-        out.append(COMPARATORS[kind](current, baseline, key, margin, higher_is_better, settings))
+        comparison = COMPARATORS[kind](current, baseline, key, margin, higher_is_better, settings)
+        if comparison.verdict != NOT_COMPARABLE:
+            comparison.static = static_reason(current, baseline, key, static_margin)
+        out.append(comparison)
     return out
 
 
@@ -816,7 +872,8 @@ def text_table(comparisons: list[MetricComparison]) -> str:
     table = pd.DataFrame([{
         "model": c.model, "task": c.task, "clip": f"{c.clip_seconds:g} s", "metric": c.metric,
         "baseline": _num(c.baseline_value), "current": _num(c.value), "delta": _signed(c.delta), "CI": _ci(c),
-        "n": c.n, "margin": "-" if c.margin is None else f"{c.margin:g}", "verdict": c.verdict} for c in comparisons])
+        "n": c.n, "margin": "-" if c.margin is None else f"{c.margin:g}",
+        "verdict": c.verdict + (f" ({STATIC_NOT_A_WIN})" if c.static_not_a_win else "")} for c in comparisons])
     return table.to_string(index=False)
 
 
@@ -826,6 +883,11 @@ def _md(text: str) -> str:
 
 VERDICT_MARKS = {PASS: "PASS", REGRESS: "**REGRESS**", INCONCLUSIVE: "INCONCLUSIVE", NOT_COMPARABLE: "NOT COMPARABLE",
                  NOT_GATED: "not gated"}
+STATIC_NOT_A_WIN = "static: not a win"
+
+
+def _verdict_mark(c: MetricComparison) -> str:
+    return VERDICT_MARKS[c.verdict] + (f" · {STATIC_NOT_A_WIN}" if c.static_not_a_win else "")
 
 
 def markdown_summary(comparisons: list[MetricComparison], decision: GateDecision, *, run_label: str,
@@ -838,14 +900,15 @@ def markdown_summary(comparisons: list[MetricComparison], decision: GateDecision
     for c in comparisons:
         delta = "n/a" if math.isnan(c.delta) else f"{_signed(c.delta)} {_ci(c)}".strip()
         lines.append(f"| {_md(c.metric)} | {_md(c.model)} | {c.task} | {c.clip_seconds:g} s | {_num(c.baseline_value)} | "
-                     f"{_num(c.value)} | {delta} | {'-' if c.margin is None else f'{c.margin:g}'} | {VERDICT_MARKS[c.verdict]} |")
+                     f"{_num(c.value)} | {delta} | {'-' if c.margin is None else f'{c.margin:g}'} | {_verdict_mark(c)} |")
     lines += ["", ("Verdicts: REGRESS = the whole interval is worse than -margin; PASS = the whole interval is better "
                    "than -margin; INCONCLUSIVE = neither; metrics without a margin are reported, not gated."), ""]
-    notes = [c for c in comparisons if c.verdict not in (PASS, NOT_GATED)]
+    notes = [c for c in comparisons if c.verdict not in (PASS, NOT_GATED) or c.static_not_a_win]
     if notes:
         lines.append("Details:")
         lines.append("")
-        lines += [f"- {_md(c.metric)} ({_md(c.where)}): {c.verdict}: {_md(c.reason)}" for c in notes]
+        lines += [f"- {_md(c.metric)} ({_md(c.where)}): {c.verdict}: {_md(c.reason)}"
+                  + (f"; {STATIC_NOT_A_WIN}: {_md(c.static)}" if c.static_not_a_win else "") for c in notes]
         lines.append("")
     return "\n".join(lines)
 
@@ -872,6 +935,10 @@ def junit_xml(comparisons: list[MetricComparison], *, strict: bool, confidence: 
                 skipped += 1
                 ET.SubElement(case, "skipped", message=f"{c.verdict}: {c.reason}")
         else:
+            if c.static_not_a_win:  # an improvement from not moving: said, never a failure
+                properties = ET.SubElement(case, "properties")
+                ET.SubElement(properties, "property", name="static", value=f"{STATIC_NOT_A_WIN}: {c.static}")
+                text += f"\n{STATIC_NOT_A_WIN}: {c.static}"
             ET.SubElement(case, "system-out").text = text
     suite.set("failures", str(failures))
     suite.set("skipped", str(skipped))

@@ -64,6 +64,11 @@ class MetricType:
     kind: str = "quality"
     # the fewest frames a clip needs for this metric (FVD: 16)
     min_frames: int = 2
+    # the metric that measures how much a clip moves (``Metric.motion_counterpart``): a "better"
+    # verdict of this (consistency) metric is only a win when the model moves about as much as the real clips
+    motion_counterpart: str | None = None
+    # args -> the files the configured metric will load that are not there, each with how to get it
+    missing_files: Callable[[Any], list[str]] = lambda args: []
 
     def __post_init__(self) -> None:
         if self.kind not in METRIC_KINDS:
@@ -106,7 +111,9 @@ def register_metric_class(cls: type[Metric]) -> MetricType:
                                       higher_is_better=cls.higher_is_better, build=build,
                                       needs_ground_truth=cls.needs_ground_truth,
                                       streams_ground_truth=cls.streams_ground_truth, kind=cls.kind,
-                                      min_frames=cls.min_frames))
+                                      min_frames=cls.min_frames,
+                                      motion_counterpart=getattr(cls, "motion_counterpart", None),
+                                      missing_files=cls.missing_files))
 
 
 def _load_builtins() -> None:

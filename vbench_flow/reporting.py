@@ -10,12 +10,18 @@ model of one run that every other row is compared against). Deltas are ``row - b
 paired over the units both have, keyed by (task, clip length, prompt, seed), the bootstrap
 resampling prompts (a prompt's seeds are not independent draws); rows that share no unit with
 their baseline fall back to an unpaired bootstrap.
+
+Static models (:class:`MotionCheck`): a consistency metric (one with a ``motion_counterpart``) wins
+for free on a model that barely moves. A row whose counterpart is more than ``report.static_margin``
+below the real clips' has its "better" verdicts on such metrics shown as "static: not a win", and
+is not counted in who won.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +44,7 @@ from metrics.files import file_sha256
 from metrics.video import fit_longer_side
 from vbench_flow.errors import ConfigError, VideoReadError
 from vbench_flow.gate import paired_bootstrap_delta, unpaired_bootstrap_delta
+from vbench_flow.motion_check import moves_too_little, suite_static_margin
 from vbench_flow.registry import did_you_mean
 from vbench_flow.store import Store
 from vbench_flow.video_io import iter_chunks, probe_video, write_video_chunks
@@ -174,11 +181,140 @@ def compute_deltas(samples: pd.DataFrame, aggregates: pd.DataFrame, baseline: Ba
     return pd.DataFrame(out, columns=columns)
 
 
+# ---------------------------------------------------------------- static models
+
+STATIC = "static"  # the verdict a "better" consistency delta of a static model becomes
+
+
+@dataclass
+class MotionCheck:
+    """Which rows are *static*: a consistency metric (one with a ``motion_counterpart``) wins for free
+    on a model that barely moves, so a row whose counterpart (mean over its clips of that task and
+    clip length) is more than ``report.static_margin`` (relative) below the real clips' is flagged,
+    and its "better" verdicts on those metrics are not wins.
+
+    The real clips are the report's baseline model when it is a dataset model, else the run's own
+    (first) dataset model; without one nothing is flagged."""
+
+    # (run_id, metric) -> the motion counterpart of the metric, where the run scored both
+    counterparts: dict[tuple[str, str], str] = field(default_factory=dict)
+    # (run_id, model, task, clip_seconds, counterpart) -> {"motion", "real", "real_model", "margin", "note"}
+    flags: dict[tuple[str, str, str, float, str], dict[str, Any]] = field(default_factory=dict)
+    # said once, near the results table
+    notes: list[str] = field(default_factory=list)
+
+    def flag(self, run_id: str, model: str, task: str, clip_seconds: float, metric: str) -> dict[str, Any] | None:
+        """The static flag of a row on a metric (None: not static there, or the metric has no counterpart)."""
+        counterpart = self.counterparts.get((run_id, metric))
+        if counterpart is None:
+            return None
+        return self.flags.get((run_id, model, task, float(clip_seconds), counterpart))
+
+
+def _model_type(summary: RunSummary | None, model: str) -> str | None:
+    if summary is None:
+        return None
+    for spec in summary.config.get("models") or []:
+        if isinstance(spec, dict) and spec.get("name") == model:
+            return spec.get("type")
+    return None
+
+
+def _real_reference(by_run: dict[str, RunSummary], baseline: Baseline | None, run_id: str) -> tuple[str, str] | None:
+    """The (run, model) of the real clips a row's motion is read against."""
+    if baseline is not None and baseline.model is not None:
+        target = (baseline.run_id or run_id, baseline.model)
+        if _model_type(by_run.get(target[0]), target[1]) == "dataset":
+            return target
+    summary = by_run.get(run_id)
+    real = [m.get("name") for m in (summary.config.get("models") or [] if summary else [])
+            if isinstance(m, dict) and m.get("type") == "dataset"]
+    return (run_id, real[0]) if real else None
+
+
+def motion_check(summaries: list[RunSummary], samples: pd.DataFrame, aggregates: pd.DataFrame,
+                 baseline: Baseline | None) -> MotionCheck:
+    """Flag the static rows of the runs (see :class:`MotionCheck`)."""
+    check = MotionCheck()
+    if aggregates.empty:
+        return check
+    by_run = {s.run_id: s for s in summaries}
+    present = {run: set(group["metric"]) for run, group in aggregates.groupby("run_id")}
+    missing: dict[str, str] = {}
+    for s in summaries:
+        scored = present.get(s.run_id, set())
+        for info in s.metric_info:
+            counterpart = info.get("motion_counterpart")
+            if not isinstance(counterpart, str) or not counterpart or info["metric"] not in scored:
+                continue
+            if counterpart in scored:
+                check.counterparts[(s.run_id, info["metric"])] = counterpart
+            else:
+                missing.setdefault(info["metric"], counterpart)
+    if missing:
+        names = ", ".join(sorted(missing))
+        wanted = ", ".join(sorted(set(missing.values())))
+        check.notes.append(f"No motion counterpart scored for the consistency metric(s) {names} ({wanted} is not in "
+                           "the run): their ▲ better verdicts do not check that a model moves about as much as the "
+                           f"real clips. Add {{name: {sorted(set(missing.values()))[0]}}} to the suite's metrics.")
+    used = {(run_id, c) for (run_id, _), c in check.counterparts.items()}
+    if not used:
+        return check
+    means = samples.groupby([*ROW_KEY, "metric"])["value"].mean().to_dict() if not samples.empty else {}
+    no_real = sorted({run_id for run_id, _ in used if _real_reference(by_run, baseline, run_id) is None})
+    if no_real:
+        check.notes.append(f"Run(s) {', '.join(no_real)} have no real clips (a dataset model) to read motion against, "
+                           "so no consistency win there is checked for a static model.")
+    for (run_id, model, task, seconds, metric), motion in means.items():
+        if (run_id, metric) not in used:
+            continue
+        reference = _real_reference(by_run, baseline, run_id)
+        if reference is None or reference == (run_id, model):
+            continue
+        real = means.get((*reference, task, seconds, metric))
+        summary = by_run.get(run_id)
+        margin = suite_static_margin(summary.config if summary else None)
+        if real is None or not moves_too_little(motion, real, margin):
+            continue
+        note = (f"{model} moves {motion:.3g} vs real {real:.3g} ({metric}, {task}, {seconds:g} s): more than "
+                f"{margin:.0%} less, so its consistency wins there are not wins")
+        check.flags[(run_id, model, task, float(seconds), metric)] = {
+            "motion": float(motion), "real": float(real), "real_model": reference[1], "margin": margin, "note": note}
+    if check.flags:
+        margins = sorted({f["margin"] for f in check.flags.values()})
+        rows = "; ".join(f"{model}{f' · {run_id}' if len(summaries) > 1 else ''} in {task} · {seconds:g} s "
+                         f"({metric} {f['motion']:.3g} vs real {f['real']:.3g})"
+                         for (run_id, model, task, seconds, metric), f in sorted(check.flags.items()))
+        check.notes.append(f"Static rows (motion more than {', '.join(f'{m:.0%}' for m in margins)} below the real "
+                           f"clips'): {rows}. Their ▲ better verdicts on consistency metrics read \"static: not a "
+                           "win\", and they are not counted in who won.")
+    return check
+
+
+def apply_motion_check(deltas: pd.DataFrame, check: MotionCheck) -> pd.DataFrame:
+    """A "better" verdict of a static row on a metric with a motion counterpart becomes "static"
+    (with ``static_note`` saying how much it moves); any other verdict stands (a worse stays worse)."""
+    deltas = deltas.copy()
+    notes: list[str | None] = []
+    verdicts: list[str] = []
+    for d in deltas.to_dict("records"):
+        flag = check.flag(d["run_id"], d["model"], d["task"], d["clip_seconds"], d["metric"])
+        static = flag is not None and d["verdict"] == "better"
+        verdicts.append(STATIC if static else d["verdict"])
+        notes.append(flag["note"] if static else None)
+    deltas["verdict"] = pd.Series(verdicts, index=deltas.index, dtype=object)
+    deltas["static_note"] = pd.Series(notes, index=deltas.index, dtype=object)
+    return deltas
+
+
 # ---------------------------------------------------------------- who won
 
-def leaders(aggregates: pd.DataFrame, deltas: pd.DataFrame, metric_order: list[str]) -> list[dict[str, Any]]:
+def leaders(aggregates: pd.DataFrame, deltas: pd.DataFrame, metric_order: list[str],
+            motion: MotionCheck | None = None) -> list[dict[str, Any]]:
     """Per metric and (task, clip length): the best row, the runner-up and the gap between them, and
-    the best row's delta against the baseline where there is one."""
+    the best row's delta against the baseline where there is one. With ``motion``, a row flagged
+    static is no leader of a metric that has a motion counterpart: the best other row leads (or none,
+    ``best`` None); the rows left out are listed in ``static``."""
     if aggregates.empty:
         return []
     out = []
@@ -189,11 +325,24 @@ def leaders(aggregates: pd.DataFrame, deltas: pd.DataFrame, metric_order: list[s
             if group.empty:
                 continue
             higher = bool(group["higher_is_better"].iloc[0])
+            static = []
+            if motion is not None:
+                flagged = [motion.flag(r, m, task, seconds, metric) is not None
+                           for r, m in zip(group["run_id"], group["model"])]
+                static = [{"run_id": r, "model": m, "note": motion.flag(r, m, task, seconds, metric)["note"]}
+                          for (r, m), f in zip(zip(group["run_id"], group["model"]), flagged) if f]
+                group = group[[not f for f in flagged]]
+            if group.empty:
+                out.append({"metric": metric, "task": task, "clip_seconds": float(seconds), "higher_is_better": higher,
+                            "best": None, "runner_up": None, "gap": None, "separated": None, "delta": None, "rows": 0,
+                            "static": static})
+                continue
             ranked = group.sort_values("value", ascending=not higher)
             best = ranked.iloc[0]
             entry = {"metric": metric, "task": task, "clip_seconds": float(seconds), "higher_is_better": higher,
                      "best": {k: best[k] for k in ("run_id", "model", "value", "ci_low", "ci_high")},
-                     "runner_up": None, "gap": None, "separated": None, "delta": None, "rows": len(ranked)}
+                     "runner_up": None, "gap": None, "separated": None, "delta": None, "rows": len(ranked),
+                     "static": static}
             if len(ranked) > 1:
                 second = ranked.iloc[1]
                 entry["runner_up"] = {k: second[k] for k in ("run_id", "model", "value", "ci_low", "ci_high")}
@@ -453,6 +602,9 @@ def build_report_input(store: Store, run_ids: list[str], title: str | None = Non
     baseline = _resolve_baseline(summaries, aggregates, baseline_model, baseline_run, notes)
     deltas = (compute_deltas(samples, aggregates, baseline, confidence=confidence, resamples=resamples, seed=seed)
               if baseline is not None else pd.DataFrame())
+    motion = motion_check(summaries, samples, aggregates, baseline)
+    if not deltas.empty:
+        deltas = apply_motion_check(deltas, motion)
 
     primary = primary_metric(summaries, aggregates)
     metric_order = list(dict.fromkeys(aggregates["metric"])) if not aggregates.empty else []
@@ -471,13 +623,14 @@ def build_report_input(store: Store, run_ids: list[str], title: str | None = Non
         confidence=confidence,
         baseline=baseline,
         deltas=deltas,
-        leaders=leaders(aggregates, deltas, metric_order),
+        leaders=leaders(aggregates, deltas, metric_order, motion),
         drift=drift_curves(series, confidence),
         pareto=pareto_input(aggregates, primary),
         ablations=ablation_views(summaries, aggregates),
         gallery_columns=columns,
         gallery=rows,
         notes=notes,
+        motion_notes=motion.notes,
     )
 
 

@@ -64,6 +64,8 @@ class RunOutcome:
     failures: list[tuple[str, str]] = field(default_factory=list)
     # metric -> (clips it could not score, the first reason)
     metric_errors: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # metric -> (clips its definition leaves out, the first reason)
+    metric_excluded: dict[str, tuple[int, str]] = field(default_factory=dict)
     report: Path | None = None
     combined_report: Path | None = None  # the suite's report.output, on the first outcome
 
@@ -334,7 +336,8 @@ class Runner:
         mine = sorted((r for uid, r in records.items() if uid in planned), key=lambda r: r.unit_id)
         failures = [(r.unit_id, r.error or "unknown error") for r in mine if r.status == "failed"]
         outcome = RunOutcome(self.run_id, self.folder.root, len(units), sum(r.status == "ok" for r in mine),
-                             len(failures), computed, failures, _metric_error_counts(mine))
+                             len(failures), computed, failures, _metric_error_counts(mine),
+                             _metric_error_counts(mine, excluded=True))
         rows = aggregate_records(mine, self.metric_info, confidence=self.suite.gate.confidence,
                                  resamples=self.suite.gate.resamples, seed=self.suite.seed)
         if not interrupted:
@@ -490,7 +493,8 @@ class Runner:
             stop_if_disk_full(exc)
             return self._failure(unit, describe(exc, "could not read the ground truth"), "score",
                                  generate_seconds=generate_seconds, video=relative, sha=sha)
-        ctx = ClipContext(fps=self.fps, prompt=str(unit.prompt), task=unit.task,
+        # num_frames is exact: a generated clip was checked for it, a file is read to exactly that many frames
+        ctx = ClipContext(fps=self.fps, num_frames=num_frames, prompt=str(unit.prompt), task=unit.task,
                             num_condition_frames=task_condition_frames(self.suite, unit.task), ground_truth=truth,
                             ground_truth_chunks=(partial(self.data.ground_truth_chunks, unit.prompt, num_frames, self.fps)
                                                  if truth_readers else None),
@@ -506,7 +510,8 @@ class Runner:
                             score_seconds=time.perf_counter() - started, metric_seconds=scores.metric_seconds,
                             read_seconds=scores.read_seconds, peak_rss_mb=peak_rss_mb(),
                             metrics=scores.metrics, series=scores.series, generation=generation,
-                            features=scores.features, metric_errors=scores.metric_errors)
+                            features=scores.features, metric_errors=scores.metric_errors,
+                            metric_excluded=scores.metric_excluded)
 
     def _failure(self, unit: Unit, reason: str, stage: str, *, generate_seconds: float | None = None,
                  video: str | None = None, sha: str | None = None) -> SampleRecord:
@@ -529,10 +534,11 @@ class Runner:
             print(message, file=sys.stderr)
 
 
-def _metric_error_counts(records: list[SampleRecord]) -> dict[str, tuple[int, str]]:
+def _metric_error_counts(records: list[SampleRecord], excluded: bool = False) -> dict[str, tuple[int, str]]:
+    """Per metric: how many clips it failed on (or, ``excluded``, left out by definition) and the first reason."""
     counts: dict[str, tuple[int, str]] = {}
     for record in records:
-        for metric, reason in record.metric_errors.items():
+        for metric, reason in (record.metric_excluded if excluded else record.metric_errors).items():
             count, first = counts.get(metric, (0, reason))
             counts[metric] = (count + 1, first)
     return counts

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from vbench_flow.errors import VbfError, disk_full
-from metrics.streaming import ClipContext
+from metrics.streaming import ClipContext, NotScored
 from vbench_flow.video_io import DEFAULT_CHUNK_FRAMES, frames_per_chunk, iter_clip
 
 VideoFile = (str, os.PathLike)
@@ -34,6 +34,8 @@ class ClipScores:
     features: dict[str, list[list[float]]] = field(default_factory=dict)
     metric_seconds: dict[str, float] = field(default_factory=dict)
     metric_errors: dict[str, str] = field(default_factory=dict)
+    # metrics whose definition leaves this clip out (metrics.streaming.NotScored), with the reason
+    metric_excluded: dict[str, str] = field(default_factory=dict)
     # time spent decoding a video file's chunks (None for a clip handed over as an array)
     read_seconds: float | None = None
 
@@ -157,7 +159,11 @@ def _finish(scores: ClipScores, plan: MetricPlan, stream: Any) -> None:
             require_finite(values, "its features")
             scores.features[plan.name] = values.tolist()
             return
-        result = stream.compute()
+        try:
+            result = stream.compute()
+        except NotScored as reason:  # left out by the metric's own definition: no value, no failure
+            scores.metric_excluded[plan.name] = str(reason)
+            return
         value = float(result.value)
         points = [(float(t), float(v)) for t, v in result.series or []]
         require_finite(np.array([value]), "its value")

@@ -22,9 +22,10 @@ from pydantic import BaseModel, Field
 from vbench_flow.errors import ConfigError, disk_full
 
 SCHEMA_VERSION = 2
-# columns added since version 1: (table, column, type)
+# columns added since version 1: (table, column, type); a column added to version 2 (motion_counterpart)
+# leaves older readers working (they select the columns they know), so it keeps the version
 ADDED_COLUMNS = [("units", "height", "INTEGER"), ("units", "width", "INTEGER"), ("metric_info", "kind", "TEXT"),
-                 ("metric_info", "args", "TEXT")]
+                 ("metric_info", "args", "TEXT"), ("metric_info", "motion_counterpart", "TEXT")]
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, suite TEXT NOT NULL, variant TEXT, sweep TEXT, suite_path TEXT,
@@ -60,7 +61,7 @@ CREATE TABLE IF NOT EXISTS reference_sets (
 );
 CREATE TABLE IF NOT EXISTS metric_info (
     run_id TEXT NOT NULL, metric TEXT NOT NULL, version TEXT, extractor TEXT, higher_is_better INTEGER,
-    kind TEXT, args TEXT, PRIMARY KEY (run_id, metric)
+    kind TEXT, args TEXT, motion_counterpart TEXT, PRIMARY KEY (run_id, metric)
 );
 CREATE TABLE IF NOT EXISTS aggregates (
     run_id TEXT NOT NULL, model TEXT NOT NULL, task TEXT NOT NULL, clip_seconds REAL NOT NULL,
@@ -68,6 +69,18 @@ CREATE TABLE IF NOT EXISTS aggregates (
     metric_version TEXT, extractor TEXT, PRIMARY KEY (run_id, model, task, clip_seconds, metric)
 );
 """
+
+
+# set_metric_info's default: the registered metric's motion counterpart
+FROM_REGISTRY = object()
+
+
+def registered_motion_counterpart(metric: str) -> str | None:
+    """``motion_counterpart`` of the registered metric ``metric`` (None when it has none or is not registered)."""
+    from vbench_flow.registry import metric_types  # the registry imports every metric: only when needed
+
+    entry = metric_types().get(metric)
+    return entry.motion_counterpart if entry is not None else None
 
 
 def utc_now() -> str:
@@ -106,6 +119,8 @@ class SampleRecord(BaseModel):
                                        "(seconds, peak memory, generator-reported sampler costs)")
     metric_errors: dict[str, str] = Field(default_factory=dict, description="metrics that could not score this clip "
                                           "(e.g. no object to track), with the reason; the other metrics stand")
+    metric_excluded: dict[str, str] = Field(default_factory=dict, description="metrics whose definition leaves this "
+                                            "clip out (e.g. flicker with the static filter on a moving clip), with why")
     features: dict[str, list[list[float]]] = Field(default_factory=dict, description="set-level metrics (FVD): "
                                                    "the clip's feature vectors, one per FVD window")
     finished: str = Field(default_factory=utc_now)
@@ -184,12 +199,18 @@ class Store:
                 db.execute(f"INSERT INTO runs ({cols}) VALUES ({', '.join('?' * (len(fields) + 1))})", (run_id, *fields.values()))
 
     def set_metric_info(self, run_id: str, metric: str, version: str, extractor: str, higher_is_better: bool,
-                        kind: str, args: dict[str, Any] | None = None) -> None:
-        """What a run's metric is: its version, extractor, direction, kind and the options it ran with."""
+                        kind: str, args: dict[str, Any] | None = None,
+                        motion_counterpart: str | None | object = FROM_REGISTRY) -> None:
+        """What a run's metric is: its version, extractor, direction, kind, the options it ran with and
+        its motion counterpart (the metric that says how much a clip moves; by default what the
+        registered metric says, None for an unregistered one). Runs stored before it read as None."""
+        if motion_counterpart is FROM_REGISTRY:
+            motion_counterpart = registered_motion_counterpart(metric)
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO metric_info (run_id, metric, version, extractor, higher_is_better, kind, "
-                       "args) VALUES (?,?,?,?,?,?,?)", (run_id, metric, version, extractor, int(higher_is_better), kind,
-                                                        json.dumps(args or {}, sort_keys=True)))
+                       "args, motion_counterpart) VALUES (?,?,?,?,?,?,?,?)",
+                       (run_id, metric, version, extractor, int(higher_is_better), kind,
+                        json.dumps(args or {}, sort_keys=True), motion_counterpart))
 
     def record_sample(self, run_id: str, record: SampleRecord) -> None:
         unit_cols = ("unit_id", "model", "task", "clip_seconds", "prompt_id", "seed", "prompt", "status", "error",
@@ -286,7 +307,11 @@ class Store:
             "FROM sample_series s JOIN units u USING (run_id, unit_id) WHERE s.run_id=?", (run_id,))
 
     def metric_info(self, run_id: str) -> pd.DataFrame:
-        return self._frame("SELECT * FROM metric_info WHERE run_id=?", (run_id,))
+        table = self._frame("SELECT * FROM metric_info WHERE run_id=?", (run_id,))
+        # a run stored before counterparts were recorded has NULL: None, never NaN
+        table["motion_counterpart"] = pd.Series([c if isinstance(c, str) and c else None for c in table["motion_counterpart"]],
+                                                index=table.index, dtype=object)
+        return table
 
     def aggregates(self, run_ids: list[str]) -> pd.DataFrame:
         marks = ", ".join("?" * len(run_ids))

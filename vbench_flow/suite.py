@@ -31,6 +31,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from vbench_flow.motion_check import DEFAULT_STATIC_MARGIN
 from vbench_flow.errors import ConfigError, read_utf8
 from vbench_flow.prompts import load_prompts, plan_units, resolve_relative
 from vbench_flow.protocol import TASKS
@@ -138,6 +139,9 @@ class ReportSpec(Strict):
     title: str | None = None
     baseline_model: str | None = None
     gallery: int = Field(4, ge=0, le=64)
+    static_margin: float = Field(DEFAULT_STATIC_MARGIN, ge=0, lt=1, description="a model whose motion (a consistency metric's "
+                                 "motion_counterpart, e.g. motion_magnitude) is more than this fraction below the real "
+                                 "clips' is static: its 'better' consistency verdicts are not wins (report and gate)")
 
 
 class AblationVariant(Strict):
@@ -478,7 +482,7 @@ def _check_models(suite: Suite, lines: dict[tuple, int], resolved: ResolvedSuite
     return problems
 
 
-def _check_metrics(suite: Suite, lines: dict[tuple, int]) -> list[Problem]:
+def _check_metrics(suite: Suite, lines: dict[tuple, int], check_files: bool = True) -> list[Problem]:
     problems: list[Problem] = []
     seen: set[str] = set()
     known = metric_types()
@@ -492,7 +496,12 @@ def _check_metrics(suite: Suite, lines: dict[tuple, int]) -> list[Problem]:
                                     fix="`vbf ls metrics` lists the metrics", line=lines.get(loc + ("name",))))
             continue
         entry = get_metric(spec.name)
-        problems += _validate_args(entry.args_model, spec.args, loc + ("args",), lines)
+        arg_problems = _validate_args(entry.args_model, spec.args, loc + ("args",), lines)
+        problems += arg_problems
+        if check_files and not arg_problems:
+            for missing in entry.missing_files(entry.args_model.model_validate(spec.args or {})):
+                problems.append(Problem(_loc_to_key(loc + ("args",)), missing, fix="or set args.weights: to the file's path",
+                                        line=lines.get(loc + ("name",))))
         model_names = [m.name for m in suite.models]
         for j, name in enumerate(spec.models or []):
             if name not in model_names:
@@ -616,7 +625,7 @@ def validate_resolved(resolved: ResolvedSuite, lines: dict[tuple, int], *, check
     suite = resolved.suite
     problems, data_source = _check_data_and_prompts(suite, lines, resolved) if check_files else ([], None)
     problems += _check_models(suite, lines, resolved, data_source)
-    problems += _check_metrics(suite, lines)
+    problems += _check_metrics(suite, lines, check_files)
     problems += _check_scoring(suite, lines)
     problems += _check_cross_references(suite, lines)
     return problems

@@ -1,0 +1,26 @@
+"""When a consistency win is no win: the one rule the report and the gate share.
+
+A model that barely moves scores well on every consistency metric for free. A consistency metric
+names its ``motion_counterpart`` (``metrics.streaming.Metric``); a model whose counterpart (mean
+over its clips of one task and clip length) is more than ``report.static_margin`` (relative,
+default 0.2) below the real clips' is *static* there, and its "better" verdicts on that metric are
+not wins.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+DEFAULT_STATIC_MARGIN = 0.2
+
+
+def suite_static_margin(config: dict[str, Any] | None) -> float:
+    """The suite's ``report.static_margin`` (the default for runs made before it existed)."""
+    value = ((config or {}).get("report") or {}).get("static_margin")
+    return DEFAULT_STATIC_MARGIN if value is None else float(value)
+
+
+def moves_too_little(motion: float, real: float, margin: float) -> bool:
+    """The model's motion is more than ``margin`` (relative) below the real clips' (both finite)."""
+    return math.isfinite(motion) and math.isfinite(real) and motion < (1 - margin) * real
