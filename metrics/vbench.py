@@ -356,6 +356,16 @@ class PairFlowScores(StreamingMetric):
         """Whether the scores so far already decide the verdict (only with ``total_frames``)."""
         return False
 
+    def pairs_to_settle(self) -> int | None:
+        """The fewest further moving pairs that would settle the verdict (None: no early exit)."""
+        return None
+
+    def next_batch(self) -> int:
+        """Pairs to run at once: ``batch_size``, but no more than could still be needed, so a
+        settled verdict wastes no flow."""
+        needed = self.pairs_to_settle()
+        return self.batch_size if needed is None else max(1, min(self.batch_size, needed))
+
     def exceeding(self, threshold: float) -> int:
         return sum(score > threshold for score in self.scores)
 
@@ -388,11 +398,12 @@ class PairFlowScores(StreamingMetric):
         return [top_mean(pixels, top, self.fraction) for pixels, top in rows]
 
     def _flush(self, everything: bool = False) -> None:
-        while len(self._pending) >= self.batch_size or (everything and self._pending):
+        while len(self._pending) >= self.next_batch() or (everything and self._pending):
             if self.settled():
                 self._pending.clear()
                 return
-            batch, self._pending = self._pending[:self.batch_size], self._pending[self.batch_size:]
+            size = self.next_batch()
+            batch, self._pending = self._pending[:size], self._pending[size:]
             self.scores.extend(self._score_pairs(batch))
 
     def update(self, chunk: np.ndarray) -> None:
@@ -443,6 +454,12 @@ class DynamicDegree(PairFlowScores):
         sampled = -(-self.total_frames // self.every)
         return self.exceeding(DYNAMIC_RULE.threshold(*self.size)) >= DYNAMIC_RULE.count(sampled)
 
+    def pairs_to_settle(self) -> int | None:
+        if self.total_frames is None or self.size is None:
+            return None
+        sampled = -(-self.total_frames // self.every)
+        return DYNAMIC_RULE.count(sampled) - self.exceeding(DYNAMIC_RULE.threshold(*self.size))
+
     def compute(self) -> MetricResult:
         if self.frames_seen < 1:
             raise ValueError(f"{self.name}: needs at least 1 frame")
@@ -470,6 +487,11 @@ class StaticFilter(PairFlowScores):
         if self.total_frames is None or self.size is None:
             return False
         return self.exceeding(STATIC_RULE.threshold(*self.size)) > STATIC_RULE.count(self.total_frames)
+
+    def pairs_to_settle(self) -> int | None:
+        if self.total_frames is None or self.size is None:
+            return None
+        return STATIC_RULE.count(self.total_frames) + 1 - self.exceeding(STATIC_RULE.threshold(*self.size))
 
     def compute(self) -> MetricResult:
         if self.frames_seen < 1:

@@ -298,6 +298,10 @@ def metric_plots(aggregates: pd.DataFrame, metric_order: list[str], confidence: 
     return plots
 
 
+# series whose time axis is not the time in the clip
+X_LABELS = {"identity_decay": "seconds between the frames compared"}
+
+
 def drift_plots(drift: pd.DataFrame, confidence: float) -> list[dict[str, str]]:
     """One figure per metric, one panel per clip length: the mean curve over units of each
     (run, model, task) with its interval shaded."""
@@ -322,7 +326,7 @@ def drift_plots(drift: pd.DataFrame, confidence: float) -> list[dict[str, str]]:
                 ax.plot(line["t_seconds"], line["mean"], marker="o", markersize=2.5, color=colours[name], label=name)
                 ax.fill_between(line["t_seconds"], line["low"], line["high"], color=colours[name], alpha=0.18, linewidth=0)
             ax.set_title(f"{seconds:g} s clips (n = {int(panel['n'].max())} units)", fontsize=9)
-            ax.set_xlabel("time in clip (s)")
+            ax.set_xlabel(X_LABELS.get(metric, "time in clip (s)"))
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel(metric)
         axes[0][-1].legend(fontsize=7, loc="best")

@@ -371,8 +371,9 @@ def test_known_length_stops_the_flows_once_the_verdict_is_settled_with_the_same_
         for start in range(0, 33, 5):
             early.update(frames[start:start + 5])
         assert early.compute().value == full.value
-        # dynamic needs round(4 * 33 / 16) = 8 moving pairs, static is settled after round(2 * 33 / 16) + 1 = 5
-        assert sum(calls) == (8 if cls is vbench.DynamicDegree else 6) < count_all
+        # dynamic needs round(4 * 33 / 16) = 8 moving pairs, static is settled after round(2 * 33 / 16) + 1 = 5:
+        # the batches shrink to what could still be needed, so not one flow more is computed
+        assert sum(calls) == (8 if cls is vbench.DynamicDegree else 5) < count_all
         calls.clear()
     with pytest.raises(ValueError, match="announced"):
         vbench.StaticFilter(flow, 8.0, total_frames=40).score(frames)

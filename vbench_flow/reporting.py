@@ -364,7 +364,8 @@ def leaders(aggregates: pd.DataFrame, deltas: pd.DataFrame, metric_order: list[s
 def drift_curves(series: pd.DataFrame, confidence: float) -> pd.DataFrame:
     """Mean over units of each per-segment series, with a t interval of that mean, per
     (run, model, task, clip length, metric, time); only series with at least three time points
-    (two are a start and a tail, not a curve)."""
+    (two are a start and a tail, not a curve), except a start-end contrast, whose two windows are
+    the measure itself."""
     columns = [*ROW_KEY, "metric", "t_seconds", "mean", "low", "high", "n"]
     if series.empty:
         return pd.DataFrame(columns=columns)
@@ -372,7 +373,7 @@ def drift_curves(series: pd.DataFrame, confidence: float) -> pd.DataFrame:
 
     keys = [*ROW_KEY, "metric"]
     points = series.groupby(keys)["t_seconds"].transform("nunique")
-    series = series[points >= 3]
+    series = series[(points >= 3) | (series["metric"].str.endswith("_start_end_contrast") & (points == 2))]
     if series.empty:
         return pd.DataFrame(columns=columns)
     table = series.groupby([*keys, "t_seconds"])["value"].agg(["mean", "std", "count"]).reset_index()
