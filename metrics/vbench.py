@@ -131,7 +131,7 @@ def network_features(network: Callable[[Tensor], Tensor], preprocess: Callable[[
 
     def features(frames: np.ndarray) -> Tensor:
         def run(part: np.ndarray) -> Tensor:
-            with torch.no_grad():
+            with torch.inference_mode():
                 return network(preprocess(part).to(device=device, dtype=dtype)).cpu()
 
         return batched(frames, batch_size, run)
@@ -284,7 +284,7 @@ def raft_flow_fn(raft: torch.nn.Module, *, device: str = "cpu") -> FlowFn:
     from metrics.raft import ITERS, pad_to_multiple
 
     def flows(first: Tensor, second: Tensor) -> Tensor:
-        with torch.no_grad():
+        with torch.inference_mode():
             return raft(pad_to_multiple(first, 8).to(device), pad_to_multiple(second, 8).to(device), iters=ITERS).float().cpu()
 
     return flows
@@ -542,7 +542,7 @@ def amt_midpoint_fn(amt: torch.nn.Module, *, device: str = "cpu") -> MidpointFn:
         a, b = pad_to_multiple(first, 16), pad_to_multiple(second, 16)
         top, left = (a.shape[-2] - height) // 2, (a.shape[-1] - width) // 2
         embt = torch.full((len(a), 1, 1, 1), 0.5)
-        with torch.no_grad():
+        with torch.inference_mode():
             out = amt(a.to(device), b.to(device), embt.to(device)).float().cpu()
         return out[..., top:top + height, left:left + width]
 
@@ -662,7 +662,7 @@ def musiq_scores(musiq: torch.nn.Module, *, mode: str = "longer", device: str = 
     def scores(frames: np.ndarray) -> Tensor:
         out = []
         for frame in frames:
-            with torch.no_grad():
+            with torch.inference_mode():
                 out.append(musiq(musiq_input(frame[None], mode).to(device)).float().reshape(-1).cpu())
         return torch.cat(out)
 
@@ -675,7 +675,7 @@ def aesthetic_scores(clip_l14: torch.nn.Module, head: torch.nn.Module, *, batch_
     features = clip_features(clip_l14, batch_size=batch_size, device=device)
 
     def scores(frames: np.ndarray) -> Tensor:
-        with torch.no_grad():
+        with torch.inference_mode():
             normalised = F.normalize(features(frames).to(torch.float32), dim=-1, p=2)
             return head(normalised.to(device)).squeeze(dim=-1).float().cpu()
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vbench_flow.motion_check import suite_static_margin
+from vbench_flow.motion_check import DEFAULT_STATIC_MARGIN, suite_static_margin
 
 from metrics.motion import MotionMagnitude, MotionMagnitudeMetric, motion_magnitude
 from metrics.streaming import ClipContext
@@ -211,6 +211,6 @@ def test_gate_marks_a_static_improvement_and_never_hides_a_regression():
 def test_gate_reads_counterparts_and_margin_from_runs(store):
     current, baseline = gate.side_from_run(store, "moving"), gate.side_from_run(store, "moving")
     assert current.motion_counterparts == {"flicker": "motion_magnitude"}
-    assert suite_static_margin(current.config) == 0.2 and suite_static_margin({}) == 0.2
+    assert suite_static_margin(current.config) == 0.2 and suite_static_margin({}) == DEFAULT_STATIC_MARGIN == 0.05
     # a model compared with the same run: never static
     assert all(c.static is None for c in gate.compare_sides(current, baseline, resamples=100))

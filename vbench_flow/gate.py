@@ -71,7 +71,7 @@ Static models
 -------------
 A consistency metric (one with a ``motion_counterpart``, e.g. flicker -> motion_magnitude) improves
 for free when the model stops moving. When the run's mean of the counterpart for a (model, task,
-clip length) is more than ``report.static_margin`` (relative, default 0.2) below the baseline's, the
+clip length) is more than ``report.static_margin`` (relative, default 0.05) below the baseline's, the
 comparison carries the reason in ``static``; an improvement (PASS with the whole interval on the
 better side of 0) then reads "static: not a win" in the markdown row and the JUnit testcase's
 system-out (and a ``static`` property). Verdicts and the exit code do not change: a regression
