@@ -143,8 +143,9 @@ class FlickerMetric(Metric):
             return []
         from metrics.vbench_metrics import StaticFilterMetric
 
-        return StaticFilterMetric.missing_files(StaticFilterMetric.Args(
-            extractor=args.static_filter_extractor, weights=args.static_filter_weights))
+        return [message.replace("args.weights:", "args.static_filter_weights:")
+                for message in StaticFilterMetric.missing_files(StaticFilterMetric.Args(
+                    extractor=args.static_filter_extractor, weights=args.static_filter_weights))]
 
     def __init__(self, args: FlickerArgs | None = None) -> None:
         super().__init__(args)

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -47,8 +47,8 @@ from metrics.clipsim import ClipsimMetric
 from metrics.flicker import FlickerMetric
 from metrics.streaming import (ClipContext, DerivedState, Metric, MetricArgs, MetricResult, PairwiseMetric,
                                StreamingMetric, ValueSequenceMetric, derived_metric)
-from metrics.vbench_metrics import (BackgroundConsistencyMetric, MotionSmoothnessMetric, SubjectConsistencyMetric,
-                                    VbenchArgs)
+from metrics.vbench_metrics import (AestheticQualityMetric, BackgroundConsistencyMetric, ImagingQualityMetric,
+                                    MotionSmoothnessMetric, SubjectConsistencyMetric, VbenchArgs)
 from metrics.warping import WarpingErrorMetric
 
 CONTRAST_VERSION = "start-end-contrast/1 (|mean of the first k points - mean of the last k|, k = max(1, fraction * n " \
@@ -116,6 +116,8 @@ class StartEndContrast(DerivedState):
 class ContrastArgs(MetricArgs):
     fraction: float = Field(DEFAULT_FRACTION, gt=0, le=0.5,
                             description="each end window's share of the base's points (FramePack: 0.15)")
+    base_args: dict[str, Any] = Field(default_factory=dict, description="the base metric's own options, e.g. "
+                                      "{extractor: standard, weights: ...} for subject consistency on DINO")
 
 
 def contrast_metric(base: type[Metric], summary: str, *, min_frames: int | None = None) -> type[Metric]:
@@ -131,7 +133,7 @@ def contrast_metric(base: type[Metric], summary: str, *, min_frames: int | None 
                           state=lambda b, a: StartEndContrast(b, a.fraction))
 
 
-_NOTE = "; base at its default options"
+_NOTE = "; the base's options under base_args"
 FlickerContrastMetric = contrast_metric(
     FlickerMetric, "|flicker of the first 15% of frame pairs - of the last 15%| (0: flicker does not change)" + _NOTE)
 WarpingErrorContrastMetric = contrast_metric(
@@ -147,10 +149,16 @@ BackgroundConsistencyContrastMetric = contrast_metric(
 MotionSmoothnessContrastMetric = contrast_metric(
     MotionSmoothnessMetric, "|mean motion smoothness of the first 15% of odd frames - of the last 15%|" + _NOTE,
     min_frames=5)
+ImagingQualityContrastMetric = contrast_metric(
+    ImagingQualityMetric, "|mean imaging quality (MUSIQ) of the first 15% of frames - of the last 15%| (FramePack's "
+    "quality drift; official weights)" + _NOTE, min_frames=2)
+AestheticQualityContrastMetric = contrast_metric(
+    AestheticQualityMetric, "|mean aesthetic quality (LAION) of the first 15% of frames - of the last 15%| "
+    "(official weights)" + _NOTE, min_frames=2)
 
 CONTRAST_METRICS = (FlickerContrastMetric, WarpingErrorContrastMetric, ClipsimContrastMetric,
                     SubjectConsistencyContrastMetric, BackgroundConsistencyContrastMetric,
-                    MotionSmoothnessContrastMetric)
+                    MotionSmoothnessContrastMetric, ImagingQualityContrastMetric, AestheticQualityContrastMetric)
 
 
 # ---------------------------------------------------------------- identity decay

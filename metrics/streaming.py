@@ -195,9 +195,10 @@ class DerivedState(StreamingMetric):
 def derived_metric(base: type[Metric], *, suffix: str, summary: str, args: type[MetricArgs], higher_is_better: bool,
                    describe: Callable[[Metric, Any], str], state: Callable[[StreamingMetric, Any], StreamingMetric],
                    class_suffix: str, min_frames: int | None = None) -> type[Metric]:
-    """The metric ``BASE<suffix>`` computed from ``base``'s streaming state (at the base's default
-    options) in the same pass: ``state(base_state, args)`` wraps it, ``describe(base, args)`` is the
-    version. It keeps the base's extractor and motion counterpart (a still clip has no drift either)."""
+    """The metric ``BASE<suffix>`` computed from ``base``'s streaming state in the same pass (the base
+    at its default options, or at ``args.base_args`` where the args model has that field):
+    ``state(base_state, args)`` wraps it, ``describe(base, args)`` is the version. It keeps the
+    base's extractor and motion counterpart (a still clip has no drift either)."""
 
     class Derived(Metric):
         name = f"{base.name}{suffix}"
@@ -206,7 +207,8 @@ def derived_metric(base: type[Metric], *, suffix: str, summary: str, args: type[
 
         def __init__(self, options: MetricArgs | None = None) -> None:
             super().__init__(options)
-            self.base = base()
+            base_args = getattr(self.args, "base_args", None)
+            self.base = base(base.Args.model_validate(base_args)) if base_args else base()
             self.extractor = self.base.extractor
             self.version = describe(self.base, self.args)
 

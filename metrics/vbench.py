@@ -169,6 +169,21 @@ def mean_of(values: Sequence[float]) -> float:
     return total / len(values)
 
 
+def share_with_others(cache: dict | None, key: str, owner: object) -> tuple[dict | None, str]:
+    """(the clip's cache, the key) for a state that computes what ``key`` names on behalf of
+    ``owner`` (the configured metric; its VBench-Long clip states are one owner): a result kept for
+    the whole clip is worth its memory only when another metric of the clip computes the same, so
+    caching turns on once a second owner registers the key."""
+    if cache is None:
+        return None, key
+    cache.setdefault(("owners", key), set()).add(owner)
+    return cache, key
+
+
+def shared_by_several(cache: dict | None, key: str) -> bool:
+    return cache is not None and len(cache[("owners", key)]) > 1
+
+
 class FeatureConsistency(StreamingMetric):
     """Subject/background consistency of one clip from per-frame features.
 
@@ -180,8 +195,10 @@ class FeatureConsistency(StreamingMetric):
     min_frames = 2
 
     def __init__(self, features: FeatureFn, fps: float, *, name: str, version: str, extractor: str,
-                 higher_is_better: bool = True, cache: dict | None = None, cache_key: str | None = None) -> None:
-        self.features, self.cache, self.cache_key = features, cache, cache_key or extractor
+                 higher_is_better: bool = True, cache: dict | None = None, cache_key: str | None = None,
+                 owner: object = None) -> None:
+        self.features = features
+        self.cache, self.cache_key = share_with_others(cache, f"features {cache_key or extractor}", owner or self)
         self.name, self.version, self.extractor = name, version, extractor
         self.higher_is_better = higher_is_better
         super().__init__(fps)
@@ -192,10 +209,10 @@ class FeatureConsistency(StreamingMetric):
 
     def update(self, chunk: np.ndarray) -> None:
         chunk = check_video(chunk, name=f"{self.name} chunk")
-        if self.cache is None:
+        if not shared_by_several(self.cache, self.cache_key):
             features = self.features(chunk)
         else:
-            rows = cached_rows(self.cache, f"features {self.cache_key}", chunk, [frame_digest(f) for f in chunk],
+            rows = cached_rows(self.cache, self.cache_key, chunk, [frame_digest(f) for f in chunk],
                                lambda missing: self.features(chunk[missing]))
             features = torch.stack(rows)
         self._features.append(F.normalize(features, dim=-1, p=2))
@@ -346,10 +363,10 @@ class PairFlowScores(StreamingMetric):
 
     def __init__(self, flow: FlowFn, fps: float, *, fraction: float, every: int = 1, batch_size: int = 4,
                  end_pairs: bool = False, min_side: int = 0, total_frames: int | None = None,
-                 cache: dict | None = None, cache_key: str = "") -> None:
+                 cache: dict | None = None, cache_key: str = "", owner: object = None) -> None:
         self.flow, self.fraction, self.every, self.min_side = flow, fraction, every, min_side
         self.batch_size, self.end_pairs, self.total_frames = batch_size, end_pairs, total_frames
-        self.cache, self.cache_key = cache, cache_key
+        self.cache, self.cache_key = share_with_others(cache, f"flow {cache_key}", owner or self)
         super().__init__(fps)
 
     def settled(self) -> bool:
@@ -393,8 +410,9 @@ class PairFlowScores(StreamingMetric):
             second = as_float_frames(np.stack([pairs[i][1] for i in indices]))
             return [ranked_magnitudes(flow) for flow in self.flow(first, second).numpy()]
 
-        digests = [frame_digest(a) + frame_digest(b) for a, b in pairs] if self.cache is not None else []
-        rows = cached_rows(self.cache, f"flow {self.cache_key}", pairs, digests, ranked)
+        shared = shared_by_several(self.cache, self.cache_key)
+        digests = [frame_digest(a) + frame_digest(b) for a, b in pairs] if shared else []
+        rows = cached_rows(self.cache if shared else None, self.cache_key, pairs, digests, ranked)
         return [top_mean(pixels, top, self.fraction) for pixels, top in rows]
 
     def _flush(self, everything: bool = False) -> None:
@@ -442,10 +460,11 @@ class DynamicDegree(PairFlowScores):
     higher_is_better = True
 
     def __init__(self, flow: FlowFn, fps: float, *, batch_size: int = 4, version: str = "", extractor: str = "",
-                 min_side: int = 0, total_frames: int | None = None, cache: dict | None = None) -> None:
+                 min_side: int = 0, total_frames: int | None = None, cache: dict | None = None,
+                 owner: object = None) -> None:
         self.version, self.extractor = version, extractor
         super().__init__(flow, fps, fraction=DYNAMIC_RULE.fraction, every=sampling_interval(fps), batch_size=batch_size,
-                         min_side=min_side, total_frames=total_frames, cache=cache, cache_key=extractor)
+                         min_side=min_side, total_frames=total_frames, cache=cache, cache_key=extractor, owner=owner)
 
     def settled(self) -> bool:
         """Dynamic as soon as enough sampled pairs moved (VBench's check returns True there)."""
@@ -477,10 +496,11 @@ class StaticFilter(PairFlowScores):
     higher_is_better = False
 
     def __init__(self, flow: FlowFn, fps: float, *, batch_size: int = 4, version: str = "", extractor: str = "",
-                 min_side: int = 0, total_frames: int | None = None, cache: dict | None = None) -> None:
+                 min_side: int = 0, total_frames: int | None = None, cache: dict | None = None,
+                 owner: object = None) -> None:
         self.version, self.extractor = version, extractor
         super().__init__(flow, fps, fraction=STATIC_RULE.fraction, batch_size=batch_size, end_pairs=True,
-                         min_side=min_side, total_frames=total_frames, cache=cache, cache_key=extractor)
+                         min_side=min_side, total_frames=total_frames, cache=cache, cache_key=extractor, owner=owner)
 
     def settled(self) -> bool:
         """Not static as soon as more than ``count`` pairs moved (VBench's check returns False there)."""

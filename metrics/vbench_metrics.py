@@ -36,6 +36,7 @@ import torch
 from pydantic import Field
 
 from metrics import extractors, vbench
+from metrics.files import file_sha256
 from metrics.streaming import ClipContext, Device, Metric, MetricArgs, MetricResult, MetricSetupError, StreamingMetric, resolve_device
 
 DEFINITION = "vbench-45e79ec"
@@ -60,9 +61,14 @@ def load_standard(name: str, weights: str | None, device: str) -> torch.nn.Modul
                                f"where online) and put it at {entry.default_path}, or set args.weights: to its path") from None
 
 
+@functools.lru_cache(maxsize=16)
 def standard_extractor(name: str, weights: str | None) -> str:
+    """The extractor's name in results: the network and the sha256 of its file (two files of one name
+    are never taken for the same weights)."""
     entry = extractors.extractor_file(name)
-    return f"{name} ({Path(weights).name if weights else entry.filename})"
+    path = Path(weights).expanduser() if weights else entry.default_path
+    digest = file_sha256(path)[:12] if path.is_file() else "missing"
+    return f"{name} ({entry.filename}, sha256 {digest})"
 
 
 class VbenchArgs(MetricArgs):
@@ -111,24 +117,29 @@ class LongProtocol(StreamingMetric):
     def update(self, chunk: np.ndarray) -> None:
         if self._tail is not None and self.frames_seen + len(chunk) > self.tail_start:
             self._tail.update(chunk[max(0, self.tail_start - self.frames_seen):])
+        limit = len(chunk)
+        if self._tail is not None:  # frames after the last full clip belong to the tail alone
+            full_end = (self.total_frames // self.clip_frames) * self.clip_frames
+            limit = max(0, min(limit, full_end - self.frames_seen))
         start = 0
-        while start < len(chunk):  # the chunk cut at clip boundaries, each part one update of its clip
-            part = chunk[start:start + self.clip_frames - self._in_clip]
+        while start < limit:  # the chunk cut at clip boundaries, each part one update of its clip
+            part = chunk[start:min(limit, start + self.clip_frames - self._in_clip)]
             self._state.update(part)
             if self.total_frames is None:
                 self._recent.extend(frame.copy() for frame in part[-self.clip_frames:])
             self._in_clip += len(part)
-            self.frames_seen += len(part)
             start += len(part)
             if self._in_clip == self.clip_frames:
-                self.scores.append(((self.frames_seen - self.clip_frames) / self.fps, self._state.compute().value))
+                clip_start = (self.frames_seen + start - self.clip_frames) / self.fps
+                self.scores.append((clip_start, self._state.compute().value))
                 self._state, self._in_clip = self.make_state(self.clip_frames), 0
+        self.frames_seen += len(chunk)
 
     def compute(self) -> MetricResult:
         if self.frames_seen < 1:
             raise ValueError(f"{self.name}: needs at least 1 frame")
         scores = list(self.scores)
-        if self._in_clip:  # the tail: the last clip_frames frames (the whole clip when shorter)
+        if self._in_clip or self._tail is not None:  # the tail: the last clip_frames frames (or the whole, shorter clip)
             if self.total_frames is not None and self.frames_seen != self.total_frames:
                 raise ValueError(f"{self.name}: the clip has {self.frames_seen} frames, {self.total_frames} announced")
             if self._tail is not None:
@@ -169,15 +180,15 @@ class VbenchDimension(Metric):
     def missing_files(cls, args: VbenchArgs) -> list[str]:
         if args.extractor != "standard":
             return []
-        names = [cls.standard_name] + (["laion-aesthetic"] if cls.standard_name == "clip-vitl14" else [])
-        paths = [args.weights] + ([getattr(args, "head_weights", None)] if len(names) > 1 else [])
+        files = [(cls.standard_name, "weights")] + ([("laion-aesthetic", "head_weights")]
+                                                    if cls.standard_name == "clip-vitl14" else [])
         missing = []
-        for name, given in zip(names, paths):
-            entry = extractors.extractor_file(name)
+        for name, option in files:
+            entry, given = extractors.extractor_file(name), getattr(args, option)
             path = Path(given).expanduser() if given else entry.default_path
             if not path.is_file():
                 missing.append(f"{name} weights not found at {path}: get {entry.filename} from {entry.url} "
-                               f"(`vbf fetch {name}` where online)")
+                               f"(`vbf fetch {name}` where online), or set args.{option}: to the file's path")
         return missing
 
     def describe(self) -> str:
@@ -229,7 +240,7 @@ class ConsistencyDimension(VbenchDimension):
     def clip_state(self, fps: float, num_frames: int | None = None,
                    cache: dict | None = None) -> vbench.FeatureConsistency:
         return vbench.FeatureConsistency(self.features, fps, name=self.name, version=self.version,
-                                         extractor=self.extractor, cache=cache, cache_key=self.cache_key)
+                                         extractor=self.extractor, cache=cache, cache_key=self.cache_key, owner=self)
 
 
 class SubjectConsistencyMetric(ConsistencyDimension):
@@ -290,9 +301,15 @@ def dis_flow_fn(preset: str = "medium") -> vbench.FlowFn:
     return flows
 
 
+class FlowArgs(VbenchArgs):
+    batch_size: int = Field(1, ge=1, description="frame pairs per flow call (RAFT's correlation volume of one "
+                            "1080p pair takes about 5 GB)")
+
+
 class FlowDimension(VbenchDimension):
     offline_name = "opencv-dis(preset=medium, gray)"
     standard_name = "raft-things"
+    Args = FlowArgs
 
     def describe(self) -> str:
         return "RAFT 20 updates, padded flow" if self.args.extractor == "standard" else "DIS flow, unpadded"
@@ -320,7 +337,7 @@ class DynamicDegreeMetric(FlowDimension):
                    cache: dict | None = None) -> vbench.DynamicDegree:
         return vbench.DynamicDegree(self.flow, fps, batch_size=self.args.batch_size, version=self.version,
                                     extractor=self.extractor, min_side=self.min_side, total_frames=num_frames,
-                                    cache=cache)
+                                    cache=cache, owner=self)
 
 
 class StaticFilterMetric(FlowDimension):
@@ -333,7 +350,7 @@ class StaticFilterMetric(FlowDimension):
                    cache: dict | None = None) -> vbench.StaticFilter:
         return vbench.StaticFilter(self.flow, fps, batch_size=self.args.batch_size, version=self.version,
                                    extractor=self.extractor, min_side=self.min_side, total_frames=num_frames,
-                                   cache=cache)
+                                   cache=cache, owner=self)
 
 
 # ---------------------------------------------------------------- motion smoothness

@@ -4,6 +4,7 @@ the values VBench's own code gave on the same clips and weights (recorded by
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -64,10 +65,16 @@ def load(name: str, folder: Path) -> torch.nn.Module:
     return extractors.load(name, folder / extractors.extractor_file(name).filename)
 
 
+@functools.lru_cache(maxsize=1)
+def clip_b32_state() -> dict[str, torch.Tensor]:
+    """The seed-0 state of ViT-B-32.pt (fp16, as the archive holds it)."""
+    return deterministic_state_dict(extractors._clip_template("ViT-B-32"), 0)
+
+
 def clip_b32() -> torch.nn.Module:
     """CLIP ViT-B/32 with the seed-0 weights of ViT-B-32.pt, built in memory (writing the 300 MB
     TorchScript archive is the loader tests' business)."""
-    state = deterministic_state_dict(extractors._clip_template("ViT-B-32"), 0)
+    state = clip_b32_state()
     model = extractors._open_clip_architecture("ViT-B-32")
     model.load_state_dict({k: v.float() for k, v in state.items() if k not in extractors.CLIP_EXTRA_KEYS})
     return model.eval()
@@ -323,11 +330,13 @@ def test_vbf_fetch_installs_an_extractor_file_only_after_it_loads_strictly(weigh
 def test_openai_clip_loads_from_its_torchscript_container_and_refuses_other_files(tmp_path):
     path = extractors.write_deterministic("clip-vitb32", tmp_path / "ViT-B-32.pt", seed=0)
     loaded = extractors.load("clip-vitb32", path).state_dict()
-    expected = deterministic_state_dict(extractors._clip_template("ViT-B-32"), 0)
+    expected = clip_b32_state()
     for key, value in loaded.items():  # every tensor of the archive, in float32 (the file holds fp16)
         assert torch.equal(value, expected[key].float()), key
-    with pytest.raises(extractors.ExtractorError, match="not ViT-L-14"):
-        extractors.load("clip-vitl14", path)
+    # an archive of another architecture (its first convolution is all that is read before refusing)
+    extractors.save_torchscript_state({"visual.conv1.weight": torch.zeros(768, 3, 32, 32)}, tmp_path / "b32.pt")
+    with pytest.raises(extractors.ExtractorError, match="not ViT-L-14 .width 768, patch 32"):
+        extractors.load("clip-vitl14", tmp_path / "b32.pt")
     torch.save({"visual.conv1.weight": torch.zeros(1)}, tmp_path / "plain.pt")
     with pytest.raises(extractors.ExtractorError, match="not a TorchScript archive"):
         extractors.load("clip-vitb32", tmp_path / "plain.pt")
@@ -346,13 +355,22 @@ def test_dino_refuses_a_file_with_a_renamed_key(tmp_path):
 
 
 def test_fp16_clip_takes_fp16_images():
-    """The precision VBench's GPU numbers use: the image tower in fp16, fed fp16 images."""
-    import open_clip
+    """The precision VBench's GPU numbers use: the image tower in fp16 (its first convolution says so,
+    whatever the text tower's dtype), fed fp16 images."""
 
-    model = extractors._open_clip_architecture("ViT-B-32")
-    open_clip.model.convert_weights_to_lp(model, torch.float16)
-    features = vbench.clip_features(model.eval(), batch_size=2)(np.zeros((2, 224, 224, 3), dtype=np.uint8))
-    assert features.dtype == torch.float16 and features.shape == (2, 512)
+    class Tower(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.visual = torch.nn.Module()
+            self.visual.conv1 = torch.nn.Conv2d(3, 4, 32, 32).half()
+            self.positional_embedding = torch.nn.Parameter(torch.zeros(2))  # float32, listed first
+
+        def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+            assert images.dtype == torch.float16  # what an fp16 convolution needs (a CPU may lack the kernel)
+            return images.float().mean(dim=(2, 3)).half()
+
+    features = vbench.clip_features(Tower(), batch_size=2)(np.zeros((2, 224, 224, 3), dtype=np.uint8))
+    assert features.dtype == torch.float16 and features.shape == (2, 3)
 
 
 def test_known_length_stops_the_flows_once_the_verdict_is_settled_with_the_same_verdict():

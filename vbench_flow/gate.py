@@ -112,7 +112,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from metrics import fvd
 from metrics.fvd import merge_all, unit_stats
 from vbench_flow.aggregate import group_seed
-from vbench_flow.motion_check import moves_too_little, suite_static_margin
+from vbench_flow.motion_check import moves_too_little, real_clip_model, suite_static_margin
 from vbench_flow.errors import ConfigError, EvaluationError
 from vbench_flow.prompts import resolve_relative
 from vbench_flow.set_metrics import ReferenceSet
@@ -563,18 +563,20 @@ def suite_margins(config: dict[str, Any]) -> dict[str, float]:
 
 def static_reason(current: GateSide, baseline: GateSide, key: tuple[str, str, float, str],
                   static_margin: float) -> str | None:
-    """Why the run's model is static in this group (its metric's motion counterpart, mean over the
-    clips of this model, task and clip length, more than ``static_margin`` relative below the
-    baseline's), or None: not static, no counterpart, or the counterpart is missing on a side."""
+    """Why the run's model is static in this group, as the report decides it: its metric's motion
+    counterpart (mean over the model's clips of this task and clip length) is more than
+    ``static_margin`` (relative) below the real clips' of the same run; None when not static, when
+    the metric has no counterpart, or when the run has no real clips or no such values."""
     model, task, clip_seconds, metric = key
     counterpart = current.motion_counterparts.get(metric) or baseline.motion_counterparts.get(metric)
-    if not counterpart:
+    real = real_clip_model(current.config)
+    if not counterpart or real is None or real == model:
         return None
     motion = current.mean_value(model, task, clip_seconds, counterpart)
-    reference = baseline.mean_value(model, task, clip_seconds, counterpart)
+    reference = current.mean_value(real, task, clip_seconds, counterpart)
     if not moves_too_little(motion, reference, static_margin):
         return None
-    return (f"moves {_num(motion)} vs baseline {_num(reference)} ({counterpart}, more than {static_margin:.0%} less): "
+    return (f"moves {_num(motion)} vs real {_num(reference)} ({counterpart}, more than {static_margin:.0%} less): "
             f"a better {metric} is no win")
 
 

@@ -28,3 +28,17 @@ def suite_static_margin(config: dict[str, Any] | None) -> float:
 def moves_too_little(motion: float, real: float, margin: float) -> bool:
     """The model's motion is more than ``margin`` (relative) below the real clips' (both finite)."""
     return math.isfinite(motion) and math.isfinite(real) and motion < (1 - margin) * real
+
+
+REAL_CLIP_TYPES = ("dataset", "folder")
+
+
+def real_clip_model(config: dict[str, Any] | None) -> str | None:
+    """The suite's first model of real clips (a ``dataset`` model, else a ``folder`` one): what a
+    model's motion is read against."""
+    models = [m for m in (config or {}).get("models") or [] if isinstance(m, dict)]
+    for kind in REAL_CLIP_TYPES:
+        for spec in models:
+            if spec.get("type") == kind:
+                return spec.get("name")
+    return None

@@ -44,8 +44,8 @@ from metrics.files import file_sha256
 from metrics.video import fit_longer_side
 from vbench_flow.errors import ConfigError, VideoReadError
 from vbench_flow.gate import paired_bootstrap_delta, unpaired_bootstrap_delta
-from vbench_flow.motion_check import moves_too_little, suite_static_margin
-from vbench_flow.registry import did_you_mean
+from vbench_flow.motion_check import REAL_CLIP_TYPES, moves_too_little, real_clip_model, suite_static_margin
+from vbench_flow.registry import did_you_mean, metric_types
 from vbench_flow.store import Store
 from vbench_flow.video_io import iter_chunks, probe_video, write_video_chunks
 
@@ -211,6 +211,11 @@ class MotionCheck:
         return self.flags.get((run_id, model, task, float(clip_seconds), counterpart))
 
 
+def registered_counterpart(metric: str) -> str | None:
+    entry = metric_types().get(metric)
+    return entry.motion_counterpart if entry is not None else None
+
+
 def _model_type(summary: RunSummary | None, model: str) -> str | None:
     if summary is None:
         return None
@@ -221,15 +226,15 @@ def _model_type(summary: RunSummary | None, model: str) -> str | None:
 
 
 def _real_reference(by_run: dict[str, RunSummary], baseline: Baseline | None, run_id: str) -> tuple[str, str] | None:
-    """The (run, model) of the real clips a row's motion is read against."""
+    """The (run, model) of the real clips a row's motion is read against: the report's baseline when
+    it is a model of real clips, else the run's own (``motion_check.real_clip_model``)."""
     if baseline is not None and baseline.model is not None:
         target = (baseline.run_id or run_id, baseline.model)
-        if _model_type(by_run.get(target[0]), target[1]) == "dataset":
+        if _model_type(by_run.get(target[0]), target[1]) in REAL_CLIP_TYPES:
             return target
     summary = by_run.get(run_id)
-    real = [m.get("name") for m in (summary.config.get("models") or [] if summary else [])
-            if isinstance(m, dict) and m.get("type") == "dataset"]
-    return (run_id, real[0]) if real else None
+    real = real_clip_model(summary.config if summary else None)
+    return (run_id, real) if real else None
 
 
 def motion_check(summaries: list[RunSummary], samples: pd.DataFrame, aggregates: pd.DataFrame,
@@ -244,7 +249,8 @@ def motion_check(summaries: list[RunSummary], samples: pd.DataFrame, aggregates:
     for s in summaries:
         scored = present.get(s.run_id, set())
         for info in s.metric_info:
-            counterpart = info.get("motion_counterpart")
+            # runs stored before counterparts were recorded: the metric's registered one
+            counterpart = info.get("motion_counterpart") or registered_counterpart(info["metric"])
             if not isinstance(counterpart, str) or not counterpart or info["metric"] not in scored:
                 continue
             if counterpart in scored:

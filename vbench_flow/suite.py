@@ -500,8 +500,7 @@ def _check_metrics(suite: Suite, lines: dict[tuple, int], check_files: bool = Tr
         problems += arg_problems
         if check_files and not arg_problems:
             for missing in entry.missing_files(entry.args_model.model_validate(spec.args or {})):
-                problems.append(Problem(_loc_to_key(loc + ("args",)), missing, fix="or set args.weights: to the file's path",
-                                        line=lines.get(loc + ("name",))))
+                problems.append(Problem(_loc_to_key(loc + ("args",)), missing, line=lines.get(loc + ("name",))))
         model_names = [m.name for m in suite.models]
         for j, name in enumerate(spec.models or []):
             if name not in model_names:
