@@ -72,6 +72,7 @@ class MotionMagnitudeMetric(Metric):
     summary = ("mean over frame pairs of the mean optical-flow magnitude (px/frame, OpenCV DIS medium); "
                "read against the real clips: far below them is a static model")
     higher_is_better = HIGHER_IS_BETTER
+    ranked = False  # no model "wins" motion: it is read against the real clips
     extractor = _extractor(dis_flow(DIS_PRESET).name)
     version = _version(dis_flow(DIS_PRESET).name)
 

@@ -222,3 +222,10 @@ def test_gate_reads_counterparts_and_margin_from_runs(store):
     # (0.2 vs 2.0), the mover is not (1.9 vs 2.0, within the run's 20 %), nor is the flicker of the real clips
     flagged = {(c.model, c.metric) for c in gate.compare_sides(current, baseline, resamples=100) if c.static}
     assert flagged == {("still", "flicker")}
+
+
+def test_motion_itself_has_no_winner(store):
+    """More motion is not better: motion_magnitude is read against the real clips, not ranked."""
+    data = build_report_input(store, ["moving"])
+    assert not [e for e in data.leaders if e["metric"] == "motion_magnitude"]
+    assert any(e["metric"] == "flicker" for e in data.leaders)

@@ -67,6 +67,8 @@ class MetricType:
     # the metric that measures how much a clip moves (``Metric.motion_counterpart``): a "better"
     # verdict of this (consistency) metric is only a win when the model moves about as much as the real clips
     motion_counterpart: str | None = None
+    # False: read against the real clips, never ranked in "who won" (``Metric.ranked``)
+    ranked: bool = True
     # args -> the files the configured metric will load that are not there, each with how to get it
     missing_files: Callable[[Any], list[str]] = lambda args: []
 
@@ -113,7 +115,8 @@ def register_metric_class(cls: type[Metric]) -> MetricType:
                                       streams_ground_truth=cls.streams_ground_truth, kind=cls.kind,
                                       min_frames=cls.min_frames,
                                       motion_counterpart=getattr(cls, "motion_counterpart", None),
-                                      missing_files=cls.missing_files))
+                                      missing_files=getattr(cls, "missing_files", lambda args: []),
+                                      ranked=getattr(cls, "ranked", True)))
 
 
 def _load_builtins() -> None:

@@ -325,6 +325,9 @@ def leaders(aggregates: pd.DataFrame, deltas: pd.DataFrame, metric_order: list[s
         return []
     out = []
     for metric in metric_order:
+        entry = metric_types().get(metric)
+        if entry is not None and not entry.ranked:  # e.g. motion: read against the real clips, nobody wins it
+            continue
         table = aggregates[aggregates["metric"] == metric]
         for (task, seconds), group in table.groupby(["task", "clip_seconds"], sort=True):
             group = group.dropna(subset=["value"])
