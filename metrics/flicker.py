@@ -12,6 +12,7 @@ the slope of the score over windows of the same pairs.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -101,6 +102,9 @@ class FlickerArgs(MetricArgs):
     static_filter_extractor: Literal["offline", "standard"] = Field(
         "offline", description="the filter's flow: OpenCV DIS (offline) or RAFT from raft-things.pth (standard)")
     static_filter_weights: str | None = Field(None, description="standard: the raft-things.pth file")
+    protocol: Literal["vbench", "vbench-long"] = Field(
+        "vbench", description="vbench: the whole clip; vbench-long: 2 s clips (int(fps)*2 frames, the last padded "
+        "with earlier frames), the static filter applied to each, the mean over the clips it keeps (VBench-Long)")
 
 
 class StaticFiltered(StreamingMetric):
@@ -124,7 +128,8 @@ class StaticFiltered(StreamingMetric):
         result = self.flicker.compute()  # first: too few frames is an error, not an exclusion
         if self.static.compute().value != 1.0:
             raise NotScored("moving clip: VBench scores temporal flickering on static clips only "
-                            "(its static filter found too many frame pairs with large flow)")
+                            "(its static filter found too many frame pairs with large flow, or too much flow "
+                            "from the first frame to the last)")
         return result
 
 
@@ -159,12 +164,25 @@ class FlickerMetric(Metric):
             self.version = self.version.replace("raw, no static filter", "static clips only") + \
                 f"; static filter: {self.static_filter.version}"
             self.extractor = f"{EXTRACTOR}; static filter {self.static_filter.extractor}"
+        if self.args.protocol == "vbench-long":
+            self.version += "; vbench-long (2 s clips, mean over the clips scored)"
 
     def streaming(self, ctx: ClipContext) -> StreamingMetric:
+        if self.args.protocol == "vbench-long":
+            from metrics.vbench_metrics import LongProtocol
+
+            return LongProtocol(lambda frames: self.clip_state(ctx, frames), ctx.fps, name=self.name,
+                                version=self.version, extractor=self.extractor, higher_is_better=self.higher_is_better,
+                                total_frames=ctx.num_frames)
+        return self.clip_state(ctx, ctx.num_frames)
+
+    def clip_state(self, ctx: ClipContext, num_frames: int | None) -> StreamingMetric:
+        """The state of one (2 s) clip of ``num_frames`` frames, when known."""
         flicker = TemporalFlickering(ctx.fps, self.args.segment_seconds)
         if self.static_filter is None:
             return flicker
-        return StaticFiltered(flicker, self.static_filter.streaming(ctx), self.version)
+        clip = dataclasses.replace(ctx, num_frames=num_frames)
+        return StaticFiltered(flicker, self.static_filter.streaming(clip), self.version)
 
 
 FlickerDriftMetric = drift_metric(FlickerMetric, "slope per second of flicker over windows (negative: the clip flickers more as it goes)")

@@ -323,6 +323,7 @@ class MotionRule:
         return round(self.count_per_16 * (frames / 16.0))  # Python's round: half to even, as VBench
 
 
+HOLD_BYTES = 1 << 30  # frames a known-length clip may hold for the static filter's end pair (a 2 s 1080p60 clip: 0.75 GiB)
 DYNAMIC_RULE = MotionRule(fraction=0.05, pixels_per_256=6.0, count_per_16=4.0)
 STATIC_RULE = MotionRule(fraction=0.02, pixels_per_256=3.0, count_per_16=2.0)
 
@@ -372,7 +373,7 @@ class PairFlowScores(StreamingMetric):
     def settled(self) -> bool:
         """Whether the scores so far already decide the verdict (only with ``total_frames``)."""
         needed = self.pairs_to_settle()
-        return needed is not None and needed <= 0 and bool(self.scores)
+        return needed is not None and needed <= 0 and bool(self.scores or self.end_scores)
 
     def pairs_to_settle(self) -> int | None:
         """The fewest further moving pairs that would settle the verdict (None: no early exit)."""
@@ -396,6 +397,7 @@ class PairFlowScores(StreamingMetric):
         self.frames_seen = 0
         self.sampled = 0
         self.scores: list[float] = []
+        self.end_scores: list[float] = []
         self.size: tuple[int, int] | None = None
         self.first: np.ndarray | None = None
         self.last_sampled: np.ndarray | None = None
@@ -449,9 +451,10 @@ class PairFlowScores(StreamingMetric):
     def finish(self) -> tuple[list[float], list[float]]:
         """(consecutive pair scores, end pair scores): the flows still pending are computed now."""
         self._flush(everything=True)
-        wanted = self.end_pairs and not self.settled()
-        ends = self._score_pairs([(self.first, self.last), (self.last, self.first)]) if wanted else []
-        return list(self.scores), ends
+        if self.end_pairs and not self.settled():
+            missing = [(self.first, self.last), (self.last, self.first)][len(self.end_scores):]
+            self.end_scores.extend(self._score_pairs(missing))
+        return list(self.scores), list(self.end_scores)
 
 
 class DynamicDegree(PairFlowScores):
@@ -498,10 +501,28 @@ class StaticFilter(PairFlowScores):
                          min_side=min_side, total_frames=total_frames, cache=cache, cache_key=extractor, owner=owner)
 
     def pairs_to_settle(self) -> int | None:
-        """Not static as soon as more than ``count`` pairs moved (VBench's check returns False there)."""
+        """Not static as soon as more than ``count`` pairs moved, or the first end pair moved more
+        than ``threshold * count * 2`` (VBench's check returns False on either)."""
         if self.total_frames is None or self.size is None:
             return None
-        return STATIC_RULE.count(self.total_frames) + 1 - self.exceeding(STATIC_RULE.threshold(*self.size))
+        threshold, count = STATIC_RULE.threshold(*self.size), STATIC_RULE.count(self.total_frames)
+        if self.end_scores and self.end_scores[0] > threshold * count * 2:
+            return 0
+        return count + 1 - self.exceeding(threshold)
+
+    def holds_back(self) -> bool:
+        """Whether the clip's frames wait for its last one (known length, at most ``HOLD_BYTES``):
+        then its end pair, first -> last, is scored first. A clip that moves is usually settled by
+        that one flow, sparing the ``count + 1`` consecutive pairs the streaming order needs."""
+        return (self.total_frames is not None and self.size is not None
+                and self.total_frames * self.size[0] * self.size[1] * 3 <= HOLD_BYTES)
+
+    def _flush(self, everything: bool = False) -> None:
+        if self.holds_back() and not self.end_scores:
+            if self.frames_seen < self.total_frames and not everything:
+                return
+            self.end_scores = self._score_pairs([(self.first, self.last)])
+        super()._flush(everything)
 
     def compute(self) -> MetricResult:
         if self.frames_seen < 1:

@@ -37,7 +37,8 @@ from pydantic import Field
 
 from metrics import extractors, vbench
 from metrics.files import file_sha256
-from metrics.streaming import ClipContext, Device, Metric, MetricArgs, MetricResult, MetricSetupError, StreamingMetric, resolve_device
+from metrics.streaming import (ClipContext, Device, Metric, MetricArgs, MetricResult, MetricSetupError, NotScored,
+                               StreamingMetric, resolve_device)
 
 DEFINITION = "vbench-45e79ec"
 LONG_CLIP_SECONDS = 2
@@ -86,7 +87,9 @@ class VbenchArgs(MetricArgs):
 class LongProtocol(StreamingMetric):
     """VBench-Long for a per-clip state: each 2 s clip is one state in turn. The last clip, padded
     with earlier frames, is the last ``clip_frames`` frames: when the clip's length is known it is
-    fed as those frames arrive; otherwise the last ``clip_frames`` frames are kept to score it at the end."""
+    fed as those frames arrive; otherwise the last ``clip_frames`` frames are kept to score it at the end.
+    A 2 s clip its state leaves out (:class:`NotScored`, e.g. a moving clip for filtered flicker) is
+    left out of the mean, as VBench-Long drops it; a video with no clip left is not scored."""
 
     min_frames = 1
 
@@ -107,6 +110,7 @@ class LongProtocol(StreamingMetric):
     def reset(self) -> None:
         self.frames_seen = 0
         self.scores: list[tuple[float, float]] = []
+        self.left_out: list[str] = []  # why each 2 s clip its state did not score was left out
         # a clip shorter than one VBench-Long clip is kept whole: its one state gets all of it
         self._state = self.make_state(min(self.clip_frames, self.total_frames or self.clip_frames))
         self._in_clip = 0
@@ -131,7 +135,7 @@ class LongProtocol(StreamingMetric):
             start += len(part)
             if self._in_clip == self.clip_frames:
                 clip_start = (self.frames_seen + start - self.clip_frames) / self.fps
-                self.scores.append((clip_start, self._state.compute().value))
+                self._score_clip(clip_start, self._state, self.scores)
                 self._state, self._in_clip = self.make_state(self.clip_frames), 0
         self.frames_seen += len(chunk)
 
@@ -149,8 +153,20 @@ class LongProtocol(StreamingMetric):
             else:
                 tail, start = self.make_state(len(self._recent)), self.frames_seen - len(self._recent)
                 tail.update(np.stack(self._recent))
-            scores.append((start / self.fps, tail.compute().value))
+            left_out = list(self.left_out)
+            self._score_clip(start / self.fps, tail, scores, left_out)
+        else:
+            left_out = self.left_out
+        if not scores:
+            raise NotScored(f"all {len(left_out)} of the video's {LONG_CLIP_SECONDS} s clips left out, e.g. {left_out[0]}")
         return MetricResult(vbench.mean_of([s for _, s in scores]), scores)
+
+    def _score_clip(self, start_seconds: float, state: StreamingMetric, scores: list[tuple[float, float]],
+                    left_out: list[str] | None = None) -> None:
+        try:
+            scores.append((start_seconds, state.compute().value))
+        except NotScored as reason:
+            (self.left_out if left_out is None else left_out).append(str(reason))
 
 
 class VbenchDimension(Metric):

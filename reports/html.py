@@ -43,6 +43,7 @@ class RunSummary:
     config: dict[str, Any]
     environment: dict[str, Any]
     failures: list[dict[str, Any]] = field(default_factory=list)
+    excluded: list[dict[str, Any]] = field(default_factory=list)
     metric_info: list[dict[str, Any]] = field(default_factory=list)
     sweep: str | None = None
 

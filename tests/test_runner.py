@@ -164,6 +164,43 @@ def test_folder_model_with_corrupt_video_records_failure(tmp_path, capsys):
     assert Store(runs / "vbf.sqlite").run("f")["status"] == "partial"
 
 
+def test_clips_a_metric_leaves_out_by_definition_are_counted_in_the_store_and_the_report(tmp_path, capsys):
+    """Flicker with the static filter scores still clips only: a moving clip is neither a failure
+    nor silently dropped; the run, the store and the report say how many were left out and why."""
+    import cv2
+
+    from vbench_flow.data.shapes import ShapesWorld
+
+    world = ShapesWorld("test", size=64, fps=8)
+    base = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8), (0, 0), 3)
+    clips = {"still": np.stack([base] * 17), "moving": np.stack([np.roll(base, 3 * t, axis=1) for t in range(17)])}
+    rows = []
+    for i, (name, frames) in enumerate(clips.items()):
+        write_video(tmp_path / f"{name}.mp4", frames, 8)
+        rows.append({"video": f"{name}.mp4", "prompt_id": world.prompt_id(i)})
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    suite = write_suite(tmp_path, """\
+        name: excluded-test
+        data: {type: shapes, size: 64, fps: 8}
+        clip_seconds: [2]
+        prompts: {source: data, split: test, count: 2}
+        models:
+          - {name: external, type: folder, args: {manifest: m.csv}}
+        metrics:
+          - {name: flicker, args: {static_filter: true}}
+        """)
+    runs = tmp_path / "runs"
+    assert vbf("run", str(suite), "--runs-dir", str(runs), "--run-id", "x") == 0
+    assert "flicker: not scored on 1 clip(s) by its definition" in capsys.readouterr().err
+    store = Store(runs / "vbf.sqlite")
+    excluded = store.metric_excluded("x")
+    assert list(excluded["metric"]) == ["flicker"] and "static clips only" in excluded["reason"].iloc[0]
+    assert store.metric_errors("x").empty and len(store.sample_metrics("x")) == 1
+    html = (runs / "x" / "report.html").read_text()
+    assert "left out by a metric&#39;s definition" in html or "left out by a metric's definition" in html
+    assert "static clips only" in html and "failure(s)" not in html
+
+
 @pytest.mark.parametrize("mode", ["copy", "hardlink"])
 def test_external_videos_can_be_kept_in_the_run_folder_and_the_gallery_previews_large_ones(tmp_path, capsys, mode):
     """external_videos: copy / hardlink put a folder model's files into the run (content-addressed),

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from metrics import extractors, vbench
-from metrics.streaming import ClipContext
+from metrics.streaming import ClipContext, NotScored
 from metrics.weights import deterministic_state_dict
 
 FIXTURE = Path(__file__).parent / "fixtures" / "vbench_reference.json"
@@ -367,28 +367,46 @@ def test_fp16_clip_takes_fp16_images():
     assert features.dtype == torch.float16 and features.shape == (2, 3)
 
 
-def test_known_length_stops_the_flows_once_the_verdict_is_settled_with_the_same_verdict():
+def test_known_length_stops_the_flows_once_the_verdict_is_settled_with_the_same_verdict(monkeypatch):
     calls = []
 
     def flow(first, second):
         calls.append(len(first))
-        return torch.full((len(first), 2, *first.shape[-2:]), 3.0)  # every pair moves 4.2 px > 1.5 at 64 px
+        return torch.full((len(first), 2, *first.shape[-2:]), 3.0)  # every pair moves 4.2 px > 0.75 at 64 px
+
+    def streamed(cls, frames, flow_fn=flow):
+        state = cls(flow_fn, 8.0, batch_size=2, total_frames=len(frames))
+        for start in range(0, len(frames), 5):
+            state.update(frames[start:start + 5])
+        return state.compute()
 
     frames = np.zeros((33, 64, 64, 3), dtype=np.uint8)
     for cls in (vbench.DynamicDegree, vbench.StaticFilter):
         full = cls(flow, 8.0, batch_size=2).score(frames)
         count_all = sum(calls)
         calls.clear()
-        early = cls(flow, 8.0, batch_size=2, total_frames=33)
-        for start in range(0, 33, 5):
-            early.update(frames[start:start + 5])
-        assert early.compute().value == full.value
-        # dynamic needs round(4 * 33 / 16) = 8 moving pairs, static is settled after round(2 * 33 / 16) + 1 = 5:
-        # the batches shrink to what could still be needed, so not one flow more is computed
-        assert sum(calls) == (8 if cls is vbench.DynamicDegree else 5) < count_all
+        assert streamed(cls, frames).value == full.value
+        # dynamic needs round(4 * 33 / 16) = 8 moving pairs; static scores its end pair first (4.2 px is
+        # under 0.75 * 4 * 2 = 6, so not settled) and is then settled after round(2 * 33 / 16) + 1 = 5
+        # consecutive pairs: the batches shrink to what could still be needed, not one flow more
+        assert sum(calls) == (8 if cls is vbench.DynamicDegree else 1 + 5) < count_all
         calls.clear()
     with pytest.raises(ValueError, match="announced"):
         vbench.StaticFilter(flow, 8.0, total_frames=40).score(frames)
+
+    def displacement(first, second):  # frame t is uniformly t: a pair's flow is their difference in x and y
+        calls.append(len(first))
+        shift = (second - first).mean(dim=(1, 2, 3))[:, None, None, None]
+        return shift.expand(len(first), 2, *first.shape[-2:]).clone()
+
+    ramp = np.stack([np.full((64, 64, 3), t, dtype=np.uint8) for t in range(33)])
+    reference = vbench.StaticFilter(displacement, 8.0, batch_size=2).score(ramp)
+    calls.clear()
+    assert streamed(vbench.StaticFilter, ramp, displacement).value == reference.value == 0.0
+    assert sum(calls) == 1  # the first -> last pair moved 45 px > 6: settled by one flow
+    calls.clear()
+    monkeypatch.setattr(vbench, "HOLD_BYTES", 0)  # a clip too large to hold streams its consecutive pairs
+    assert streamed(vbench.StaticFilter, ramp, displacement).value == 0.0 and sum(calls) == 5
 
 
 def test_flicker_with_the_static_filter_leaves_moving_clips_out_and_says_why():
@@ -405,6 +423,37 @@ def test_flicker_with_the_static_filter_leaves_moving_clips_out_and_says_why():
     assert "flicker" not in scored.metrics and not scored.metric_errors
     assert "static clips only" in scored.metric_excluded["flicker"]
     assert "static clips only" in FlickerMetric(FlickerArgs(static_filter=True)).version
+
+
+@pytest.mark.parametrize("known_length", [True, False])
+def test_flicker_under_vbench_long_filters_each_2s_clip_and_averages_the_static_ones(known_length):
+    """VBench-Long cuts the video into int(fps)*2-frame clips (the last padded with earlier frames),
+    runs the static filter on each and scores flicker on the static clips only."""
+    from metrics.flicker import FlickerArgs, FlickerMetric, TemporalFlickering
+
+    base = texture(64, 64, seed=5)
+    still = [np.minimum(base, 254) + np.uint8(t % 2) for t in range(16)]  # a 1-level shimmer: static, flicker below 1
+    moving = [np.roll(base, 3 * t, axis=1) for t in range(24)]
+    frames = np.stack(still + moving)  # 40 frames at 8 fps: clips 0-15 (still), 16-31 and 24-39 (moving)
+    ctx = ClipContext(fps=8.0, num_frames=40 if known_length else None)
+
+    def run(args: FlickerArgs):
+        state = FlickerMetric(args).streaming(ctx)
+        for start in range(0, 40, 7):
+            state.update(frames[start:start + 7])
+        return state.compute()
+
+    raw = run(FlickerArgs(protocol="vbench-long"))
+    clips = [frames[0:16], frames[16:32], frames[24:40]]
+    assert [t for t, _ in raw.series] == [0.0, 2.0, 3.0]
+    assert raw.value == pytest.approx(np.mean([TemporalFlickering().score(c).value for c in clips]), abs=1e-12)
+    filtered = run(FlickerArgs(protocol="vbench-long", static_filter=True))
+    assert filtered.series == [(0.0, TemporalFlickering().score(clips[0]).value)]
+    assert filtered.value == filtered.series[0][1] < 1.0
+    with pytest.raises(NotScored, match="all 3 of the video's 2 s clips left out.*static clips only"):
+        state = FlickerMetric(FlickerArgs(protocol="vbench-long", static_filter=True)).streaming(ctx)
+        state.update(np.stack(moving + moving[:16]))
+        state.compute()
 
 
 @pytest.mark.parametrize("total", [5, 8, 16, 19])

@@ -51,6 +51,10 @@ CREATE TABLE IF NOT EXISTS metric_errors (
     run_id TEXT NOT NULL, unit_id TEXT NOT NULL, metric TEXT NOT NULL, error TEXT,
     PRIMARY KEY (run_id, unit_id, metric)
 );
+CREATE TABLE IF NOT EXISTS metric_excluded (
+    run_id TEXT NOT NULL, unit_id TEXT NOT NULL, metric TEXT NOT NULL, reason TEXT,
+    PRIMARY KEY (run_id, unit_id, metric)
+);
 CREATE TABLE IF NOT EXISTS sample_features (
     run_id TEXT NOT NULL, unit_id TEXT NOT NULL, metric TEXT NOT NULL, features_json TEXT NOT NULL,
     PRIMARY KEY (run_id, unit_id, metric)
@@ -224,6 +228,9 @@ class Store:
             db.execute("DELETE FROM sample_series WHERE run_id=? AND unit_id=?", (run_id, record.unit_id))
             db.execute("DELETE FROM sample_features WHERE run_id=? AND unit_id=?", (run_id, record.unit_id))
             db.execute("DELETE FROM metric_errors WHERE run_id=? AND unit_id=?", (run_id, record.unit_id))
+            db.execute("DELETE FROM metric_excluded WHERE run_id=? AND unit_id=?", (run_id, record.unit_id))
+            db.executemany("INSERT INTO metric_excluded VALUES (?,?,?,?)",
+                           [(run_id, record.unit_id, m, r) for m, r in record.metric_excluded.items()])
             db.executemany("INSERT INTO metric_errors VALUES (?,?,?,?)",
                            [(run_id, record.unit_id, m, e) for m, e in record.metric_errors.items()])
             db.executemany("INSERT INTO sample_features VALUES (?,?,?,?)",
@@ -258,6 +265,11 @@ class Store:
 
     def metric_errors(self, run_id: str) -> pd.DataFrame:
         return self._frame("SELECT unit_id, metric, error FROM metric_errors WHERE run_id=? ORDER BY unit_id, metric", (run_id,))
+
+    def metric_excluded(self, run_id: str) -> pd.DataFrame:
+        """Clips a metric's definition leaves out (not failures), with why; empty for runs stored before."""
+        return self._frame("SELECT unit_id, metric, reason FROM metric_excluded WHERE run_id=? ORDER BY unit_id, metric",
+                           (run_id,))
 
     def reference_sets(self, run_id: str) -> pd.DataFrame:
         return self._frame("SELECT * FROM reference_sets WHERE run_id=?", (run_id,))
