@@ -18,7 +18,7 @@ from typing import Literal
 
 import cv2
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from metrics.drift import drift_metric, window_length
 from metrics.streaming import ClipContext, Metric, MetricArgs, MetricResult, NotScored, PairwiseMetric, StreamingMetric
@@ -42,8 +42,9 @@ def _score(pair_means: np.ndarray) -> float:
 
 
 class TemporalFlickering(PairwiseMetric):
-    """Flicker of a clip, and of each ``segment_seconds`` segment (VBench-Long's segments: the last
-    is extended backwards to full length) as its series."""
+    """Flicker of a clip, and of each ``segment_seconds`` segment (``round(segment_seconds * fps)``
+    frames, the last extended backwards to full length) as its series. VBench-Long's own clips
+    (``int(fps) * 2`` frames) are ``FlickerArgs(protocol="vbench-long")``."""
 
     name = "flicker"
     higher_is_better = HIGHER_IS_BETTER
@@ -85,10 +86,11 @@ def temporal_flickering(frames: np.ndarray) -> float:
 
 
 def flicker_per_segment(frames: np.ndarray, fps: float, segment_seconds: float = 2.0) -> list[SegmentScore]:
-    """Temporal flickering of each non-overlapping ``segment_seconds`` window (VBench-Long style).
+    """Temporal flickering of each non-overlapping ``segment_seconds`` window.
 
     Windows are ``round(segment_seconds * fps)`` frames long; the last one is extended backwards
-    to full length. The mean of the values is VBench-Long's long-video score.
+    to full length. At an integer fps and 2 s these are VBench-Long's clips, and the mean of the
+    values its long-video score (without the static filter).
     """
     metric = TemporalFlickering(fps, segment_seconds)
     metric.update(check_video(frames, min_frames=2))
@@ -96,7 +98,7 @@ def flicker_per_segment(frames: np.ndarray, fps: float, segment_seconds: float =
 
 
 class FlickerArgs(MetricArgs):
-    segment_seconds: float = Field(2.0, gt=0, description="window for the over-time series (VBench-Long uses 2 s)")
+    segment_seconds: float = Field(2.0, gt=0, description="window of the over-time series (round(seconds * fps) frames)")
     static_filter: bool = Field(False, description="VBench's protocol: score only clips its static filter calls "
                                 "static (the others are left out, with the reason); off: every clip, raw")
     static_filter_extractor: Literal["offline", "standard"] = Field(
@@ -105,6 +107,18 @@ class FlickerArgs(MetricArgs):
     protocol: Literal["vbench", "vbench-long"] = Field(
         "vbench", description="vbench: the whole clip; vbench-long: 2 s clips (int(fps)*2 frames, the last padded "
         "with earlier frames), the static filter applied to each, the mean over the clips it keeps (VBench-Long)")
+
+    @model_validator(mode="after")
+    def _options_that_apply(self) -> "FlickerArgs":
+        """An option that would be ignored is a mistake in the suite, not something to drop quietly."""
+        given = self.model_fields_set
+        if not self.static_filter and given & {"static_filter_extractor", "static_filter_weights"}:
+            raise ValueError("static_filter_extractor / static_filter_weights apply only with static_filter: true; "
+                             "set static_filter: true or remove them")
+        if self.protocol == "vbench-long" and "segment_seconds" in given:
+            raise ValueError("segment_seconds does not apply under protocol: vbench-long (its clips are int(fps)*2 "
+                             "frames); remove it, or use protocol: vbench")
+        return self
 
 
 class StaticFiltered(StreamingMetric):

@@ -289,7 +289,7 @@ class BackgroundConsistencyMetric(ConsistencyDimension):
 
     def describe(self) -> str:
         return f"CLIP {self.args.precision} batch {self.args.batch_size}" if self.args.extractor == "standard" \
-            else "domain CLIP"
+            else "domain CLIP: the same features, so the same value, as offline subject consistency"
 
     def standard_features(self) -> vbench.FeatureFn:
         path = self.args.weights or extractors.extractor_file(self.standard_name).default_path

@@ -212,6 +212,24 @@ def harness_seconds(paths: list[Path], weights: Path) -> tuple[float, dict]:
     return time.perf_counter() - start, values
 
 
+def check_harness(reference: dict, values: dict) -> list[str]:
+    """The harness's values of the speed run against VBench's: (dimension, video, agrees) lines."""
+    lines = []
+    for dimension in ("subject_consistency", "background_consistency", "motion_smoothness"):
+        for video, ref in reference[dimension].items():
+            got = values[Path(video).name][dimension]
+            rel = relative(got, ref)
+            lines.append(f"{dimension:24} {Path(video).name:24} rel diff {rel:.1e}  {rel <= 1e-6}")
+    for video, ref in reference["dynamic_degree"].items():
+        got = values[Path(video).name]["dynamic_degree"] == 1.0
+        lines.append(f"{'dynamic_degree':24} {Path(video).name:24} {got} vs {ref['dynamic']}  {got == ref['dynamic']}")
+    for video, ref in reference["static_filter"].items():
+        scored = not str(values[Path(video).name]["flicker"]).startswith("not scored")
+        lines.append(f"{'flicker scored (static)':24} {Path(video).name:24} {scored} vs {ref['static']}  "
+                     f"{scored == ref['static']}")
+    return lines
+
+
 def relative(a: float, b: float) -> float:
     return abs(a - b) / max(abs(b), 1e-12)
 
@@ -286,6 +304,7 @@ def main() -> None:
         print(json.dumps(values, indent=1))
         print(f"VBench's code: {theirs:.1f} s ({', '.join(f'{d} {t:.1f}' for d, t in reference['seconds'].items())})")
         print(f"harness, one pass per clip: {mine_seconds:.1f} s; speed-up {theirs / mine_seconds:.2f}x")
+        print("\n".join(check_harness(reference["values"], values)))
         args.out.write_text(json.dumps({"vbench_seconds": reference["seconds"], "harness_seconds": mine_seconds,
                                         "values": values, "reference": reference["values"]}, indent=1))
         return

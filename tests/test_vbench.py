@@ -409,6 +409,58 @@ def test_known_length_stops_the_flows_once_the_verdict_is_settled_with_the_same_
     assert streamed(vbench.StaticFilter, ramp, displacement).value == 0.0 and sum(calls) == 5
 
 
+def test_streamed_verdicts_equal_the_rule_on_every_pair_whatever_the_length_chunks_and_order(monkeypatch):
+    """Random pair scores: with a known or unknown length, early exit, the held end pair first or
+    not, any chunking and batch size, and every length from 1 frame (count 0 for T <= 4), the
+    verdict is VBench's rule applied to every pair's score."""
+    rng = np.random.default_rng(0)
+    lookup: dict[tuple[int, int], float] = {}
+
+    def flow(first, second):  # frame t is uniformly t; a pair's flow is (score, 0) px everywhere
+        values = [lookup[(int(a[0, 0, 0]), int(b[0, 0, 0]))] for a, b in zip(first, second)]
+        out = torch.zeros((len(first), 2, *first.shape[-2:]))
+        out[:, 0] = torch.tensor(values)[:, None, None]
+        return out
+
+    verdicts = {vbench.StaticFilter: set(), vbench.DynamicDegree: set()}
+    for case in range(300):
+        frames_count, fps = int(rng.integers(1, 34)), float(rng.choice([8.0, 16.0, 24.0]))
+        lookup.clear()
+        levels = rng.choice([0.1, 1.0, 2.0, 4.0, 12.0], size=(34, 34), p=[0.45, 0.2, 0.15, 0.1, 0.1])
+        lookup.update({(a, b): float(levels[a, b]) for a in range(34) for b in range(34)})
+        frames = np.stack([np.full((64, 64, 3), t, dtype=np.uint8) for t in range(frames_count)])
+        consecutive = [lookup[(t, t + 1)] for t in range(frames_count - 1)]
+        ends = [lookup[(0, frames_count - 1)], lookup[(frames_count - 1, 0)]]
+        sampled = list(range(0, frames_count, vbench.sampling_interval(fps)))
+        expected = {vbench.StaticFilter: vbench.is_static(consecutive, ends, frames_count, 64, 64),
+                    vbench.DynamicDegree: vbench.is_dynamic([lookup[(a, b)] for a, b in zip(sampled, sampled[1:])],
+                                                            len(sampled), 64, 64)}
+        monkeypatch.setattr(vbench, "HOLD_BYTES", int(rng.choice([0, 1 << 20])))
+        for cls, verdict in expected.items():
+            state = cls(flow, fps, batch_size=int(rng.integers(1, 4)),
+                        total_frames=frames_count if rng.random() < 0.8 else None)
+            start = 0
+            while start < frames_count:
+                step = int(rng.integers(1, 9))
+                state.update(frames[start:start + step])
+                start += step
+            assert state.compute().value == float(verdict), (cls.__name__, case, frames_count, fps)
+            verdicts[cls].add(verdict)
+    assert all(seen == {True, False} for seen in verdicts.values())  # both verdicts were reached
+
+
+def test_flicker_options_that_would_be_ignored_are_refused():
+    from pydantic import ValidationError
+
+    from metrics.flicker import FlickerArgs
+
+    with pytest.raises(ValidationError, match="apply only with static_filter: true"):
+        FlickerArgs(static_filter_extractor="standard")
+    with pytest.raises(ValidationError, match="segment_seconds does not apply"):
+        FlickerArgs(protocol="vbench-long", segment_seconds=1.0)
+    FlickerArgs(static_filter=True, static_filter_extractor="standard", protocol="vbench-long")  # all apply
+
+
 def test_flicker_with_the_static_filter_leaves_moving_clips_out_and_says_why():
     from metrics.flicker import FlickerArgs, FlickerMetric
     from vbench_flow.scoring import MetricPlan, score_clip
@@ -433,26 +485,28 @@ def test_flicker_under_vbench_long_filters_each_2s_clip_and_averages_the_static_
 
     base = texture(64, 64, seed=5)
     still = [np.minimum(base, 254) + np.uint8(t % 2) for t in range(16)]  # a 1-level shimmer: static, flicker below 1
+    calmer = [np.minimum(base, 254) + np.uint8(t % 4 == 0) for t in range(16)]  # static, flickering less
     moving = [np.roll(base, 3 * t, axis=1) for t in range(24)]
-    frames = np.stack(still + moving)  # 40 frames at 8 fps: clips 0-15 (still), 16-31 and 24-39 (moving)
-    ctx = ClipContext(fps=8.0, num_frames=40 if known_length else None)
+    frames = np.stack(still + moving + calmer)  # 56 frames at 8 fps: clips 0-15, 16-31, 32-47, 40-55
+    ctx = ClipContext(fps=8.0, num_frames=56 if known_length else None)
 
     def run(args: FlickerArgs):
         state = FlickerMetric(args).streaming(ctx)
-        for start in range(0, 40, 7):
+        for start in range(0, 56, 7):
             state.update(frames[start:start + 7])
         return state.compute()
 
     raw = run(FlickerArgs(protocol="vbench-long"))
-    clips = [frames[0:16], frames[16:32], frames[24:40]]
-    assert [t for t, _ in raw.series] == [0.0, 2.0, 3.0]
+    clips = [frames[0:16], frames[16:32], frames[32:48], frames[40:56]]
+    assert [t for t, _ in raw.series] == [0.0, 2.0, 4.0, 5.0]
     assert raw.value == pytest.approx(np.mean([TemporalFlickering().score(c).value for c in clips]), abs=1e-12)
     filtered = run(FlickerArgs(protocol="vbench-long", static_filter=True))
-    assert filtered.series == [(0.0, TemporalFlickering().score(clips[0]).value)]
-    assert filtered.value == filtered.series[0][1] < 1.0
-    with pytest.raises(NotScored, match="all 3 of the video's 2 s clips left out.*static clips only"):
+    kept = [TemporalFlickering().score(frames[0:16]).value, TemporalFlickering().score(frames[40:56]).value]
+    assert filtered.series == [(0.0, kept[0]), (5.0, kept[1])] and kept[0] != kept[1]  # two static clips kept
+    assert filtered.value == pytest.approx(np.mean(kept), abs=1e-12)
+    with pytest.raises(NotScored, match="all 4 of the video's 2 s clips left out.*static clips only"):
         state = FlickerMetric(FlickerArgs(protocol="vbench-long", static_filter=True)).streaming(ctx)
-        state.update(np.stack(moving + moving[:16]))
+        state.update(np.stack(moving + moving[:16] + moving[:16]))
         state.compute()
 
 

@@ -68,18 +68,22 @@ def _summary(store: Store, run_id: str) -> RunSummary:
         failures=failed[["unit_id", "stage", "error"]].to_dict("records")
         + [{"unit_id": e["unit_id"], "stage": f"metric {e['metric']} (other metrics kept)", "error": e["error"]}
            for e in store.metric_errors(run_id).to_dict("records")],
-        excluded=_excluded_counts(store.metric_excluded(run_id)),
+        excluded=_excluded_counts(store.metric_excluded(run_id), units),
         metric_info=store.metric_info(run_id).to_dict("records"),
         sweep=run.get("sweep"),
     )
 
 
-def _excluded_counts(excluded: pd.DataFrame) -> list[dict[str, Any]]:
-    """Per metric: how many clips its definition left out, and the first reason."""
+def _excluded_counts(excluded: pd.DataFrame, units: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per metric and model: how many of the model's finished clips the metric's definition left
+    out (it depends on the model: flicker's static filter leaves out clips that move), and the
+    first reason."""
     if excluded.empty:
         return []
-    return [{"metric": metric, "clips": len(group), "reason": group["reason"].iloc[0]}
-            for metric, group in excluded.groupby("metric", sort=True)]
+    finished = units[units["status"] == "ok"].groupby("model").size()
+    return [{"metric": metric, "model": model, "clips": len(group), "of": int(finished.get(model, 0)),
+             "reason": group["reason"].iloc[0]}
+            for (metric, model), group in excluded.groupby(["metric", "model"], sort=True)]
 
 
 def _is_cost(metric: str, info: dict[str, Any] | None) -> bool:

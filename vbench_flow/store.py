@@ -268,8 +268,8 @@ class Store:
 
     def metric_excluded(self, run_id: str) -> pd.DataFrame:
         """Clips a metric's definition leaves out (not failures), with why; empty for runs stored before."""
-        return self._frame("SELECT unit_id, metric, reason FROM metric_excluded WHERE run_id=? ORDER BY unit_id, metric",
-                           (run_id,))
+        return self._frame("SELECT e.unit_id, u.model, e.metric, e.reason FROM metric_excluded e JOIN units u "
+                           "USING (run_id, unit_id) WHERE e.run_id=? ORDER BY e.unit_id, e.metric", (run_id,))
 
     def reference_sets(self, run_id: str) -> pd.DataFrame:
         return self._frame("SELECT * FROM reference_sets WHERE run_id=?", (run_id,))
