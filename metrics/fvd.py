@@ -391,48 +391,185 @@ class WindowFeatures:
         return np.concatenate(self._features)
 
 
-def unit_stats(features_per_unit: Sequence[np.ndarray]) -> list[FeatureStats]:
-    """One FeatureStats per unit (a unit may contribute several clips' features)."""
-    return [FeatureStats.of(np.asarray(f, dtype=np.float64).reshape(-1, np.shape(f)[-1])) for f in features_per_unit]
+class UnitFeatures:
+    """The feature vectors of a set of units (a unit: one clip, with one row per FVD window), kept as
+    rows, so that the statistics of any weighted union of units -- a resampling draw, a subsample --
+    are a few matrix products over the rows, in memory linear in the number of windows."""
+
+    def __init__(self, per_unit: Sequence[np.ndarray]) -> None:
+        arrays = [np.asarray(f, dtype=np.float64).reshape(-1, np.shape(f)[-1]) for f in per_unit]
+        if not arrays or any(len(a) == 0 for a in arrays):
+            raise ValueError("UnitFeatures needs at least one unit, each with at least one feature vector")
+        self.rows = np.concatenate(arrays)
+        if not np.all(np.isfinite(self.rows)):
+            raise ValueError("features contain NaN or inf")
+        self.unit_of_row = np.repeat(np.arange(len(arrays)), [len(a) for a in arrays])
+        self.norm2 = np.einsum("nd,nd->n", self.rows, self.rows)
+
+    def __len__(self) -> int:
+        return int(self.unit_of_row[-1]) + 1
+
+    def stats(self, counts: Sequence[int] | np.ndarray | None = None) -> FeatureStats:
+        """The statistics of the union, unit ``i`` counted ``counts[i]`` times (default once)."""
+        if counts is None:
+            return FeatureStats.of(self.rows)
+        weights = np.asarray(counts, dtype=np.float64)[self.unit_of_row]
+        out = FeatureStats()
+        out._ensure(self.rows.shape[1])
+        out.count = int(round(weights.sum()))
+        out.total = weights @ self.rows
+        out.outer = (self.rows.T * weights) @ self.rows
+        out.norm2_x = (weights * self.norm2) @ self.rows
+        out.norm4 = float(weights @ self.norm2 ** 2)
+        return out
+
+    def windows(self, counts: np.ndarray) -> np.ndarray:
+        """Feature vectors in each weighted union (``counts``: K x units)."""
+        return np.asarray(counts) @ np.bincount(self.unit_of_row)
+
+    def moments(self, counts: np.ndarray, estimator: str = "unbiased") -> tuple[np.ndarray, np.ndarray]:
+        """(K, D) means and (K, D, D) covariances of K weighted unions at once (``counts``: K x units)."""
+        counts = np.atleast_2d(np.asarray(counts, dtype=np.float64))
+        if estimator == "ledoit_wolf":
+            parts = [self.stats(row) for row in counts]
+            return np.stack([p.mean() for p in parts]), np.stack([p.covariance(estimator) for p in parts])
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+        weights = counts[:, self.unit_of_row]
+        n = weights.sum(axis=1)
+        if np.any(n < 2):
+            raise ValueError("a covariance needs at least 2 feature vectors (clips)")
+        mean = weights @ self.rows / n[:, None]
+        scatter = np.matmul(self.rows.T[None] * weights[:, None, :], self.rows) - n[:, None, None] * (
+            mean[:, :, None] * mean[:, None, :])
+        scatter = (scatter + scatter.transpose(0, 2, 1)) / 2.0
+        return mean, scatter / (n - 1.0 if estimator == "unbiased" else n)[:, None, None]
 
 
-def merge_all(stats: Sequence[FeatureStats], weights: Sequence[int] | None = None) -> FeatureStats:
-    """The statistics of the union, each part counted ``weights[i]`` times (a bootstrap draw)."""
-    weights = [1] * len(stats) if weights is None else list(weights)
-    out = FeatureStats()
-    for part, weight in zip(stats, weights):
-        if weight <= 0 or part.dim is None:
-            continue
-        out._ensure(part.dim)
-        out.count += weight * part.count
-        out.total += weight * part.total
-        out.outer += weight * part.outer
-        out.norm2_x += weight * part.norm2_x
-        out.norm4 += weight * part.norm4
+def frechet_distances(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> np.ndarray:
+    """Fréchet distances of K pairs of Gaussians at once ((K, D) means, (K, D, D) covariances), by
+    symmetric eigenvalue problems as :class:`FrechetToReference`."""
+    values, vectors = np.linalg.eigh(sigma1)
+    root = (vectors * np.sqrt(np.clip(values, 0.0, None))[:, None, :]) @ vectors.transpose(0, 2, 1)
+    product = root @ sigma2 @ root
+    eigenvalues = np.linalg.eigvalsh((product + product.transpose(0, 2, 1)) / 2.0)
+    diff = mu1 - mu2
+    return (np.einsum("kd,kd->k", diff, diff) + np.trace(sigma1, axis1=1, axis2=2) + np.trace(sigma2, axis1=1, axis2=2)
+            - 2.0 * np.sqrt(np.clip(eigenvalues, 0.0, None)).sum(axis=1))
+
+
+FVD_INF_FRACTIONS = (0.5, 0.625, 0.75, 0.875, 1.0)  # of each set's units: FD(N) at five sizes N
+FVD_INF_DRAWS = 4  # random subsamples per size below the whole set
+VARIANTS = ("fvd", "fvd_inf")
+
+
+def subsample_counts(counts: np.ndarray, sizes: Sequence[int], rng: np.random.Generator) -> np.ndarray:
+    """(K, units): how often each unit is drawn in K subsamples without replacement, of ``sizes[k]``
+    of the ``counts.sum()`` members of a multiset of units (a uniformly random subset each: the
+    members with the ``sizes[k]`` smallest random keys)."""
+    counts = np.asarray(counts, dtype=int)
+    members = int(counts.sum())
+    ranks = rng.random((len(sizes), members)).argsort(axis=1).argsort(axis=1)
+    chosen = (ranks < np.asarray(sizes)[:, None]).astype(int)
+    present = np.flatnonzero(counts)
+    out = np.zeros((len(sizes), len(counts)), dtype=int)
+    out[:, present] = np.add.reduceat(chosen, np.concatenate([[0], np.cumsum(counts[present])[:-1]]), axis=1)
     return out
 
 
-def bootstrap_fvd_interval(real: FeatureStats, fake_units: Sequence[FeatureStats], *, estimator: str = "unbiased",
-                           resamples: int = 200, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile-bootstrap interval of FVD over the generated units (resampled with replacement,
-    all clips of a drawn unit together); the real statistics stay fixed, so the interval shows
-    how much the value depends on which generated clips were drawn. NaN with fewer than 2 units."""
-    if len(fake_units) < 2 or resamples < 1:
-        return float("nan"), float("nan")
+BATCH_BYTES = 256 * 1024 * 1024  # covariance matrices held at once by the batched distances
+
+
+def fvd_inf(real_units: UnitFeatures, fake_units: UnitFeatures, *, estimator: str = "unbiased",
+            real_counts: np.ndarray | None = None, fake_counts: np.ndarray | None = None, seed: int = 0) -> float:
+    """FVD extrapolated to infinitely many clips (Chong & Forsyth, CVPR 2020, for FID).
+
+    FVD is biased upwards by about ``k / N`` at ``N`` clips, so a value depends on how many clips
+    were scored. Both sets are subsampled to each of :data:`FVD_INF_FRACTIONS` of their units
+    (:data:`FVD_INF_DRAWS` random subsamples per size below the whole), FVD is computed at each, a
+    line ``FVD = FVD_inf + k / N`` is fitted by least squares in ``1 / N``, and its value at
+    ``1 / N = 0`` is returned. Both sets shrink together: the reference set is finite too, and its
+    own ``1 / N`` term is extrapolated away with the generated set's. ``*_counts`` weight the units
+    (a bootstrap draw). The extrapolation of a small distance may fall below 0.
+    """
+    return float(set_distances(real_units, fake_units, None if real_counts is None else [real_counts],
+                               None if fake_counts is None else [fake_counts], variant="fvd_inf",
+                               estimator=estimator, seed=seed)[0])
+
+
+def set_distance(real_units: UnitFeatures, fake_units: UnitFeatures, *, variant: str = "fvd",
+                 estimator: str = "unbiased", real_counts: np.ndarray | None = None,
+                 fake_counts: np.ndarray | None = None, seed: int = 0,
+                 reference: FrechetToReference | None = None) -> float:
+    """FVD (``variant="fvd"``) or FVD_inf of two sets of units, each unit counted ``*_counts`` times.
+    ``reference``: the whole reference set prepared once, so that plain FVD of many generated draws
+    against it costs one symmetric eigenvalue problem each."""
+    if variant == "fvd" and reference is not None and real_counts is None:
+        return reference.fvd(fake_units.stats(fake_counts), estimator)
+    return float(set_distances(real_units, fake_units, None if real_counts is None else [real_counts],
+                               None if fake_counts is None else [fake_counts], variant=variant,
+                               estimator=estimator, seed=seed)[0])
+
+
+def set_distances(real_units: UnitFeatures, fake_units: UnitFeatures, real_counts: np.ndarray | None,
+                  fake_counts: np.ndarray | None, *, variant: str = "fvd", estimator: str = "unbiased",
+                  seed: int = 0) -> np.ndarray:
+    """FVD or FVD_inf of B weighted draws at once (``*_counts``: B x units; None: every unit once),
+    through batched symmetric eigenvalue problems (as :class:`FrechetToReference`), in chunks of at
+    most :data:`BATCH_BYTES` of covariances. FVD_inf's subsamples come from ``seed``."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    real_counts = np.ones((1, len(real_units)), dtype=int) if real_counts is None else np.atleast_2d(real_counts)
+    fake_counts = np.ones((1, len(fake_units)), dtype=int) if fake_counts is None else np.atleast_2d(fake_counts)
+    draws = max(len(real_counts), len(fake_counts))
+    real_counts = np.broadcast_to(real_counts, (draws, real_counts.shape[1])).astype(int)
+    fake_counts = np.broadcast_to(fake_counts, (draws, fake_counts.shape[1])).astype(int)
     rng = np.random.default_rng(seed)
-    reference = FrechetToReference.of(real, estimator)
-    values = []
-    for _ in range(resamples):
-        weights = np.bincount(rng.integers(0, len(fake_units), len(fake_units)), minlength=len(fake_units))
-        drawn = merge_all(fake_units, weights)
-        if drawn.count < 2:
+    per_draw = sum(1 if f >= 1.0 else FVD_INF_DRAWS for f in FVD_INF_FRACTIONS) if variant == "fvd_inf" else 1
+    chunk = max(1, BATCH_BYTES // (2 * per_draw * 8 * real_units.rows.shape[1] ** 2))
+    out = np.empty(draws)
+    for start in range(0, draws, chunk):
+        real, fake = real_counts[start:start + chunk], fake_counts[start:start + chunk]
+        if variant == "fvd_inf":
+            real, fake = _subsamples(real, rng), _subsamples(fake, rng)
+        values = frechet_distances(*real_units.moments(real, estimator), *fake_units.moments(fake, estimator))
+        if variant == "fvd":
+            out[start:start + chunk] = values
             continue
-        values.append(reference.fvd(drawn, estimator))
-    if not values:
-        return float("nan"), float("nan")
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(values, [tail, 100.0 - tail])
-    return float(low), float(high)
+        x = (1.0 / fake_units.windows(fake)).reshape(-1, per_draw)
+        y = values.reshape(-1, per_draw)
+        centred = x - x.mean(axis=1, keepdims=True)
+        spread = (centred ** 2).sum(axis=1)
+        if np.any(spread <= 0):
+            raise ValueError(f"fvd_inf needs subsamples of at least two sizes; {len(fake_units)} generated units "
+                             "give one")
+        slope = (centred * (y - y.mean(axis=1, keepdims=True))).sum(axis=1) / spread
+        out[start:start + chunk] = y.mean(axis=1) - slope * x.mean(axis=1)  # the least-squares line at 1/N = 0
+    return out
+
+
+def _subsamples(counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """FVD_inf's subsamples of each draw (rows of ``counts``, B x units, each with the same number
+    of members), stacked draw by draw: (B * K) x units."""
+    draws, units = counts.shape
+    members = int(counts[0].sum())
+    if np.any(counts.sum(axis=1) != members):
+        return np.concatenate([subsample_counts(row, _subsample_sizes(members), rng) for row in counts])
+    sizes = np.array(_subsample_sizes(members))
+    # each draw's members, in unit order: member m of draw b is unit member_unit[b, m]
+    member_unit = (np.arange(members)[None, :, None] >= np.cumsum(counts, axis=1)[:, None, :]).sum(axis=2)
+    keys = rng.random((draws, len(sizes), members))
+    kth = np.take_along_axis(np.sort(keys, axis=2), np.broadcast_to(sizes[None, :, None] - 1, (draws, len(sizes), 1)),
+                             axis=2)
+    chosen = keys <= kth  # the sizes[k] members with the smallest keys
+    # one bin per (draw, size, unit): count the chosen members into them
+    bins = (np.arange(draws * len(sizes)).reshape(draws, len(sizes), 1) * units + member_unit[:, None, :])[chosen]
+    return np.bincount(bins, minlength=draws * len(sizes) * units).reshape(draws * len(sizes), units)
+
+
+def _subsample_sizes(members: int) -> list[int]:
+    return [min(members, max(2, round(fraction * members))) for fraction in FVD_INF_FRACTIONS
+            for _ in range(1 if fraction >= 1.0 else FVD_INF_DRAWS)]
 
 
 # ---------------------------------------------------------------- the registered metric
@@ -453,9 +590,12 @@ class FvdArgs(MetricArgs):
         "window of the clip (the long-clip variant)")
     preprocessing: Literal["stretch", "center_crop"] = Field(
         "stretch", description="i3d: stretch frames to 224x224 (original FVD) or resize the shorter side and crop")
+    variant: Literal["fvd", "fvd_inf"] = Field(
+        "fvd", description="fvd: FVD of the n clips scored (grows as n shrinks); fvd_inf: extrapolated to "
+        "infinitely many clips (Chong & Forsyth), comparable across n")
     batch_size: int = Field(16, ge=1, le=1024)
-    bootstrap: int = Field(200, ge=0, le=10_000, description="resamples of the generated units for the interval "
-                           "(0: no interval)")
+    bootstrap: int = Field(200, ge=0, le=10_000, description="resamples of the generated and the reference clips "
+                           "for the interval (0: no interval)")
     device: Device = Field("auto", description="where the extractor runs (auto: CUDA when present)")
 
 
@@ -497,6 +637,10 @@ class FvdMetric(Metric):
         except (FileNotFoundError, ValueError, RuntimeError) as exc:
             raise MetricSetupError(str(exc), fix=fix) from None
         self.version = f"{base}; windows={args.windows}"
+        if args.variant == "fvd_inf":
+            self.version += (f"; fvd_inf (Chong & Forsyth: FD of both sets at {len(FVD_INF_FRACTIONS)} sizes from "
+                             f"{FVD_INF_FRACTIONS[0]:g} to 1 of their clips, {FVD_INF_DRAWS} subsamples each, "
+                             "fitted linear in 1/N, at 1/N = 0)")
 
     def features(self, video: np.ndarray, fps: float) -> np.ndarray:
         """The whole clip's window features at once (the twin of :meth:`feature_stream`)."""
@@ -505,10 +649,15 @@ class FvdMetric(Metric):
     def feature_stream(self, fps: float) -> WindowFeatures:
         return WindowFeatures(self._features, windows=self.args.windows, batch_windows=self.args.batch_size)
 
-    def distance(self, real: FeatureStats, fake: FeatureStats) -> float:
-        return fvd_from_features(real, fake, estimator=self.args.estimator)
+    def distance(self, real_units: UnitFeatures, fake_units: UnitFeatures, *, seed: int = 0) -> float:
+        """The metric's value for a generated set against a reference set. Plain FVD goes through
+        scipy's ``sqrtm``, as other tools compute it."""
+        if self.args.variant == "fvd":
+            return fvd_from_features(real_units.stats(), fake_units.stats(), estimator=self.args.estimator)
+        return fvd_inf(real_units, fake_units, estimator=self.args.estimator, seed=seed)
 
-    def interval(self, real: FeatureStats, fake_units: list[FeatureStats], *, confidence: float,
-                 seed: int) -> tuple[float, float]:
-        return bootstrap_fvd_interval(real, fake_units, estimator=self.args.estimator, resamples=self.args.bootstrap,
-                                      confidence=confidence, seed=seed)
+    def resampled(self, real_units: UnitFeatures, fake_units: UnitFeatures, real_counts: np.ndarray,
+                  fake_counts: np.ndarray, seed: int) -> np.ndarray:
+        """The value for B resampling draws (``*_counts``: B x units), batched."""
+        return set_distances(real_units, fake_units, real_counts, fake_counts, variant=self.args.variant,
+                             estimator=self.args.estimator, seed=seed)

@@ -1,6 +1,6 @@
 """FVD as a set-level suite metric: per-clip features stored with each unit, reference features
 from real clips cached by content hash, one value per (model, task, clip length) that equals a
-direct computation, and a bootstrap interval over the generated units."""
+direct computation, and an interval that resamples the generated and the reference units."""
 
 from __future__ import annotations
 
@@ -11,18 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from metrics.fvd import (
-    FeatureStats,
-    bootstrap_fvd_interval,
-    clip_windows,
-    fvd_from_features,
-    merge_all,
-    unit_stats,
-)
+from metrics.fvd import FeatureStats, UnitFeatures, clip_windows, fvd_from_features, set_distances
 from metrics.i3d import NUM_CLASSES, TorchScriptI3d, load_i3d_torchscript
 from metrics.shapes_detector import load_shapes_detector
 from vbench_flow.cli import main
 from vbench_flow.data.source import ShapesSource
+from vbench_flow.stats import set_interval
 from vbench_flow.store import Store
 
 
@@ -68,26 +62,30 @@ def test_clip_windows_first_and_all():
         clip_windows(video, windows="some")
 
 
-def test_weighted_merge_equals_repeated_features():
+def test_weighted_union_of_units_equals_repeated_features():
     rng = np.random.default_rng(0)
     units = [rng.normal(size=(k, 4)) for k in (1, 3, 2)]
-    merged = merge_all(unit_stats(units), [2, 0, 1])
+    merged = UnitFeatures(units).stats([2, 0, 1])
     direct = FeatureStats.of(np.concatenate([units[0], units[0], units[2]]))
-    assert merged.count == direct.count == 4
+    assert merged.count == direct.count == 4 and len(UnitFeatures(units)) == 3
     for estimator in ("unbiased", "biased", "ledoit_wolf"):
         np.testing.assert_allclose(merged.covariance(estimator), direct.covariance(estimator), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(merged.mean(), direct.mean(), rtol=1e-12)
 
 
-def test_bootstrap_interval_brackets_the_value_and_needs_two_units():
+def test_set_interval_contains_the_value_is_seeded_and_needs_two_units_a_side():
     rng = np.random.default_rng(1)
-    real = FeatureStats.of(rng.normal(size=(200, 3)))
-    fake_units = unit_stats([rng.normal(0.5, 1.0, size=(1, 3)) for _ in range(60)])
-    value = fvd_from_features(real, merge_all(fake_units))
-    low, high = bootstrap_fvd_interval(real, fake_units, resamples=200, seed=4)
-    assert low < value < high
-    assert (low, high) == bootstrap_fvd_interval(real, fake_units, resamples=200, seed=4)  # seeded
-    assert all(np.isnan(bootstrap_fvd_interval(real, fake_units[:1], resamples=50)))
+    real = UnitFeatures([rng.normal(size=(1, 3)) for _ in range(40)])
+    fake = UnitFeatures([rng.normal(0.5, 1.0, size=(1, 3)) for _ in range(30)])
+    value = fvd_from_features(real.stats(), fake.stats())
+
+    def draw(real_counts, fake_counts, seed):
+        return set_distances(real, fake, real_counts, fake_counts)
+
+    estimate = set_interval(draw, (40, 30), value, confidence=0.95, resamples=200, seed=4)
+    assert estimate.low < value < estimate.high and estimate.low >= 0
+    assert estimate == set_interval(draw, (40, 30), value, confidence=0.95, resamples=200, seed=4)  # seeded
+    assert np.isnan(set_interval(draw, (40, 1), value, confidence=0.95, resamples=50, seed=0).low)
 
 
 class _EchoI3d(nn.Module):

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vbench_flow import gate
+from vbench_flow import gate, stats
 from vbench_flow.cli import main
 from vbench_flow.store import Store
 
@@ -340,19 +340,19 @@ def test_verdict_rule_orientation_and_boundaries():
     assert rule(-1.0, -0.5, True, margin=None) == gate.NOT_GATED
 
 
-def test_paired_bootstrap_interval():
+def test_paired_delta_interval():
     rng = np.random.default_rng(1)
     base = rng.normal(0.9, 0.05, 40)
     cur = base - 0.02 + rng.normal(0, 0.002, 40)
-    mean, low, high = gate.paired_bootstrap_delta(cur, base, confidence=0.95, resamples=2000, seed=3)
+    mean, low, high = stats.paired_delta(cur, base, confidence=0.95, resamples=2000, seed=3)
     assert mean == pytest.approx(np.mean(cur - base)) and low < mean < high
     assert -0.03 < low and high < -0.01  # pairing removes the large spread between prompts
-    assert gate.paired_bootstrap_delta(cur, base, confidence=0.95, resamples=2000, seed=3) == (mean, low, high)
-    _, ulow, uhigh = gate.unpaired_bootstrap_delta(cur, base, confidence=0.95, resamples=2000, seed=3)
+    assert tuple(stats.paired_delta(cur, base, confidence=0.95, resamples=2000, seed=3)) == (mean, low, high)
+    _, ulow, uhigh = stats.unpaired_delta(cur, base, confidence=0.95, resamples=2000, seed=3)
     assert uhigh - ulow > 5 * (high - low)  # the same data, unpaired, is far less certain
-    assert math.isnan(gate.paired_bootstrap_delta(cur[:1], base[:1], confidence=0.95, resamples=100, seed=0)[1])
+    assert math.isnan(stats.paired_delta(cur[:1], base[:1], confidence=0.95, resamples=100, seed=0).low)
     with pytest.raises(ValueError):
-        gate.paired_bootstrap_delta(cur, base[:-1], confidence=0.95, resamples=100, seed=0)
+        stats.paired_delta(cur, base[:-1], confidence=0.95, resamples=100, seed=0)
 
 
 def test_seeds_of_one_prompt_are_resampled_together():
@@ -360,8 +360,8 @@ def test_seeds_of_one_prompt_are_resampled_together():
     deltas = np.repeat([-0.03, 0.0, -0.01, 0.02], 10) + np.tile(np.linspace(-1e-3, 1e-3, 10), 4)
     clusters = np.repeat(["p0", "p1", "p2", "p3"], 10)
     zeros = np.zeros_like(deltas)
-    _, low, high = gate.paired_bootstrap_delta(deltas, zeros, confidence=0.95, resamples=2000, seed=0)
-    _, clow, chigh = gate.paired_bootstrap_delta(deltas, zeros, confidence=0.95, resamples=2000, seed=0, clusters=clusters)
+    _, low, high = stats.paired_delta(deltas, zeros, confidence=0.95, resamples=2000, seed=0)
+    _, clow, chigh = stats.paired_delta(deltas, zeros, confidence=0.95, resamples=2000, seed=0, clusters=clusters)
     assert chigh - clow > 1.5 * (high - low)
 
 
@@ -374,7 +374,7 @@ def test_unpaired_rerun_with_new_seeds_rarely_if_ever_regresses():
         prompts = rng.normal(0.9, 0.03, 8)
         base = prompts + rng.normal(0, 0.01, 8)
         cur = prompts + rng.normal(0, 0.01, 8)
-        _, low, high = gate.unpaired_bootstrap_delta(cur, base, confidence=0.95, resamples=400, seed=trial)
+        _, low, high = stats.unpaired_delta(cur, base, confidence=0.95, resamples=400, seed=trial)
         regressions += gate.verdict_for(low, high, higher_is_better=True, margin=0.0, confidence=0.95)[0] == gate.REGRESS
     assert regressions <= 2
 

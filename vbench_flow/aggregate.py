@@ -1,38 +1,20 @@
-"""Aggregates over units: the mean of each metric per (model, task, clip length), with a
-percentile-bootstrap confidence interval.
+"""Aggregates over units: the mean of each metric per (model, task, clip length), with its
+interval from :mod:`vbench_flow.stats`.
 
 Seeds of one prompt are not independent samples of what a model does on prompts in general, so
-each prompt's seeds are averaged first and the bootstrap resamples prompts (a cluster
-bootstrap); ``n`` counts units. With one prompt there is no interval (NaN bounds).
+each prompt's seeds are averaged first and the interval resamples prompts; ``n`` counts units.
+With one prompt there is no interval (NaN bounds).
 """
 
 from __future__ import annotations
 
-import zlib
 from collections import defaultdict
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from vbench_flow.stats import group_seed, mean_interval
 from vbench_flow.store import AggregateRow, SampleRecord
-
-
-def bootstrap_ci(values: np.ndarray, *, confidence: float, resamples: int, seed: int) -> tuple[float, float]:
-    """Percentile-bootstrap interval of the mean; NaN for one value, a point for identical values."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.size < 2:
-        return float("nan"), float("nan")
-    if np.all(values == values[0]):
-        return float(values[0]), float(values[0])
-    result = stats.bootstrap((values,), np.mean, confidence_level=confidence, n_resamples=resamples,
-                             method="percentile", vectorized=True, random_state=np.random.default_rng(seed))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
-
-
-def group_seed(run_seed: int, *key: object) -> int:
-    """A stable per-group seed, so adding a model does not change another model's interval."""
-    return (run_seed * 1_000_003 + zlib.crc32("|".join(map(str, key)).encode())) % (2**32)
 
 
 def aggregate_records(records: list[SampleRecord], metric_info: dict[str, dict], *, confidence: float,
@@ -48,10 +30,10 @@ def aggregate_records(records: list[SampleRecord], metric_info: dict[str, dict],
     for (model, task, seconds, metric), by_prompt in sorted(groups.items()):
         info = metric_info[metric]
         prompt_means = np.array([np.mean(v) for v in by_prompt.values()])
-        low, high = bootstrap_ci(prompt_means, confidence=confidence, resamples=resamples,
+        estimate = mean_interval(prompt_means, confidence=confidence, resamples=resamples,
                                  seed=group_seed(seed, model, task, seconds, metric))
         rows.append(AggregateRow(model=model, task=task, clip_seconds=seconds, metric=metric,
-                                 value=float(prompt_means.mean()), ci_low=low, ci_high=high,
+                                 value=estimate.value, ci_low=estimate.low, ci_high=estimate.high,
                                  n=sum(len(v) for v in by_prompt.values()),
                                  higher_is_better=info["higher_is_better"], metric_version=info["version"],
                                  extractor=info["extractor"]))

@@ -11,7 +11,7 @@ Units are keyed by ``(model, task, clip_seconds, prompt_id, seed)``. For each gr
 that have a finite value:
 
 * **paired** when ``C == B`` (every unit has its partner): ``delta_i = current_i - baseline_i``,
-  and the interval is a percentile bootstrap of the mean paired delta, resampling the pairs.
+  and the interval is a bootstrap of the mean paired delta, resampling the pairs.
   When some prompt has several seeds, its pairs are resampled together (a cluster bootstrap over
   prompts, as :mod:`vbench_flow.aggregate` does: seeds of one prompt are not independent samples);
   with one seed per prompt this is exactly resampling pairs.
@@ -27,9 +27,9 @@ that have a finite value:
 * anything else is ``not comparable`` (some but not all units pair, the prompts differ, or ``n``
   differs).
 
-Intervals are percentile intervals at the suite's ``gate.confidence`` with ``gate.resamples``
-resamples, seeded from the suite seed and the group (:func:`vbench_flow.aggregate.group_seed`), so a
-verdict is reproducible. Fewer than two resampling units (prompts) give no interval (NaN).
+Intervals come from :mod:`vbench_flow.stats` (expanded percentile intervals, each procedure
+coverage-tested) at the suite's ``gate.confidence`` with ``gate.resamples`` resamples, seeded from
+the suite seed and the group (:func:`vbench_flow.stats.group_seed`), so a verdict is reproducible. Fewer than two resampling units (prompts) give no interval (NaN).
 
 The verdict rule
 ----------------
@@ -51,8 +51,9 @@ Set-level metrics (FVD)
 FVD has one value per group, from the per-clip features every unit stores. The gate resamples
 those features: each draw takes units with replacement (the same (prompt, seed) draws on both
 sides when the units pair, independent draws otherwise), recomputes FVD of both sides against
-their fixed reference statistics, and the interval is the percentile interval of the differences
-(at most 500 draws: each costs two matrix square roots). Beyond the checks above, FVD is
+their fixed reference statistics (the variant the run used: FVD or FVD_inf), and the interval is
+the percentile interval of the differences (:func:`vbench_flow.stats.set_delta`; at most 500 draws,
+each one symmetric eigenvalue problem a side for plain FVD: the reference is decomposed once). Beyond the checks above, FVD is
 ``not comparable`` when the two sides used different reference clips (their content hashes
 differ), a different number of generated clips, or when either side lacks stored features.
 
@@ -110,104 +111,14 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from metrics import fvd
-from metrics.fvd import merge_all, unit_stats
-from vbench_flow.aggregate import group_seed
 from vbench_flow.motion_check import moves_too_little, real_clip_model, suite_static_margin
 from vbench_flow.errors import ConfigError, EvaluationError
 from vbench_flow.prompts import resolve_relative
 from vbench_flow.set_metrics import ReferenceSet
+from vbench_flow.stats import group_seed, paired_delta, set_delta, unpaired_delta
 
 PASS, REGRESS, INCONCLUSIVE, NOT_COMPARABLE, NOT_GATED = "pass", "regress", "inconclusive", "not comparable", "not gated"
 BASELINE_FORMAT = "vbench-flow gate baseline"
-
-
-# ---------------------------------------------------------------- bootstrap
-
-def _check_bootstrap_args(confidence: float, resamples: int) -> None:
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if resamples < 1:
-        raise ValueError(f"resamples must be positive, got {resamples}")
-
-
-def _cluster_sums(values: np.ndarray, clusters: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Per resampling unit: the sum of its values and how many values it holds."""
-    if clusters is None:
-        return values, np.ones_like(values)
-    clusters = np.asarray(clusters)
-    if clusters.shape != values.shape:
-        raise ValueError(f"clusters has shape {clusters.shape}; the values have {values.shape}")
-    _, inverse = np.unique(clusters, return_inverse=True)
-    return np.bincount(inverse, weights=values), np.bincount(inverse).astype(np.float64)
-
-
-def _resampled_means(sums: np.ndarray, counts: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """Means of ``resamples`` bootstrap resamples of the units (chunked to bound memory)."""
-    k = sums.size
-    out = np.empty(resamples)
-    chunk = max(1, 4_000_000 // k)
-    for start in range(0, resamples, chunk):
-        m = min(chunk, resamples - start)
-        idx = rng.integers(0, k, size=(m, k))
-        out[start:start + m] = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
-    return out
-
-
-def _percentiles(stat: np.ndarray, confidence: float) -> tuple[float, float]:
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(stat, [alpha, 1.0 - alpha])
-    return float(low), float(high)
-
-
-def paired_bootstrap_delta(current: np.ndarray, baseline: np.ndarray, *, confidence: float, resamples: int,
-                           seed: int, clusters: np.ndarray | None = None) -> tuple[float, float, float]:
-    """(mean delta current - baseline, ci_low, ci_high); arrays aligned pair by pair.
-
-    A percentile bootstrap of the mean paired delta, resampling pairs (or, with ``clusters``, e.g.
-    the prompt id of each pair, resampling whole clusters). Fewer than two resampling units give
-    NaN bounds; deltas that are all equal give a point interval.
-    """
-    _check_bootstrap_args(confidence, resamples)
-    current, baseline = np.asarray(current, dtype=np.float64), np.asarray(baseline, dtype=np.float64)
-    if current.shape != baseline.shape or current.ndim != 1:
-        raise ValueError(f"paired arrays must be 1-d and aligned, got shapes {current.shape} and {baseline.shape}")
-    if current.size == 0:
-        raise ValueError("no pairs to compare")
-    delta = current - baseline
-    mean = float(delta.mean())
-    sums, counts = _cluster_sums(delta, clusters)
-    if sums.size < 2:
-        return mean, math.nan, math.nan
-    if np.all(delta == delta[0]):
-        return mean, mean, mean
-    stat = _resampled_means(sums, counts, resamples, np.random.default_rng(seed))
-    low, high = _percentiles(stat, confidence)
-    return mean, low, high
-
-
-def unpaired_bootstrap_delta(current: np.ndarray, baseline: np.ndarray, *, confidence: float, resamples: int,
-                             seed: int, current_clusters: np.ndarray | None = None,
-                             baseline_clusters: np.ndarray | None = None) -> tuple[float, float, float]:
-    """(mean(current) - mean(baseline), ci_low, ci_high) for two independent samples.
-
-    Each resample draws both sides independently (by cluster when clusters are given). Fewer than
-    two resampling units on either side give NaN bounds (unless both sides are constant).
-    """
-    _check_bootstrap_args(confidence, resamples)
-    current, baseline = np.asarray(current, dtype=np.float64), np.asarray(baseline, dtype=np.float64)
-    if current.ndim != 1 or baseline.ndim != 1 or current.size == 0 or baseline.size == 0:
-        raise ValueError(f"need two non-empty 1-d samples, got shapes {current.shape} and {baseline.shape}")
-    mean = float(current.mean() - baseline.mean())
-    if np.all(current == current[0]) and np.all(baseline == baseline[0]):
-        return mean, mean, mean
-    c_sums, c_counts = _cluster_sums(current, current_clusters)
-    b_sums, b_counts = _cluster_sums(baseline, baseline_clusters)
-    if c_sums.size < 2 or b_sums.size < 2:
-        return mean, math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    stat = _resampled_means(c_sums, c_counts, resamples, rng) - _resampled_means(b_sums, b_counts, resamples, rng)
-    low, high = _percentiles(stat, confidence)
-    return mean, low, high
 
 
 # ---------------------------------------------------------------- what is compared
@@ -443,8 +354,8 @@ def compare_per_sample(current: GateSide, baseline: GateSide, key: tuple[str, st
         b = np.array([base[u] for u in units])
         prompts = np.array([u[0] for u in units])
         several = len(set(prompts)) < len(units)
-        delta, low, high = paired_bootstrap_delta(c, b, confidence=settings.confidence, resamples=settings.resamples,
-                                                  seed=seed, clusters=prompts if several else None)
+        delta, low, high = paired_delta(c, b, confidence=settings.confidence, resamples=settings.resamples,
+                                        seed=seed, clusters=prompts if several else None)
         how = f"paired over {len(units)} units" + (f" ({len(set(prompts))} prompts resampled)" if several else "")
         paired, n = True, len(units)
     elif not common and {u[0] for u in cur} == {u[0] for u in base} and len(cur) == len(base):
@@ -452,9 +363,9 @@ def compare_per_sample(current: GateSide, baseline: GateSide, key: tuple[str, st
         c, b = np.array([cur[u] for u in cu]), np.array([base[u] for u in bu])
         cp, bp = np.array([u[0] for u in cu]), np.array([u[0] for u in bu])
         several = len(set(cp)) < len(cu) or len(set(bp)) < len(bu)
-        delta, low, high = unpaired_bootstrap_delta(c, b, confidence=settings.confidence, resamples=settings.resamples,
-                                                    seed=seed, current_clusters=cp if several else None,
-                                                    baseline_clusters=bp if several else None)
+        delta, low, high = unpaired_delta(c, b, confidence=settings.confidence, resamples=settings.resamples,
+                                          seed=seed, current_clusters=cp if several else None,
+                                          baseline_clusters=bp if several else None)
         seeds_c, seeds_b = sorted({u[1] for u in cu}), sorted({u[1] for u in bu})
         how = f"unpaired (no common (prompt, seed) units: seeds {seeds_c} vs {seeds_b}; {len(cu)} units each)"
         paired, n = False, len(cu)
@@ -497,31 +408,26 @@ def compare_set_level(current: GateSide, baseline: GateSide, key: tuple[str, str
         return refuse(f"n differs: {len(cur)} clips in the run, {len(base)} in the baseline")
     if metric not in current.metric_args:
         return refuse(f"the run did not record the options {metric} ran with (older runs do not); re-run it")
-    estimator = fvd.FvdArgs.model_validate(current.metric_args[metric]).estimator
-    real = cur_ref.stats
+    args = fvd.FvdArgs.model_validate(current.metric_args[metric])
+    real_units = cur_ref.units
     cur_units, base_units = sorted(cur), sorted(base)
-    cur_stats = unit_stats([cur[u] for u in cur_units])
-    base_stats = unit_stats([base[u] for u in base_units])
-    delta = (fvd.fvd_from_features(real, merge_all(cur_stats), estimator)
-             - fvd.fvd_from_features(real, merge_all(base_stats), estimator))
-    reference = fvd.FrechetToReference.of(real, estimator)  # every draw compares with the same real set
-    paired = cur_units == base_units
-    rng = np.random.default_rng(group_seed(settings.seed, *key))
-    resamples, n = min(settings.resamples, MAX_SET_LEVEL_RESAMPLES), len(cur_units)
-    deltas = []
-    for _ in range(resamples):
-        draw = rng.integers(0, n, n)
-        other = draw if paired else rng.integers(0, n, n)
-        cur_draw = merge_all(cur_stats, np.bincount(draw, minlength=n))
-        base_draw = merge_all(base_stats, np.bincount(other, minlength=n))
-        if cur_draw.count < 2 or base_draw.count < 2:
-            continue
-        deltas.append(reference.fvd(cur_draw, estimator) - reference.fvd(base_draw, estimator))
-    low, high = (np.percentile(deltas, [50 * (1 - settings.confidence), 50 * (1 + settings.confidence)])
-                 if len(deltas) >= 2 else (math.nan, math.nan))
+    cur_stats = fvd.UnitFeatures([cur[u] for u in cur_units])
+    base_stats = fvd.UnitFeatures([base[u] for u in base_units])
+    seed = group_seed(settings.seed, *key)
+
+    prepared = fvd.FrechetToReference.of(cur_ref.stats, args.estimator)  # one eigendecomposition for every draw
+
+    def side(units: fvd.UnitFeatures) -> Callable[[np.ndarray | None], float]:
+        return lambda counts: fvd.set_distance(real_units, units, variant=args.variant, estimator=args.estimator,
+                                               fake_counts=counts, seed=seed, reference=prepared)
+
+    delta = side(cur_stats)(None) - side(base_stats)(None)
+    paired, n = cur_units == base_units, len(cur_units)
+    low, high, draws = set_delta(side(cur_stats), side(base_stats), n, paired=paired, confidence=settings.confidence,
+                                 resamples=min(settings.resamples, MAX_SET_LEVEL_RESAMPLES), seed=seed)
     verdict, why = verdict_for(float(low), float(high), higher_is_better=higher_is_better, margin=margin,
                                confidence=settings.confidence)
-    how = (f"features resampled {'in pairs' if paired else 'independently'} over {n} units, {len(deltas)} draws, "
+    how = (f"features resampled {'in pairs' if paired else 'independently'} over {n} units, {draws} draws, "
            f"reference {cur_ref.digest[:12]}")
     return _comparison(key, higher_is_better=higher_is_better, margin=margin, verdict=verdict, reason=f"{why}; {how}",
                        delta=delta, ci=(float(low), float(high)), n=n, paired=paired, **values)

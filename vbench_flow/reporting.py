@@ -39,11 +39,10 @@ from reports.html import (
     RunSummary,
     render_report,
 )
-from vbench_flow.aggregate import group_seed
+from vbench_flow.stats import group_seed, mean_interval, paired_delta, unpaired_delta
 from metrics.files import file_sha256
 from metrics.video import fit_longer_side
 from vbench_flow.errors import ConfigError, VideoReadError
-from vbench_flow.gate import paired_bootstrap_delta, unpaired_bootstrap_delta
 from vbench_flow.motion_check import REAL_CLIP_TYPES, moves_too_little, real_clip_model, suite_static_margin
 from vbench_flow.registry import did_you_mean, metric_types
 from vbench_flow.store import Store
@@ -176,15 +175,15 @@ def compute_deltas(samples: pd.DataFrame, aggregates: pd.DataFrame, baseline: Ba
         merged = current.merge(base, on=["prompt_id", "seed"], suffixes=("", "_base"))
         group_rng = group_seed(seed, "delta", run_id, model, task, seconds, metric)
         if len(merged):  # resampled by prompt: a prompt's seeds are not independent draws (as in aggregate.py)
-            delta, low, high = paired_bootstrap_delta(merged["value"].to_numpy(float), merged["value_base"].to_numpy(float),
-                                                      confidence=confidence, resamples=resamples, seed=group_rng,
-                                                      clusters=merged["prompt_id"].to_numpy())
+            delta, low, high = paired_delta(merged["value"].to_numpy(float), merged["value_base"].to_numpy(float),
+                                            confidence=confidence, resamples=resamples, seed=group_rng,
+                                            clusters=merged["prompt_id"].to_numpy())
             n, paired = len(merged), True
         else:
-            delta, low, high = unpaired_bootstrap_delta(current["value"].to_numpy(float), base["value"].to_numpy(float),
-                                                        confidence=confidence, resamples=resamples, seed=group_rng,
-                                                        current_clusters=current["prompt_id"].to_numpy(),
-                                                        baseline_clusters=base["prompt_id"].to_numpy())
+            delta, low, high = unpaired_delta(current["value"].to_numpy(float), base["value"].to_numpy(float),
+                                              confidence=confidence, resamples=resamples, seed=group_rng,
+                                              current_clusters=current["prompt_id"].to_numpy(),
+                                              baseline_clusters=base["prompt_id"].to_numpy())
             n, paired = min(len(current), len(base)), False
         out.append({"run_id": run_id, "model": model, "task": task, "clip_seconds": float(seconds), "metric": metric,
                     "delta": float(delta), "ci_low": float(low), "ci_high": float(high), "n": int(n), "paired": paired,
@@ -383,27 +382,28 @@ def leaders(aggregates: pd.DataFrame, deltas: pd.DataFrame, metric_order: list[s
 
 # ---------------------------------------------------------------- drift curves
 
-def drift_curves(series: pd.DataFrame, confidence: float) -> pd.DataFrame:
-    """Mean over units of each per-segment series, with a t interval of that mean, per
-    (run, model, task, clip length, metric, time); only series with at least three time points
-    (two are a start and a tail, not a curve), except a start-end contrast, whose two windows are
-    the measure itself."""
+def drift_curves(series: pd.DataFrame, *, confidence: float, resamples: int, seed: int) -> pd.DataFrame:
+    """Mean over units of each per-segment series, with the interval of that mean from
+    :func:`vbench_flow.stats.mean_interval` (resampled means: a band never leaves the values seen,
+    so never a bounded metric's range), per (run, model, task, clip length, metric, time); only
+    series with at least three time points (two are a start and a tail, not a curve), except a
+    start-end contrast, whose two windows are the measure itself."""
     columns = [*ROW_KEY, "metric", "t_seconds", "mean", "low", "high", "n"]
     if series.empty:
         return pd.DataFrame(columns=columns)
-    from scipy import stats
-
     keys = [*ROW_KEY, "metric"]
     points = series.groupby(keys)["t_seconds"].transform("nunique")
     series = series[(points >= 3) | (series["metric"].str.endswith("_start_end_contrast") & (points == 2))]
-    if series.empty:
-        return pd.DataFrame(columns=columns)
-    table = series.groupby([*keys, "t_seconds"])["value"].agg(["mean", "std", "count"]).reset_index()
-    half = np.where(table["count"] > 1,
-                    stats.t.ppf(0.5 + confidence / 2, np.maximum(table["count"] - 1, 1)) * table["std"].fillna(0)
-                    / np.sqrt(table["count"]), 0.0)
-    table["low"], table["high"] = table["mean"] - half, table["mean"] + half
-    return table.rename(columns={"count": "n"})[columns]
+    rows = []
+    for key, group in series.groupby([*keys, "t_seconds"], sort=True):
+        values = group["value"].to_numpy(float)
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            continue
+        estimate = mean_interval(values, confidence=confidence, resamples=resamples, seed=group_seed(seed, "band", *key))
+        rows.append((*key, estimate.value, estimate.low if estimate.has_interval else estimate.value,
+                     estimate.high if estimate.has_interval else estimate.value, values.size))
+    return pd.DataFrame(rows, columns=columns)
 
 
 # ---------------------------------------------------------------- quality against throughput
@@ -647,7 +647,7 @@ def build_report_input(store: Store, run_ids: list[str], title: str | None = Non
         baseline=baseline,
         deltas=deltas,
         leaders=leaders(aggregates, deltas, metric_order, motion),
-        drift=drift_curves(series, confidence),
+        drift=drift_curves(series, confidence=confidence, resamples=resamples, seed=seed),
         pareto=pareto_input(aggregates, primary),
         ablations=ablation_views(summaries, aggregates),
         gallery_columns=columns,

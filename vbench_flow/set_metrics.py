@@ -23,8 +23,8 @@ from typing import Any, Iterator
 import numpy as np
 from tqdm.auto import tqdm
 
-from metrics.fvd import FeatureStats, merge_all, unit_stats
-from vbench_flow.aggregate import group_seed
+from metrics.fvd import FeatureStats, UnitFeatures
+from vbench_flow.stats import group_seed, set_interval
 from vbench_flow.store import AggregateRow, SampleRecord
 
 
@@ -36,8 +36,12 @@ class ReferenceSet:
     digest: str
 
     @cached_property
-    def stats(self) -> FeatureStats:  # once per set: every group of a run compares with it
-        return merge_all(unit_stats(self.features))
+    def units(self) -> UnitFeatures:  # once per set: every group of a run compares with it
+        return UnitFeatures(self.features)
+
+    @cached_property
+    def stats(self) -> FeatureStats:
+        return self.units.stats()
 
     @property
     def clips(self) -> int:
@@ -129,14 +133,18 @@ def aggregate_set_metric(name: str, scorer: Any, records: list[SampleRecord], re
     rows = []
     for (model, task, seconds), per_unit in sorted(groups.items()):
         reference = references[seconds]
-        fake_units = unit_stats(per_unit)
-        fake = merge_all(fake_units)
-        real = reference.stats
-        value = scorer.distance(real, fake) if fake.count >= 2 else float("nan")
-        low, high = scorer.interval(real, fake_units, confidence=confidence, seed=group_seed(seed, model, task, seconds, name))
-        rows.append(AggregateRow(model=model, task=task, clip_seconds=seconds, metric=name, value=value, ci_low=low,
-                                 ci_high=high, n=fake.count, higher_is_better=info["higher_is_better"],
+        fake_units, real_units = UnitFeatures(per_unit), reference.units
+        fake = fake_units.stats()
+        group = group_seed(seed, model, task, seconds, name)
+        value = scorer.distance(real_units, fake_units, seed=group) if fake.count >= 2 else float("nan")
+        estimate = set_interval(
+            lambda real_counts, fake_counts, draw_seed: scorer.resampled(real_units, fake_units, real_counts,
+                                                                         fake_counts, draw_seed),
+            (len(real_units), len(fake_units)), value, confidence=confidence, resamples=scorer.args.bootstrap, seed=group)
+        rows.append(AggregateRow(model=model, task=task, clip_seconds=seconds, metric=name, value=value,
+                                 ci_low=estimate.low, ci_high=estimate.high, n=fake.count,
+                                 higher_is_better=info["higher_is_better"],
                                  metric_version=f"{info['version']}; reference {reference.digest[:12]} "
-                                                f"({reference.clips} real clips, {real.count} windows)",
+                                                f"({reference.clips} real clips, {reference.stats.count} windows)",
                                  extractor=info["extractor"]))
     return rows
