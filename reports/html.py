@@ -181,6 +181,9 @@ def aggregate_table(aggregates: pd.DataFrame, deltas: pd.DataFrame | None = None
             interval = ("no interval from a single prompt" if _nan(r["ci_low"]) else
                         f"{r['ci_low']:.6g} – {r['ci_high']:.6g} (bootstrap interval over prompts)")
             cell = {"text": format_value(r["value"], r["ci_low"], r["ci_high"]), "n": int(r["n"]), "title": interval}
+            if isinstance(r.get("rank_note"), str):
+                cell["text"] += " ⚠ n < 2d"
+                cell["title"] += "; " + r["rank_note"]
             d = by_key.get((run_id, model, task, float(seconds), r["metric"]))
             if d is not None:
                 against = f"{d['baseline_model']} · {d['baseline_run']}"

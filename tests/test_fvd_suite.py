@@ -138,6 +138,11 @@ def test_suite_fvd_equals_a_direct_computation_and_caches_the_reference(tmp_path
     assert row["ci_low"] <= row["value"] <= row["ci_high"]
     stored = store.sample_features("a", "fvd")
     assert len(stored) == 4 and all(f.shape == (1, 128) for f in stored.values())
+    # 4 feature vectors of 128 dimensions: the report marks the value, and validate warns before a run
+    assert "n &lt; 2d" in (runs / "a" / "report.html").read_text()
+    capsys.readouterr()
+    assert vbf("validate", str(suite)) == 0
+    assert "4 generated and 6 reference feature vectors per cell, under 2 x 128 dimensions" in capsys.readouterr().err
 
     cache = sorted((runs / "cache" / "reference-features").glob("*.npz"))
     assert len(cache) == 1

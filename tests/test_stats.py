@@ -189,3 +189,27 @@ def test_fvd_interval_covers_what_fvd_estimates_at_its_sample_size():
 
 def test_fvd_inf_interval_covers_the_true_frechet_distance():
     assert LOW <= coverage(lambda rng: (TRUE_FD, gaussian_sets(rng)), fvd_interval("fvd_inf", 100), seed=1) <= HIGH
+
+
+def test_fvd_inf_agrees_across_sample_sizes_where_plain_fvd_does_not():
+    """One generator (a 24-d Gaussian against the real N(0, I)), scored with 64 and with 256 clips a
+    side: plain FVD's intervals are disjoint (its bias shrinks as 1/n); FVD_inf's each contain the
+    other's value, and the true distance."""
+    dim = 24
+    shift, scales = np.full(dim, 0.3), np.linspace(0.5, 2.0, dim)
+    true_fd = float(shift @ shift + dim + scales.sum() - 2 * np.sqrt(scales).sum())
+    rng = np.random.default_rng(0)
+    found = {}
+    for clips in (64, 256):
+        real = fvd.UnitFeatures(list(rng.standard_normal((clips, 1, dim))))
+        generated = fvd.UnitFeatures(list(shift + rng.standard_normal((clips, 1, dim)) * np.sqrt(scales)))
+        for variant in ("fvd", "fvd_inf"):
+            value = fvd.set_distance(real, generated, variant=variant, seed=1)
+            found[variant, clips] = stats.set_interval(
+                lambda rc, gc, s: fvd.set_distances(real, generated, rc, gc, variant=variant, seed=s),
+                (clips, clips), value, confidence=0.95, resamples=200, seed=2)
+    small, large = found["fvd", 64], found["fvd", 256]
+    assert large.high < small.low  # plain FVD: the same generator reads worse with fewer clips
+    small, large = found["fvd_inf", 64], found["fvd_inf", 256]
+    assert small.low <= large.value <= small.high and large.low <= small.value <= large.high
+    assert small.low <= true_fd <= small.high and large.low <= true_fd <= large.high

@@ -172,6 +172,11 @@ def validate(suite: Path, no_files: bool) -> int:
             prompts = load_prompts(s, open_data_source(s, item.directory), item.directory)
             summary = summary.replace("x prompts", f"x {len(prompts)} prompt(s)") + f" = {len(plan_units(s, prompts))} units"
         click.echo(f"ok: {item.run_name}: {summary}; metrics: " + ", ".join(m.name for m in s.metrics))
+        if not no_files:
+            from vbench_flow.set_metrics import covariance_warnings
+
+            for line in covariance_warnings(s, len(prompts)):
+                click.echo(f"warning: {item.run_name}: {line}", err=True)
     return 0
 
 

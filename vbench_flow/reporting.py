@@ -85,6 +85,24 @@ def _excluded_counts(excluded: pd.DataFrame, units: pd.DataFrame) -> list[dict[s
             for (metric, model), group in excluded.groupby(["metric", "model"], sort=True)]
 
 
+def rank_notes(store: Store, aggregates: pd.DataFrame) -> pd.DataFrame:
+    """A ``rank_note`` on each set-level value (FVD) computed from fewer feature vectors than twice
+    their dimension: its covariance is rank-deficient or nearly so, and the value biased upward."""
+    aggregates = aggregates.assign(rank_note=None)
+    if aggregates.empty:
+        return aggregates
+    dims: dict[tuple[str, str], int | None] = {}
+    for index, row in aggregates.iterrows():
+        key = (row["run_id"], row["metric"])
+        if key not in dims:
+            dims[key] = store.feature_dim(*key)
+        dim = dims[key]
+        if dim and row["n"] < 2 * dim:
+            aggregates.at[index, "rank_note"] = (f"n = {int(row['n'])} feature vectors < 2 x {dim} dimensions: the "
+                                                 "covariance is rank-deficient or nearly, and the value biased upward")
+    return aggregates
+
+
 def _is_cost(metric: str, info: dict[str, Any] | None) -> bool:
     """What generating a clip cost, not how good it is: as the metric itself says (its kind)."""
     if not info:
@@ -619,7 +637,7 @@ def build_report_input(store: Store, run_ids: list[str], title: str | None = Non
     seed = summaries[0].seed
     notes: list[str] = []
 
-    aggregates = store.aggregates(run_ids)
+    aggregates = rank_notes(store, store.aggregates(run_ids))
     samples = pd.concat([store.sample_metrics(r) for r in run_ids], ignore_index=True)
     samples = samples.dropna(subset=["value"])
     baseline = _resolve_baseline(summaries, aggregates, baseline_model, baseline_run, notes)

@@ -148,3 +148,40 @@ def aggregate_set_metric(name: str, scorer: Any, records: list[SampleRecord], re
                                                 f"({reference.clips} real clips, {reference.stats.count} windows)",
                                  extractor=info["extractor"]))
     return rows
+
+
+def feature_dimension(args: dict[str, Any]) -> int:
+    """The length of the feature vectors FVD with these options compares (without loading a network
+    where the extractor's size is fixed)."""
+    from metrics import fvd, i3d, shapes_detector
+
+    parsed = fvd.FvdArgs.model_validate(args)
+    if parsed.extractor != "shapes-i3d":
+        return i3d.NUM_CLASSES
+    checkpoint = shapes_detector.read_checkpoint(
+        Path(parsed.weights or shapes_detector.DEFAULT_CHECKPOINT), name=shapes_detector.EXTRACTOR_NAME,
+        expected_format=shapes_detector.FORMAT, train_script=shapes_detector.TRAIN_SCRIPT,
+        default_path=shapes_detector.DEFAULT_CHECKPOINT)
+    return int(checkpoint["config"]["feature_dim"])
+
+
+def covariance_warnings(suite: Any, prompts: int) -> list[str]:
+    """One line per FVD cell of ``suite`` whose generated or reference set will hold fewer feature
+    vectors than twice their dimension (a rank-deficient covariance: the value is biased upward)."""
+    from vbench_flow.video_io import num_frames_for
+
+    warnings = []
+    for spec in suite.metrics:
+        if spec.name != "fvd":
+            continue
+        dim = feature_dimension(spec.args)
+        all_windows = spec.args.get("windows", "first") == "all"
+        for seconds in suite.clip_seconds:
+            per_clip = num_frames_for(seconds, suite.generation_fps) // 16 if all_windows else 1
+            generated, reference = prompts * len(suite.prompts.seeds) * per_clip, suite.reference.count * per_clip
+            if min(generated, reference) < 2 * dim:
+                warnings.append(f"fvd at {seconds:g} s: {generated} generated and {reference} reference feature "
+                                f"vectors per cell, under 2 x {dim} dimensions: the covariance is rank-deficient or "
+                                "nearly, and FVD biased upward; score more clips or prompts (windows: all counts "
+                                "every 16-frame window), or read fvd_inf")
+    return warnings

@@ -263,6 +263,12 @@ class Store:
             "WHERE f.run_id=? AND f.metric=? AND u.status='ok' ORDER BY f.unit_id", (run_id, metric)).fetchall()
         return {unit: np.asarray(json.loads(text), dtype=np.float64) for unit, text in rows}
 
+    def feature_dim(self, run_id: str, metric: str) -> int | None:
+        """The length of a set-level metric's stored feature vectors (None when none are stored)."""
+        row = self._conn.execute("SELECT features_json FROM sample_features WHERE run_id=? AND metric=? LIMIT 1",
+                                 (run_id, metric)).fetchone()
+        return len(json.loads(row[0])[0]) if row else None
+
     def metric_errors(self, run_id: str) -> pd.DataFrame:
         return self._frame("SELECT unit_id, metric, error FROM metric_errors WHERE run_id=? ORDER BY unit_id, metric", (run_id,))
 
