@@ -108,6 +108,8 @@ class ReportInput:
     baseline: Baseline | None = None
     deltas: pd.DataFrame = field(default_factory=pd.DataFrame)
     leaders: list[dict[str, Any]] = field(default_factory=list)
+    scoreboards: list[dict[str, Any]] = field(default_factory=list)
+    answers: list[str] = field(default_factory=list)
     drift: pd.DataFrame = field(default_factory=pd.DataFrame)
     pareto: ParetoInput | None = None
     ablations: list[AblationView] = field(default_factory=list)
@@ -218,6 +220,37 @@ def leader_rows(leaders: list[dict[str, Any]], several_runs: bool) -> list[dict[
             row["delta"] = {"text": format_delta(d["delta"], d["ci_low"], d["ci_high"]), "verdict": d["verdict"],
                             "css": d["verdict"].replace("/", ""), "mark": MARKS[d["verdict"]], "against": d["baseline_model"]}
         out.append(row)
+    return out
+
+
+SHORT_MARKS = {"better": "▲", "worse": "▼", "same": "=", "n/a": "", "static": "static"}
+
+
+def scoreboard_views(boards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Scoreboards as the template draws them: each cell's text, shade, mark and hover text."""
+    out = []
+    for board in boards:
+        rows = []
+        for row in board["rows"]:
+            cells = {}
+            for metric, c in row["cells"].items():
+                title = [f"{c['n']} units" + (f"; rank {c['rank']}" if c.get("rank") else "")]
+                if isinstance(c.get("static"), str):
+                    title.append(f"not ranked: {c['static']}")
+                if isinstance(c.get("rank_note"), str):
+                    title.append(c["rank_note"])
+                mark = "static" if isinstance(c.get("static"), str) else SHORT_MARKS.get(c.get("verdict") or "n/a", "")
+                cells[metric] = {"text": format_value(c["value"], c["low"], c["high"])
+                                 + (" ⚠" if isinstance(c.get("rank_note"), str) else ""),
+                                 "shade": c.get("shade"), "mark": mark,
+                                 "css": "static" if mark == "static" else (c.get("verdict") or "").replace("/", ""),
+                                 "title": "; ".join(title)}
+            rows.append({"label": row["label"], "real": row["real"], "cells": cells})
+        columns = {m: {**col, "arrow": "↑" if col["higher_is_better"] else "↓",
+                       "title": f"{col['definition']} — version: {col['version']}"}
+                   for m, col in board["columns"].items()}
+        out.append({"setting": f"{board['clip_seconds']:g} s {board['task']}", "groups": board["groups"],
+                    "columns": columns, "rows": rows})
     return out
 
 
@@ -457,6 +490,8 @@ def render_report(data: ReportInput, output: str | Path, *, embed_budget: int = 
         baseline=data.baseline,
         primary=data.primary_metric,
         leaders=leader_rows(data.leaders, several_runs),
+        scoreboards=scoreboard_views(data.scoreboards),
+        answers=data.answers,
         metric_info=_metric_info(data.runs),
         metric_plots=metric_plots(data.aggregates, metric_order, data.confidence),
         drift_plots=drift_plots(data.drift, data.confidence),

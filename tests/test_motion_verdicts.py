@@ -141,7 +141,9 @@ def test_report_flags_a_static_win_and_leaves_it_out_of_who_won(store, tmp_path)
     assert [s["model"] for s in flicker["static"]] == ["still"]
     assert any("Static rows" in n and "still" in n for n in data.motion_notes)
     page = write_report(store, ["moving"], tmp_path / "report.html").read_text()
-    assert 'class="delta static"' in page and "static: not a win" in page and "not counted: still (static)" in page
+    assert 'class="delta static"' in page and "static: not a win" in page
+    # the scoreboard marks the static cell and leaves it unshaded (not ranked), saying why on hover
+    assert '<span class="static">static</span>' in page and "not ranked: still moves 0.2" in page
     assert "better, but still moves 0.2" in page  # the tooltip says how much it moves
 
 
@@ -229,3 +231,25 @@ def test_motion_itself_has_no_winner(store):
     data = build_report_input(store, ["moving"])
     assert not [e for e in data.leaders if e["metric"] == "motion_magnitude"]
     assert any(e["metric"] == "flicker" for e in data.leaders)
+
+
+def test_scoreboard_ranks_generators_only_and_the_answer_names_the_clear_winner(store, tmp_path):
+    from vbench_flow.reporting import RANK_SHADES
+
+    data = build_report_input(store, ["moving"])
+    [board] = data.scoreboards
+    assert (board["task"], board["clip_seconds"]) == ("t2v", 5.0)
+    assert dict(board["groups"]) == {"consistency": ["flicker"], "motion": ["motion_magnitude"]}
+    rows = {row["label"]: row for row in board["rows"]}
+    assert board["rows"][0]["label"] == "real" and rows["real"]["real"]  # the reference comes first
+    assert rows["real"]["cells"]["flicker"]["shade"] is None  # real clips are the reference, never ranked
+    assert rows["still"]["cells"]["flicker"]["shade"] is None and rows["still"]["cells"]["flicker"]["static"]
+    assert rows["mover"]["cells"]["flicker"]["shade"] == RANK_SHADES[0]  # the only generator that can win it
+    assert all(row["cells"]["motion_magnitude"]["shade"] is None for row in board["rows"])  # motion is not ranked
+    assert rows["mover"]["cells"]["flicker"]["verdict"] == "better"
+    [answer] = data.answers
+    # the real clips are the reference, not a contender; "still" is static: mover is the only ranked row
+    assert answer.startswith("5 s t2v: mover is best on flicker (0.9498 [") and "ahead of" not in answer
+    page = write_report(store, ["moving"], tmp_path / "board.html").read_text()
+    assert f"background: {RANK_SHADES[0]}" in page and "<li>5 s t2v: mover is best on flicker" in page
+    assert 'title="VBench temporal flickering' in page  # the column's definition on hover

@@ -4,6 +4,7 @@ without console errors."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -134,11 +135,12 @@ def test_pareto_front_and_missing_throughput_note():
     assert format_delta(0.0123, 0.0041, 0.0202) == "Δ +0.012 [+0.004, +0.020]"
 
 
-def _console_messages(page: Path) -> tuple[str, list[str]]:
+def _console_messages(page: Path, width: int = 1400) -> tuple[str, list[str]]:
     """The DOM Chromium built and every console message the page produced (Chromium logs each as a
-    CONSOLE line on stderr, uncaught exceptions as 'Uncaught ...')."""
+    CONSOLE line on stderr, uncaught exceptions as 'Uncaught ...'), in a window ``width`` px wide."""
     done = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
-                           "--virtual-time-budget=3000", "--dump-dom", page.resolve().as_uri()],
+                           f"--window-size={width},1000", "--virtual-time-budget=3000", "--dump-dom",
+                           page.resolve().as_uri()],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     messages = [line for line in done.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
@@ -160,3 +162,21 @@ def test_report_renders_in_chromium_without_console_errors(sweep, capsys):
     dom, messages = _console_messages(out)
     assert messages == [], "\n".join(messages)
     assert "Who won" in dom and dom.count("<video") == 16 and "&lt;script&gt;alert" in dom
+
+    # as a reader sees it, at 1400 and 900 px: a probe appended to a copy of the page (the report
+    # itself carries no test code) writes what the layout and the videos did into the DOM
+    probe = ("<script>window.addEventListener('load', () => setTimeout(() => { const d = document.documentElement;"
+             " const v = [...document.querySelectorAll('video')]; const p = document.createElement('pre');"
+             " p.id = 'probe'; p.textContent = JSON.stringify({overflow: d.scrollWidth - d.clientWidth,"
+             " videos: v.length, ready: v.filter(x => x.readyState >= 2).length,"
+             " cells: document.querySelectorAll('table.scoreboard td.num').length});"
+             " document.body.appendChild(p); }, 1500));</script>")
+    probed = out.with_name("probed.html")
+    probed.write_text(html.replace("</body>", probe + "</body>"))
+    for width in (1400, 900):
+        dom, messages = _console_messages(probed, width)
+        assert messages == [], "\n".join(messages)
+        seen = json.loads(re.search(r'<pre id="probe">(.*?)</pre>', dom).group(1).replace("&quot;", '"'))
+        assert seen["overflow"] <= 0, f"the page scrolls sideways at {width} px: {seen}"
+        assert seen["videos"] == 16 and seen["ready"] == 16, seen
+        assert seen["cells"] > 0, seen

@@ -398,6 +398,117 @@ def leaders(aggregates: pd.DataFrame, deltas: pd.DataFrame, metric_order: list[s
     return out
 
 
+# ---------------------------------------------------------------- scoreboards and answers
+
+METRIC_GROUPS = ("quality", "consistency", "motion", "long-horizon drift", "likelihood", "cost")
+# a colour-blind-safe sequential palette (one hue, lightness only): best rank darkest
+RANK_SHADES = ("#6baed6", "#9ecae1", "#c6dbef", "#deebf7", "#f7fbff")
+
+
+def metric_group(metric: str, info: dict[str, Any] | None) -> str:
+    """Where a metric sits on a scoreboard: what it says about a model."""
+    entry = metric_types().get(metric)
+    if _is_cost(metric, info):
+        return "cost"
+    if metric.startswith("bits_per_dim") or "likelihood" in metric:
+        return "likelihood"
+    if metric.endswith(("_drift", "_start_end_contrast")) or metric == "identity_decay":
+        return "long-horizon drift"
+    counterparts = {t.motion_counterpart for t in metric_types().values() if t.motion_counterpart}
+    if metric in counterparts or metric == "dynamic_degree":
+        return "motion"
+    if (entry is not None and entry.motion_counterpart) or (info or {}).get("motion_counterpart"):
+        return "consistency"
+    return "quality"
+
+
+def scoreboards(aggregates: pd.DataFrame, deltas: pd.DataFrame, metric_order: list[str], summaries: list[RunSummary],
+                motion: MotionCheck | None) -> list[dict[str, Any]]:
+    """One scoreboard per (task, clip length): a row per model (the real clips first, as the
+    reference), metrics grouped by what they measure; each cell the value and interval, shaded by
+    its rank among the generators (real clips, static rows and unranked metrics are not shaded),
+    with its delta's mark against the baseline."""
+    if aggregates.empty:
+        return []
+    info = {i["metric"]: i for s in summaries for i in s.metric_info}
+    real = {s.run_id: real_clip_model(s.config) for s in summaries}
+    several_runs = aggregates["run_id"].nunique() > 1
+    verdicts = {} if deltas.empty else {
+        (d["run_id"], d["model"], d["task"], float(d["clip_seconds"]), d["metric"]): d for d in deltas.to_dict("records")}
+    boards = []
+    for (task, seconds), table in aggregates.groupby(["task", "clip_seconds"], sort=True):
+        present = [m for m in metric_order if m in set(table["metric"])]
+        groups = [(g, [m for m in present if metric_group(m, info.get(m)) == g]) for g in METRIC_GROUPS]
+        groups = [(g, ms) for g, ms in groups if ms]
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        for run_id, model in dict.fromkeys(zip(table["run_id"], table["model"])):
+            label = f"{model} · {run_id}" if several_runs else model
+            rows[(run_id, model)] = {"label": label, "real": real.get(run_id) == model, "cells": {}}
+        for metric in present:
+            column = table[table["metric"] == metric].dropna(subset=["value"])
+            higher = bool(column["higher_is_better"].iloc[0]) if len(column) else True
+            entry = metric_types().get(metric)
+            ranked_rows = []
+            for r in column.to_dict("records"):
+                key = (r["run_id"], r["model"])
+                flag = motion.flag(r["run_id"], r["model"], task, seconds, metric) if motion is not None else None
+                delta = verdicts.get((r["run_id"], r["model"], task, float(seconds), metric))
+                cell = {"value": r["value"], "low": r["ci_low"], "high": r["ci_high"], "n": int(r["n"]),
+                        "rank_note": r.get("rank_note"), "static": flag["note"] if flag else None,
+                        "verdict": delta["verdict"] if delta is not None else None, "shade": None}
+                rows[key]["cells"][metric] = cell
+                if not rows[key]["real"] and flag is None and (entry is None or entry.ranked):
+                    ranked_rows.append((r["value"], key))
+            ranked_rows.sort(key=lambda item: -item[0] if higher else item[0])
+            for rank, (_, key) in enumerate(ranked_rows):
+                shade = round(rank * (len(RANK_SHADES) - 1) / max(1, len(ranked_rows) - 1))
+                rows[key]["cells"][metric]["shade"] = RANK_SHADES[shade]
+                rows[key]["cells"][metric]["rank"] = rank + 1
+        ordered = sorted(rows.values(), key=lambda row: not row["real"])
+        columns = {m: {"metric": m, "higher_is_better": bool(table[table["metric"] == m]["higher_is_better"].iloc[0]),
+                       "definition": (metric_types()[m].summary if m in metric_types() else ""),
+                       "version": (info.get(m) or {}).get("version") or ""} for m in present}
+        boards.append({"task": task, "clip_seconds": float(seconds), "groups": groups, "columns": columns,
+                       "rows": ordered})
+    return boards
+
+
+def answers(boards: list[dict[str, Any]], primary: str | None, suite_order: list[str]) -> list[str]:
+    """One sentence per setting, about the generators (the real clips are the reference, never the
+    answer): who is best on the primary metric and whether the lead is clear, who drifts least on
+    the suite's first drift metric, who is fastest."""
+    out = []
+    for board in boards:
+        drift_metrics = [m for g, ms in board["groups"] if g == "long-horizon drift" for m in ms]
+        drift = min(drift_metrics, key=lambda m: suite_order.index(m) if m in suite_order else len(suite_order),
+                    default=None)
+        parts = []
+        for metric, verb in ((primary, "is best on {metric}"), (drift, "drifts least by {metric}"),
+                             ("frames_per_second", "is fastest in frames per second")):
+            ranked = sorted((row["cells"][metric]["rank"], row) for row in board["rows"]
+                            if metric in row["cells"] and row["cells"][metric].get("rank")) if metric else []
+            if not ranked:
+                continue
+            best = ranked[0][1]["cells"][metric]
+            text = f"{ranked[0][1]['label']} {verb.format(metric=metric)} ({_interval_text(best)}"
+            if len(ranked) > 1:
+                second = ranked[1][1]["cells"][metric]
+                apart = not (math.isnan(best["low"]) or math.isnan(second["low"])) and (
+                    best["low"] > second["high"] or best["high"] < second["low"])
+                text += (f", clearly ahead of {ranked[1][1]['label']}" if apart
+                         else f", not separated from {ranked[1][1]['label']}")
+            parts.append(text + ")")
+        if parts:
+            out.append(f"{board['clip_seconds']:g} s {board['task']}: " + "; ".join(parts) + ".")
+    return out
+
+
+def _interval_text(cell: dict[str, Any]) -> str:
+    if math.isnan(cell["low"]):
+        return f"{cell['value']:.4g}"
+    return f"{cell['value']:.4g} [{cell['low']:.4g}, {cell['high']:.4g}]"
+
+
 # ---------------------------------------------------------------- drift curves
 
 def drift_curves(series: pd.DataFrame, *, confidence: float, resamples: int, seed: int) -> pd.DataFrame:
@@ -652,6 +763,8 @@ def build_report_input(store: Store, run_ids: list[str], title: str | None = Non
     if primary in metric_order:
         metric_order = [primary] + [m for m in metric_order if m != primary]
 
+    leading = leaders(aggregates, deltas, metric_order, motion)
+    boards = scoreboards(aggregates, deltas, metric_order, summaries, motion)
     series = pd.concat([store.sample_series(r).assign(run_id=r) for r in run_ids], ignore_index=True)
     columns, rows = gallery_rows(store, summaries, int(first.get("report", {}).get("gallery", 4)), notes)
     default_title = first.get("report", {}).get("title") or f"vbench-flow report: {summaries[0].suite}"
@@ -664,7 +777,9 @@ def build_report_input(store: Store, run_ids: list[str], title: str | None = Non
         confidence=confidence,
         baseline=baseline,
         deltas=deltas,
-        leaders=leaders(aggregates, deltas, metric_order, motion),
+        leaders=leading,
+        scoreboards=boards,
+        answers=answers(boards, primary, [m.get("name") for m in first.get("metrics", []) if isinstance(m, dict)]),
         drift=drift_curves(series, confidence=confidence, resamples=resamples, seed=seed),
         pareto=pareto_input(aggregates, primary),
         ablations=ablation_views(summaries, aggregates),
