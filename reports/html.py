@@ -107,7 +107,6 @@ class ReportInput:
     confidence: float = 0.95
     baseline: Baseline | None = None
     deltas: pd.DataFrame = field(default_factory=pd.DataFrame)
-    leaders: list[dict[str, Any]] = field(default_factory=list)
     scoreboards: list[dict[str, Any]] = field(default_factory=list)
     answers: list[str] = field(default_factory=list)
     drift: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -127,12 +126,13 @@ def _nan(x: Any) -> bool:
 
 
 def format_value(value: float, low: float, high: float) -> str:
-    """Value with its interval's half-width, at a precision the interval justifies."""
+    """'0.912 [0.871, 0.940]': the value and its interval's own bounds (intervals here are often
+    lopsided: a distance clamped at 0, a rate near 0), at a precision the interval justifies."""
     if _nan(value):
         return "—"
     half = (high - low) / 2 if not (_nan(low) or _nan(high)) else 0.0
     digits = 4 if half == 0 else max(2, min(6, 1 - int(math.floor(math.log10(half))) + 1))
-    return f"{value:.{digits}f} ± {half:.{digits}f}" if half > 0 else f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]" if half > 0 else f"{value:.{digits}f}"
 
 
 def format_delta(delta: float, low: float, high: float) -> str:
@@ -181,7 +181,7 @@ def aggregate_table(aggregates: pd.DataFrame, deltas: pd.DataFrame | None = None
         cells = {}
         for _, r in group.iterrows():
             interval = ("no interval from a single prompt" if _nan(r["ci_low"]) else
-                        f"{r['ci_low']:.6g} – {r['ci_high']:.6g} (bootstrap interval over prompts)")
+                        f"{r['ci_low']:.6g} – {r['ci_high']:.6g} ({'resampled clips' if r['metric'] == 'fvd' else 'bootstrap over prompts'})")
             cell = {"text": format_value(r["value"], r["ci_low"], r["ci_high"]), "n": int(r["n"]), "title": interval}
             if isinstance(r.get("rank_note"), str):
                 cell["text"] += " ⚠ n < 2d"
@@ -198,29 +198,6 @@ def aggregate_table(aggregates: pd.DataFrame, deltas: pd.DataFrame | None = None
             cells[r["metric"]] = cell
         rows.append({"key": dict(zip(keys, key)), "cells": cells, "baseline": is_baseline})
     return {"metrics": metrics, "rows": rows, "direction": direction}
-
-
-def leader_rows(leaders: list[dict[str, Any]], several_runs: bool) -> list[dict[str, Any]]:
-    out = []
-    for e in leaders:
-        best = e["best"]
-        static = [{"label": _row_label(s["run_id"], s["model"], several_runs), "note": s["note"]}
-                  for s in e.get("static") or []]
-        row = {"metric": e["metric"], "task": e["task"], "seconds": f"{e['clip_seconds']:g}",
-               "arrow": "↑" if e["higher_is_better"] else "↓",
-               "best": None if best is None else _row_label(best["run_id"], best["model"], several_runs),
-               "value": "—" if best is None else format_value(best["value"], best["ci_low"], best["ci_high"]),
-               "runner_up": None, "gap": None, "separated": e["separated"], "delta": None, "static": static}
-        if e["runner_up"] is not None:
-            second = e["runner_up"]
-            row["runner_up"] = f"{_row_label(second['run_id'], second['model'], several_runs)} ({_short(second['value'])})"
-            row["gap"] = _short(e["gap"])
-        if e["delta"] is not None:
-            d = e["delta"]
-            row["delta"] = {"text": format_delta(d["delta"], d["ci_low"], d["ci_high"]), "verdict": d["verdict"],
-                            "css": d["verdict"].replace("/", ""), "mark": MARKS[d["verdict"]], "against": d["baseline_model"]}
-        out.append(row)
-    return out
 
 
 SHORT_MARKS = {"better": "▲", "worse": "▼", "same": "=", "n/a": "", "static": "static"}
@@ -489,7 +466,6 @@ def render_report(data: ReportInput, output: str | Path, *, embed_budget: int = 
         confidence=round(100 * data.confidence),
         baseline=data.baseline,
         primary=data.primary_metric,
-        leaders=leader_rows(data.leaders, several_runs),
         scoreboards=scoreboard_views(data.scoreboards),
         answers=data.answers,
         metric_info=_metric_info(data.runs),

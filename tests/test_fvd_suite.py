@@ -143,6 +143,10 @@ def test_suite_fvd_equals_a_direct_computation_and_caches_the_reference(tmp_path
     capsys.readouterr()
     assert vbf("validate", str(suite)) == 0
     assert "4 generated and 6 reference feature vectors per cell, under 2 x 128 dimensions" in capsys.readouterr().err
+    inf = tmp_path / "inf.yaml"
+    inf.write_text(suite.read_text().replace("windows: first", "windows: first, variant: fvd_inf"))
+    assert vbf("validate", str(inf)) == 0
+    assert "under 4 x 128 dimensions: fvd_inf's smallest subsamples" in capsys.readouterr().err
 
     cache = sorted((runs / "cache" / "reference-features").glob("*.npz"))
     assert len(cache) == 1

@@ -27,7 +27,8 @@ that have a finite value:
 * anything else is ``not comparable`` (some but not all units pair, the prompts differ, or ``n``
   differs).
 
-Intervals come from :mod:`vbench_flow.stats` (expanded percentile intervals, each procedure
+Intervals come from :mod:`vbench_flow.stats` (per-sample deltas: expanded percentile intervals,
+coverage-tested; FVD deltas: the percentile interval of resampled differences, not yet
 coverage-tested) at the suite's ``gate.confidence`` with ``gate.resamples`` resamples, seeded from
 the suite seed and the group (:func:`vbench_flow.stats.group_seed`), so a verdict is reproducible. Fewer than two resampling units (prompts) give no interval (NaN).
 

@@ -39,7 +39,7 @@ from reports.html import (
     RunSummary,
     render_report,
 )
-from vbench_flow.stats import group_seed, mean_interval, paired_delta, unpaired_delta
+from vbench_flow.stats import band, group_seed, paired_delta, unpaired_delta
 from metrics.files import file_sha256
 from metrics.video import fit_longer_side
 from vbench_flow.errors import ConfigError, VideoReadError
@@ -345,59 +345,6 @@ def apply_motion_check(deltas: pd.DataFrame, check: MotionCheck) -> pd.DataFrame
 
 # ---------------------------------------------------------------- who won
 
-def leaders(aggregates: pd.DataFrame, deltas: pd.DataFrame, metric_order: list[str],
-            motion: MotionCheck | None = None) -> list[dict[str, Any]]:
-    """Per metric and (task, clip length): the best row, the runner-up and the gap between them, and
-    the best row's delta against the baseline where there is one. With ``motion``, a row flagged
-    static is no leader of a metric that has a motion counterpart: the best other row leads (or none,
-    ``best`` None); the rows left out are listed in ``static``."""
-    if aggregates.empty:
-        return []
-    out = []
-    for metric in metric_order:
-        entry = metric_types().get(metric)
-        if entry is not None and not entry.ranked:  # e.g. motion: read against the real clips, nobody wins it
-            continue
-        table = aggregates[aggregates["metric"] == metric]
-        for (task, seconds), group in table.groupby(["task", "clip_seconds"], sort=True):
-            group = group.dropna(subset=["value"])
-            if group.empty:
-                continue
-            higher = bool(group["higher_is_better"].iloc[0])
-            static = []
-            if motion is not None:
-                flagged = [motion.flag(r, m, task, seconds, metric) is not None
-                           for r, m in zip(group["run_id"], group["model"])]
-                static = [{"run_id": r, "model": m, "note": motion.flag(r, m, task, seconds, metric)["note"]}
-                          for (r, m), f in zip(zip(group["run_id"], group["model"]), flagged) if f]
-                group = group[[not f for f in flagged]]
-            if group.empty:
-                out.append({"metric": metric, "task": task, "clip_seconds": float(seconds), "higher_is_better": higher,
-                            "best": None, "runner_up": None, "gap": None, "separated": None, "delta": None, "rows": 0,
-                            "static": static})
-                continue
-            ranked = group.sort_values("value", ascending=not higher)
-            best = ranked.iloc[0]
-            entry = {"metric": metric, "task": task, "clip_seconds": float(seconds), "higher_is_better": higher,
-                     "best": {k: best[k] for k in ("run_id", "model", "value", "ci_low", "ci_high")},
-                     "runner_up": None, "gap": None, "separated": None, "delta": None, "rows": len(ranked),
-                     "static": static}
-            if len(ranked) > 1:
-                second = ranked.iloc[1]
-                entry["runner_up"] = {k: second[k] for k in ("run_id", "model", "value", "ci_low", "ci_high")}
-                entry["gap"] = float(abs(best["value"] - second["value"]))
-                # intervals that do not overlap: the lead is clear even without pairing
-                entry["separated"] = bool(not math.isnan(best["ci_low"]) and not math.isnan(second["ci_low"]) and
-                                          (best["ci_low"] > second["ci_high"] if higher else best["ci_high"] < second["ci_low"]))
-            if not deltas.empty:
-                match = deltas[(deltas["run_id"] == best["run_id"]) & (deltas["model"] == best["model"]) &
-                               (deltas["task"] == task) & (deltas["clip_seconds"] == seconds) & (deltas["metric"] == metric)]
-                if not match.empty:
-                    entry["delta"] = match.iloc[0].to_dict()
-            out.append(entry)
-    return out
-
-
 # ---------------------------------------------------------------- scoreboards and answers
 
 METRIC_GROUPS = ("quality", "consistency", "motion", "long-horizon drift", "likelihood", "cost")
@@ -485,10 +432,14 @@ def answers(boards: list[dict[str, Any]], primary: str | None, suite_order: list
         parts = []
         for metric, verb in ((primary, "is best on {metric}"), (drift, "drifts least by {metric}"),
                              ("frames_per_second", "is fastest in frames per second")):
-            ranked = sorted((row["cells"][metric]["rank"], row) for row in board["rows"]
-                            if metric in row["cells"] and row["cells"][metric].get("rank")) if metric else []
-            if not ranked:
+            contenders = [row for row in board["rows"] if metric and row["cells"].get(metric, {}).get("rank")]
+            if not contenders:
                 continue
+            # a drift slope is better the flatter it is, whichever its sign; any other column by its rank
+            flattest = metric == drift and metric.endswith("_drift")
+            ranked = sorted(((abs(row["cells"][metric]["value"]) if flattest else row["cells"][metric]["rank"], i, row)
+                             for i, row in enumerate(contenders)), key=lambda item: item[:2])
+            ranked = [(key, row) for key, _, row in ranked]
             best = ranked[0][1]["cells"][metric]
             text = f"{ranked[0][1]['label']} {verb.format(metric=metric)} ({_interval_text(best)}"
             if len(ranked) > 1:
@@ -512,8 +463,8 @@ def _interval_text(cell: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- drift curves
 
 def drift_curves(series: pd.DataFrame, *, confidence: float, resamples: int, seed: int) -> pd.DataFrame:
-    """Mean over units of each per-segment series, with the interval of that mean from
-    :func:`vbench_flow.stats.mean_interval` (resampled means: a band never leaves the values seen,
+    """Mean over prompts of each per-segment series, with the interval of that mean from
+    :func:`vbench_flow.stats.band` (resampled means: a band never leaves the values seen,
     so never a bounded metric's range), per (run, model, task, clip length, metric, time); only
     series with at least three time points (two are a start and a tail, not a curve), except a
     start-end contrast, whose two windows are the measure itself."""
@@ -524,14 +475,14 @@ def drift_curves(series: pd.DataFrame, *, confidence: float, resamples: int, see
     points = series.groupby(keys)["t_seconds"].transform("nunique")
     series = series[(points >= 3) | (series["metric"].str.endswith("_start_end_contrast") & (points == 2))]
     rows = []
-    for key, group in series.groupby([*keys, "t_seconds"], sort=True):
-        values = group["value"].to_numpy(float)
-        values = values[np.isfinite(values)]
-        if values.size == 0:
-            continue
-        estimate = mean_interval(values, confidence=confidence, resamples=resamples, seed=group_seed(seed, "band", *key))
-        rows.append((*key, estimate.value, estimate.low if estimate.has_interval else estimate.value,
-                     estimate.high if estimate.has_interval else estimate.value, values.size))
+    for key, group in series.groupby(keys, sort=True):
+        # a prompt's seeds averaged first: prompts are what the band resamples, as the aggregates do
+        table = group.pivot_table(index="prompt_id", columns="t_seconds", values="value", aggfunc="mean")
+        values = table.to_numpy(float)
+        means, lows, highs = band(values, confidence=confidence, resamples=resamples, seed=group_seed(seed, "band", *key))
+        for t, mean, low, high, n in zip(table.columns, means, lows, highs, np.isfinite(values).sum(axis=0)):
+            if n:  # one clip at a time point: no interval, the band is the value
+                rows.append((*key, float(t), mean, mean if np.isnan(low) else low, mean if np.isnan(high) else high, int(n)))
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -763,7 +714,6 @@ def build_report_input(store: Store, run_ids: list[str], title: str | None = Non
     if primary in metric_order:
         metric_order = [primary] + [m for m in metric_order if m != primary]
 
-    leading = leaders(aggregates, deltas, metric_order, motion)
     boards = scoreboards(aggregates, deltas, metric_order, summaries, motion)
     series = pd.concat([store.sample_series(r).assign(run_id=r) for r in run_ids], ignore_index=True)
     columns, rows = gallery_rows(store, summaries, int(first.get("report", {}).get("gallery", 4)), notes)
@@ -777,7 +727,6 @@ def build_report_input(store: Store, run_ids: list[str], title: str | None = Non
         confidence=confidence,
         baseline=baseline,
         deltas=deltas,
-        leaders=leading,
         scoreboards=boards,
         answers=answers(boards, primary, [m.get("name") for m in first.get("metrics", []) if isinstance(m, dict)]),
         drift=drift_curves(series, confidence=confidence, resamples=resamples, seed=seed),

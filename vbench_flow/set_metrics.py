@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import numpy as np
 from tqdm.auto import tqdm
 
-from metrics.fvd import FeatureStats, UnitFeatures
+from metrics.fvd import FVD_INF_FRACTIONS, FeatureStats, UnitFeatures
 from vbench_flow.stats import group_seed, set_interval
 from vbench_flow.store import AggregateRow, SampleRecord
 
@@ -176,12 +176,15 @@ def covariance_warnings(suite: Any, prompts: int) -> list[str]:
             continue
         dim = feature_dimension(spec.args)
         all_windows = spec.args.get("windows", "first") == "all"
+        # fvd_inf fits FVD down to its smallest subsample, where 1/N behaviour needs the same margin
+        smallest = FVD_INF_FRACTIONS[0] if spec.args.get("variant", "fvd") == "fvd_inf" else 1.0
         for seconds in suite.clip_seconds:
             per_clip = num_frames_for(seconds, suite.generation_fps) // 16 if all_windows else 1
             generated, reference = prompts * len(suite.prompts.seeds) * per_clip, suite.reference.count * per_clip
-            if min(generated, reference) < 2 * dim:
+            if smallest * min(generated, reference) < 2 * dim:
+                what = "fvd_inf's smallest subsamples" if smallest < 1 else "the covariance"
                 warnings.append(f"fvd at {seconds:g} s: {generated} generated and {reference} reference feature "
-                                f"vectors per cell, under 2 x {dim} dimensions: the covariance is rank-deficient or "
-                                "nearly, and FVD biased upward; score more clips or prompts (windows: all counts "
-                                "every 16-frame window), or read fvd_inf")
+                                f"vectors per cell, under {2 / smallest:g} x {dim} dimensions: {what} rank-deficient or "
+                                "nearly, and the value biased upward (fvd_inf far off); score more clips or prompts "
+                                "(windows: all counts every 16-frame window)")
     return warnings
