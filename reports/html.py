@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -108,6 +109,7 @@ class ReportInput:
     baseline: Baseline | None = None
     deltas: pd.DataFrame = field(default_factory=pd.DataFrame)
     scoreboards: list[dict[str, Any]] = field(default_factory=list)
+    real_models: frozenset[str] = frozenset()  # models that are real clips: the reference band over time
     answers: list[str] = field(default_factory=list)
     drift: pd.DataFrame = field(default_factory=pd.DataFrame)
     pareto: ParetoInput | None = None
@@ -316,37 +318,49 @@ def metric_plots(aggregates: pd.DataFrame, metric_order: list[str], confidence: 
 X_LABELS = {"identity_decay": "seconds between the frames compared"}
 
 
-def drift_plots(drift: pd.DataFrame, confidence: float) -> list[dict[str, str]]:
-    """One figure per metric, one panel per clip length: the mean curve over units of each
-    (run, model, task) with its interval shaded."""
+def drift_plots(drift: pd.DataFrame, confidence: float, real_models: set[str] | frozenset = frozenset()) -> list[dict[str, str]]:
+    """Small multiples, one figure per metric: a panel per (task, clip length), one line per model
+    (one colour per model throughout), the real clips as a grey band, and each line's slope per
+    second written at its end."""
     if drift.empty:
         return []
     plt = _pyplot()
     several_runs = drift["run_id"].nunique() > 1
-    several_tasks = drift["task"].nunique() > 1
-    label = [_row_label(r, m, several_runs) + (f" · {t}" if several_tasks else "")
-             for r, m, t in zip(drift["run_id"], drift["model"], drift["task"])]
-    drift = drift.assign(label=label)
-    colours = _colours(list(drift["label"]))
+    drift = drift.assign(label=[_row_label(r, m, several_runs) for r, m in zip(drift["run_id"], drift["model"])])
+    colours = _colours([label for label, model in zip(drift["label"], drift["model"]) if model not in real_models])
     plots = []
     for metric, group in drift.groupby("metric", sort=False):
-        lengths = sorted(group["clip_seconds"].unique())
-        fig, axes = plt.subplots(1, len(lengths), figsize=(min(13.0, 1.2 + 4.6 * len(lengths)), 3.1), squeeze=False,
-                                 sharey=True)
-        for ax, seconds in zip(axes[0], lengths):
-            panel = group[group["clip_seconds"] == seconds]
-            for name, line in panel.groupby("label", sort=False):
+        settings = sorted(set(zip(group["task"], group["clip_seconds"])))
+        columns = min(3, len(settings))
+        rows = -(-len(settings) // columns)
+        fig, axes = plt.subplots(rows, columns, figsize=(1.0 + 4.0 * columns, 0.6 + 2.6 * rows), squeeze=False,
+                                 sharey=True, constrained_layout=True)
+        for ax in axes.flat[len(settings):]:
+            ax.set_visible(False)
+        for ax, (task, seconds) in zip(axes.flat, settings):
+            panel = group[(group["task"] == task) & (group["clip_seconds"] == seconds)]
+            for (name, model), line in panel.groupby(["label", "model"], sort=False):
                 line = line.sort_values("t_seconds")
-                ax.plot(line["t_seconds"], line["mean"], marker="o", markersize=2.5, color=colours[name], label=name)
-                ax.fill_between(line["t_seconds"], line["low"], line["high"], color=colours[name], alpha=0.18, linewidth=0)
-            ax.set_title(f"{seconds:g} s clips (n = {int(panel['n'].max())} units)", fontsize=9)
-            ax.set_xlabel(X_LABELS.get(metric, "time in clip (s)"))
+                if model in real_models:
+                    ax.fill_between(line["t_seconds"], line["low"], line["high"], color="0.75", alpha=0.6, linewidth=0,
+                                    label=f"{name} (real)")
+                    continue
+                ax.plot(line["t_seconds"], line["mean"], marker="o", markersize=2, color=colours[name], label=name)
+                ax.fill_between(line["t_seconds"], line["low"], line["high"], color=colours[name], alpha=0.15, linewidth=0)
+                if len(line) >= 2:
+                    slope = np.polyfit(line["t_seconds"], line["mean"], 1)[0]
+                    ax.annotate(f"{slope:+.2g}/s", (line["t_seconds"].iloc[-1], line["mean"].iloc[-1]), fontsize=6.5,
+                                color=colours[name], xytext=(3, 0), textcoords="offset points", va="center")
+            ax.set_title(f"{task} · {seconds:g} s (n ≤ {int(panel['n'].max())} prompts)", fontsize=8.5)
+            ax.set_xlabel(X_LABELS.get(metric, "time in clip (s)"), fontsize=8)
+            ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
-        axes[0][0].set_ylabel(metric)
-        axes[0][-1].legend(fontsize=7, loc="best")
+        axes[0][0].set_ylabel(metric, fontsize=8)
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        fig.legend(handles, labels, fontsize=7, loc="outside lower center", ncols=min(5, len(labels)))
         plots.append({"metric": metric, "src": _png(fig),
-                      "caption": f"{metric} over time: mean over units per segment, {round(100 * confidence)}% "
-                                 "t interval of the mean shaded"})
+                      "caption": f"{metric} over time: mean over prompts per segment with its {round(100 * confidence)}% "
+                                 "bootstrap interval; grey: the real clips; the slope of each line per second at its end"})
         plt.close(fig)
     return plots
 
@@ -470,7 +484,7 @@ def render_report(data: ReportInput, output: str | Path, *, embed_budget: int = 
         answers=data.answers,
         metric_info=_metric_info(data.runs),
         metric_plots=metric_plots(data.aggregates, metric_order, data.confidence),
-        drift_plots=drift_plots(data.drift, data.confidence),
+        drift_plots=drift_plots(data.drift, data.confidence, data.real_models),
         pareto=pareto_plot(data.pareto),
         ablations=ablation_tables(data.ablations),
         gallery=embed_gallery(data.gallery_columns, data.gallery, output, embed_budget),

@@ -728,6 +728,7 @@ def build_report_input(store: Store, run_ids: list[str], title: str | None = Non
         baseline=baseline,
         deltas=deltas,
         scoreboards=boards,
+        real_models=frozenset(m for m in (real_clip_model(s.config) for s in summaries) if m),
         answers=answers(boards, primary, [m.get("name") for m in first.get("metrics", []) if isinstance(m, dict)]),
         drift=drift_curves(series, confidence=confidence, resamples=resamples, seed=seed),
         pareto=pareto_input(aggregates, primary),
