@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from metrics.fvd import FrechetToReference, UnitFeatures, frechet_distance, set_distances
+from vbench_flow.stats import resample_counts
 
 
 def main() -> None:
@@ -29,10 +30,8 @@ def main() -> None:
         mixing = rng.normal(size=(dim, dim)) / np.sqrt(dim)
         real = UnitFeatures(list(rng.normal(size=(args.clips, 1, dim)) @ mixing))
         fake = UnitFeatures(list(rng.normal(0.3, 1.0, size=(args.clips, 1, dim)) @ mixing))
-        real_counts = np.stack([np.bincount(rng.integers(0, args.clips, args.clips), minlength=args.clips)
-                                for _ in range(args.draws)])
-        fake_counts = np.stack([np.bincount(rng.integers(0, args.clips, args.clips), minlength=args.clips)
-                                for _ in range(args.draws)])
+        real_counts = resample_counts(rng, args.clips, args.draws)
+        fake_counts = resample_counts(rng, args.clips, args.draws)
 
         def sqrtm_route(real_rows, fake_rows):
             values = []

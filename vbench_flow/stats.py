@@ -185,6 +185,12 @@ def band(values: np.ndarray, *, confidence: float, resamples: int, seed: int) ->
 
 
 
+def resample_counts(rng: np.random.Generator, units: int, draws: int) -> np.ndarray:
+    """(draws, units): how often each unit is drawn in each of ``draws`` resamples with replacement."""
+    drawn = rng.integers(0, units, (draws, units))
+    return np.stack([np.bincount(row, minlength=units) for row in drawn])
+
+
 def set_interval(statistic: Callable[[np.ndarray, np.ndarray, int], np.ndarray], sizes: tuple[int, int], value: float,
                  *, confidence: float, resamples: int, seed: int, lower: float | None = 0.0) -> Estimate:
     """The interval of a statistic of a reference and a generated set of units (FVD).
@@ -205,12 +211,8 @@ def set_interval(statistic: Callable[[np.ndarray, np.ndarray, int], np.ndarray],
     if reference_units < 2 or generated_units < 2 or resamples < 1 or not math.isfinite(value):
         return Estimate(value, math.nan, math.nan)
     rng = np.random.default_rng(seed)
-
-    def counts(units: int) -> np.ndarray:
-        drawn = rng.integers(0, units, (resamples, units))
-        return np.stack([np.bincount(row, minlength=units) for row in drawn])
-
-    draws = np.asarray(statistic(counts(reference_units), counts(generated_units), int(rng.integers(2**31))), float)
+    draws = np.asarray(statistic(resample_counts(rng, reference_units, resamples),
+                                 resample_counts(rng, generated_units, resamples), int(rng.integers(2**31))), float)
     low, high = percentile_bounds(draws - draws.mean() + value, (1.0 - confidence) / 2.0)
     if lower is not None and value >= lower:  # an estimate below the bound (an extrapolation) keeps its interval
         low = max(lower, low)
@@ -227,8 +229,8 @@ def set_delta(current: Callable[[np.ndarray], float], baseline: Callable[[np.nda
     rng = np.random.default_rng(seed)
     deltas = []
     for _ in range(resamples):
-        draw = np.bincount(rng.integers(0, units, units), minlength=units)
-        other = draw if paired else np.bincount(rng.integers(0, units, units), minlength=units)
+        draw = resample_counts(rng, units, 1)[0]
+        other = draw if paired else resample_counts(rng, units, 1)[0]
         deltas.append(current(draw) - baseline(other))
     if len(deltas) < 2:
         return math.nan, math.nan, len(deltas)
