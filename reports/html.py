@@ -377,9 +377,14 @@ def pareto_plot(pareto: ParetoInput | None) -> dict[str, Any] | None:
     points = points.assign(label=[_row_label(r, m, several_runs) for r, m in zip(points["run_id"], points["model"])])
     colours = _colours(list(points["label"]))
     panels = list(points.groupby(["task", "clip_seconds"], sort=True))
-    fig, axes = plt.subplots(1, len(panels), figsize=(min(13.0, 1.0 + 4.8 * len(panels)), 3.6), squeeze=False)
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.0 + 4.2 * columns, 0.8 + 3.0 * rows), squeeze=False,
+                             constrained_layout=True)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
     front_rows = []
-    for ax, ((task, seconds), panel) in zip(axes[0], panels):
+    for ax, ((task, seconds), panel) in zip(axes.flat, panels):
         for _, p in panel.iterrows():
             xerr = [[max(0.0, p["x"] - p["x_low"])], [max(0.0, p["x_high"] - p["x"])]] if not _nan(p["x_low"]) else None
             yerr = [[max(0.0, p["y"] - p["y_low"])], [max(0.0, p["y_high"] - p["y"])]] if not _nan(p["y_low"]) else None
@@ -390,7 +395,6 @@ def pareto_plot(pareto: ParetoInput | None) -> dict[str, Any] | None:
                         markeredgewidth=1.2)
                 front_rows.append({"task": task, "seconds": f"{seconds:g}", "label": p["label"],
                                    "x": _short(p["x"]), "y": _short(p["y"])})
-            ax.annotate(p["model"], (p["x"], p["y"]), textcoords="offset points", xytext=(7, 5), fontsize=7)
         front = panel[panel["on_front"]].sort_values("x")
         if len(front) > 1:
             ax.plot(front["x"], front["y"], "--", color="#111", linewidth=1, alpha=0.7)
@@ -399,15 +403,42 @@ def pareto_plot(pareto: ParetoInput | None) -> dict[str, Any] | None:
             ax.set_xscale("log")
         ax.set_title(f"{task} · {seconds:g} s", fontsize=9)
         ax.set_xlabel(pareto.throughput_label, fontsize=8)
+        ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(f"{pareto.quality_metric} ({'higher' if pareto.quality_higher_is_better else 'lower'} is better)")
-    handles, labels = axes[0][-1].get_legend_handles_labels()
+        _place_labels(ax, panel)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"{pareto.quality_metric} ({'higher' if pareto.quality_higher_is_better else 'lower'} is better)",
+                      fontsize=8)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
     unique = dict(zip(labels, handles))
-    axes[0][-1].legend(unique.values(), unique.keys(), fontsize=7, loc="best")
+    fig.legend(unique.values(), unique.keys(), fontsize=7, loc="outside lower center", ncols=min(5, len(unique)))
     src = _png(fig)
     plt.close(fig)
     return {"src": src, "front": front_rows, "quality": pareto.quality_metric, "throughput": pareto.throughput_metric,
             "throughput_label": pareto.throughput_label, "higher": pareto.quality_higher_is_better}
+
+
+def _place_labels(ax: Any, panel: pd.DataFrame, gap: float = 0.08, height_points: float = 160.0) -> None:
+    """Each point's model name beside it, moved up (with a leader line) until no two labels of the
+    panel sit within ``gap`` of the axes' height of each other where their x positions are close."""
+    ax.autoscale_view()
+
+    def fraction(value: float, limits: tuple[float, float], log: bool) -> float:
+        low, high = (np.log10(limits[0]), np.log10(limits[1])) if log else limits
+        return ((np.log10(value) if log else value) - low) / ((high - low) or 1.0)
+
+    log_x = ax.get_xscale() == "log"
+    spots = sorted(((fraction(p["x"], ax.get_xlim(), log_x), fraction(p["y"], ax.get_ylim(), False), p)
+                    for _, p in panel.iterrows()), key=lambda spot: spot[1])
+    placed: list[tuple[float, float]] = []
+    for x, y, p in spots:
+        label_y = y
+        while any(abs(label_y - py) < gap and abs(x - px) < 0.3 for px, py in placed):
+            label_y += gap / 2
+        placed.append((x, label_y))
+        lift = (label_y - y) * height_points
+        ax.annotate(p["model"], (p["x"], p["y"]), textcoords="offset points", xytext=(7, 5 + lift), fontsize=7,
+                    arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.6} if lift > 0 else None)
 
 
 # ---------------------------------------------------------------- videos
