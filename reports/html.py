@@ -110,6 +110,7 @@ class ReportInput:
     deltas: pd.DataFrame = field(default_factory=pd.DataFrame)
     scoreboards: list[dict[str, Any]] = field(default_factory=list)
     real_models: frozenset[str] = frozenset()  # models that are real clips: the reference band over time
+    history: pd.DataFrame = field(default_factory=pd.DataFrame)  # gated metrics over several runs of one suite
     answers: list[str] = field(default_factory=list)
     drift: pd.DataFrame = field(default_factory=pd.DataFrame)
     pareto: ParetoInput | None = None
@@ -365,6 +366,36 @@ def drift_plots(drift: pd.DataFrame, confidence: float, real_models: set[str] | 
     return plots
 
 
+def history_plots(history: pd.DataFrame, confidence: float) -> list[dict[str, str]]:
+    """One figure per gated metric: its value in each run (oldest first) with the interval as an
+    error bar, a line per (model, task, clip length): CI's numbers over time, as asv draws them."""
+    if history.empty:
+        return []
+    plt = _pyplot()
+    plots = []
+    for metric, group in history.groupby("metric", sort=False):
+        runs = group.drop_duplicates("position").sort_values("position")
+        fig, ax = plt.subplots(figsize=(min(12.0, 3.0 + 0.9 * len(runs)), 3.2), constrained_layout=True)
+        series = group.groupby(["model", "task", "clip_seconds"], sort=True)
+        colours = _colours([f"{m} · {t} · {c:g} s" for (m, t, c), _ in series])
+        for (model, task, seconds), line in series:
+            name = f"{model} · {task} · {seconds:g} s"
+            line = line.sort_values("position")
+            low = (line["value"] - line["ci_low"]).clip(lower=0).fillna(0)
+            high = (line["ci_high"] - line["value"]).clip(lower=0).fillna(0)
+            ax.errorbar(line["position"], line["value"], yerr=[low, high], marker="o", markersize=3, capsize=2,
+                        color=colours[name], label=name)
+        ax.set_xticks(list(runs["position"]), [r[-15:] for r in runs["run_id"]], rotation=30, ha="right", fontsize=7)
+        ax.set_ylabel(f"{metric} ({'higher' if bool(group['higher_is_better'].iloc[0]) else 'lower'} is better)",
+                      fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        plots.append({"metric": metric, "src": _png(fig),
+                      "caption": f"{metric} in each run, oldest first, with its {round(100 * confidence)}% interval"})
+        plt.close(fig)
+    return plots
+
+
 def pareto_plot(pareto: ParetoInput | None) -> dict[str, Any] | None:
     """Quality against throughput per (task, clip length), the Pareto front joined and ringed."""
     if pareto is None:
@@ -516,6 +547,7 @@ def render_report(data: ReportInput, output: str | Path, *, embed_budget: int = 
         metric_info=_metric_info(data.runs),
         metric_plots=metric_plots(data.aggregates, metric_order, data.confidence),
         drift_plots=drift_plots(data.drift, data.confidence, data.real_models),
+        history_plots=history_plots(data.history, data.confidence),
         pareto=pareto_plot(data.pareto),
         ablations=ablation_tables(data.ablations),
         gallery=embed_gallery(data.gallery_columns, data.gallery, output, embed_budget),

@@ -95,12 +95,14 @@ PROMPTS = 6
 MODELS = {"real": (0.90, 2.0), "still": (0.99, 0.2), "mover": (0.95, 1.9)}
 
 
-def fabricate_run(store: Store, root: Path, run_id: str, *, with_motion: bool = True, margin: float = 0.2) -> None:
+def fabricate_run(store: Store, root: Path, run_id: str, *, with_motion: bool = True, margin: float = 0.2,
+                  gate_margin: float | None = None) -> None:
     metrics = ["flicker", "motion_magnitude"] if with_motion else ["flicker"]
     config = {"name": "lh", "seed": 0, "gate": {"confidence": 0.95, "resamples": 200},
               "models": [{"name": "real", "type": "dataset"}, {"name": "still", "type": "python"},
                          {"name": "mover", "type": "python"}],
-              "metrics": [{"name": m} for m in metrics],
+              "metrics": [{"name": m, **({"margin": gate_margin} if m == "flicker" and gate_margin else {})}
+                          for m in metrics],
               "report": {"baseline_model": "real", "gallery": 0, "static_margin": margin}}
     store.upsert_run(run_id, suite="lh", status="complete", seed=0, config_json=config, run_dir=str(root),
                      expected=3 * PROMPTS, done=3 * PROMPTS, failed=0)
@@ -254,3 +256,15 @@ def test_scoreboard_ranks_generators_only_and_the_answer_names_the_clear_winner(
     page = write_report(store, ["moving"], tmp_path / "board.html").read_text()
     assert f"background: {RANK_SHADES[0]}" in page and "<li>5 s t2v: mover is best on flicker" in page
     assert 'title="VBench temporal flickering' in page  # the column's definition on hover
+
+
+def test_several_runs_of_a_suite_draw_each_gated_metric_over_the_runs(store, tmp_path):
+    for run_id in ("ci-1", "ci-2"):
+        fabricate_run(store, tmp_path, run_id, gate_margin=0.01)
+    assert build_report_input(store, ["ci-1"]).history.empty  # one run: no history
+    history = build_report_input(store, ["ci-2", "ci-1"]).history
+    assert set(history["metric"]) == {"flicker"}  # gated metrics only; motion_magnitude has no margin
+    assert list(history.drop_duplicates("run_id")["run_id"]) == ["ci-1", "ci-2"]  # oldest first, as made
+    assert len(history) == 2 * len(MODELS) and (history["ci_low"] <= history["value"]).all()
+    page = write_report(store, ["ci-1", "ci-2"], tmp_path / "history.html").read_text()
+    assert "<h2>Run history</h2>" in page and 'alt="flicker over runs"' in page

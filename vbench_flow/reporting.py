@@ -460,6 +460,27 @@ def _interval_text(cell: dict[str, Any]) -> str:
     return f"{cell['value']:.4g} [{cell['low']:.4g}, {cell['high']:.4g}]"
 
 
+# ---------------------------------------------------------------- run history
+
+def run_history(summaries: list[RunSummary], aggregates: pd.DataFrame) -> pd.DataFrame:
+    """Each gated metric's value and interval in every run, oldest first, when the report covers
+    several runs of one suite: how CI's numbers moved (empty otherwise)."""
+    columns = ["position", "run_id", "created", "model", "task", "clip_seconds", "metric", "value", "ci_low", "ci_high",
+               "higher_is_better"]
+    if len(summaries) < 2 or len({s.suite for s in summaries}) != 1 or aggregates.empty:
+        return pd.DataFrame(columns=columns)
+    from vbench_flow.gate import suite_margins  # which metrics the suite gates: read from its config
+
+    ordered = sorted(summaries, key=lambda s: (s.created, s.run_id))  # same second: run ids carry their time
+    gated = set().union(*(suite_margins(s.config) for s in ordered))
+    position = {s.run_id: i for i, s in enumerate(ordered)}
+    created = {s.run_id: s.created for s in ordered}
+    table = aggregates[aggregates["metric"].isin(gated)].copy()
+    table["position"] = table["run_id"].map(position)
+    table["created"] = table["run_id"].map(created)
+    return table.sort_values(["metric", "position"])[columns].reset_index(drop=True)
+
+
 # ---------------------------------------------------------------- drift curves
 
 def drift_curves(series: pd.DataFrame, *, confidence: float, resamples: int, seed: int) -> pd.DataFrame:
@@ -728,6 +749,7 @@ def build_report_input(store: Store, run_ids: list[str], title: str | None = Non
         baseline=baseline,
         deltas=deltas,
         scoreboards=boards,
+        history=run_history(summaries, aggregates),
         real_models=frozenset(m for m in (real_clip_model(s.config) for s in summaries) if m),
         answers=answers(boards, primary, [m.get("name") for m in first.get("metrics", []) if isinstance(m, dict)]),
         drift=drift_curves(series, confidence=confidence, resamples=resamples, seed=seed),
