@@ -241,8 +241,13 @@ def ablation_tables(views: list[AblationView]) -> list[dict[str, Any]]:
         for g in view.groups:
             rows = []
             for r in g["rows"]:
-                cells = {m: {"text": format_value(c["value"], c["ci_low"], c["ci_high"]), "n": c["n"], "best": c["best"]}
-                         for m, c in r["cells"].items()}
+                cells = {}
+                for m, c in r["cells"].items():
+                    cells[m] = {"text": format_value(c["value"], c["ci_low"], c["ci_high"]), "n": c["n"], "best": c["best"]}
+                    if c.get("delta"):
+                        d = c["delta"]
+                        cells[m]["delta"] = {"text": format_delta(d["delta"], d["ci_low"], d["ci_high"]),
+                                             "mark": MARKS[d["verdict"]], "css": d["verdict"].replace("/", "")}
                 overrides = ", ".join(f"{k} = {v}" for k, v in r["overrides"].items()) or r["variant"]
                 rows.append({"run_id": r["run_id"], "variant": r["variant"], "overrides": overrides, "cells": cells})
             groups.append({"model": g["model"], "task": g["task"], "seconds": f"{g['clip_seconds']:g}", "rows": rows})

@@ -58,6 +58,13 @@ def sweep(tmp_path_factory) -> Path:
     return root
 
 
+def samples_of(store: Store, run_id: str) -> pd.Series:
+    """The noisy model's 4 s flicker per prompt in one run."""
+    rows = store.sample_metrics(run_id)
+    rows = rows[(rows["metric"] == "flicker") & (rows["clip_seconds"] == 4.0) & (rows["model"] == "noisy")]
+    return rows.set_index("prompt_id")["value"].sort_index()
+
+
 def test_deltas_against_the_baseline_model_are_paired_and_marked(sweep):
     store = Store(sweep / "runs" / "vbf.sqlite")
     data = build_report_input(store, ["rep.step=2", "rep.step=40"])
@@ -85,6 +92,13 @@ def test_deltas_against_the_baseline_model_are_paired_and_marked(sweep):
     best = {r["variant"]: r["cells"]["flicker"]["best"] for r in group["rows"]}
     assert best == {"step=2": True, "step=40": False}
     assert {r["variant"]: r["overrides"] for r in group["rows"]}["step=40"] == {"models.noisy.sampler.step": 40}
+    # the variant against the base (first) variant, paired on (prompt, seed): step 40 flickers more
+    cells = {r["variant"]: r["cells"]["flicker"] for r in group["rows"]}
+    assert "delta" not in cells["step=2"]
+    versus_base = cells["step=40"]["delta"]
+    assert versus_base["verdict"] == "worse" and versus_base["n"] == 4 and versus_base["ci_high"] < 0
+    base = samples_of(store, "rep.step=2")
+    assert versus_base["delta"] == pytest.approx((samples_of(store, "rep.step=40") - base).mean())
     # quality against throughput: every row has both, and each setting has a front
     assert data.pareto.throughput_metric == "frames_per_second" and data.pareto.points["on_front"].any()
     store.close()

@@ -588,9 +588,30 @@ def _overrides(summaries: list[RunSummary]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def ablation_views(summaries: list[RunSummary], aggregates: pd.DataFrame) -> list[AblationView]:
+def _variant_delta(samples: pd.DataFrame, run_id: str, base_run: str, key: tuple, higher_is_better: bool, *,
+                   confidence: float, resamples: int, seed: int) -> dict[str, Any] | None:
+    """A variant's paired delta against the base variant on one (model, task, clip length, metric):
+    units matched on (prompt, seed), prompts resampled; None when no unit pairs (a set-level metric)."""
+    model, task, seconds, metric = key
+    def values(run: str) -> pd.DataFrame:
+        rows = samples[(samples["run_id"] == run) & (samples["model"] == model) & (samples["task"] == task)
+                       & (samples["clip_seconds"] == seconds) & (samples["metric"] == metric)]
+        return rows[["prompt_id", "seed", "value"]]
+    merged = values(run_id).merge(values(base_run), on=["prompt_id", "seed"], suffixes=("", "_base"))
+    if merged.empty:
+        return None
+    delta, low, high = paired_delta(merged["value"].to_numpy(float), merged["value_base"].to_numpy(float),
+                                    confidence=confidence, resamples=resamples, seed=seed,
+                                    clusters=merged["prompt_id"].to_numpy())
+    return {"delta": delta, "ci_low": low, "ci_high": high, "n": len(merged),
+            "verdict": _verdict(delta, low, high, higher_is_better)}
+
+
+def ablation_views(summaries: list[RunSummary], aggregates: pd.DataFrame, samples: pd.DataFrame | None = None, *,
+                   confidence: float = 0.95, resamples: int = 1000, seed: int = 0) -> list[AblationView]:
     """For each sweep with two or more of its runs in the report: variant x metric, per (model, task,
-    clip length), with the best variant of each metric marked."""
+    clip length), with the best variant of each metric marked and, with ``samples``, each variant's
+    paired delta against the sweep's first (base) variant, units matched on (prompt, seed)."""
     views = []
     sweeps = list(dict.fromkeys(s.sweep for s in summaries if s.sweep))
     for sweep in sweeps:
@@ -619,12 +640,18 @@ def ablation_views(summaries: list[RunSummary], aggregates: pd.DataFrame) -> lis
                 target = rows["value"].max() if bool(rows["higher_is_better"].iloc[0]) else rows["value"].min()
                 best[metric] = set(rows.loc[rows["value"] == target, "run_id"])
             variant_rows = []
+            base_run = members[0].run_id
             for s in members:
                 cells = {}
                 for _, r in group[group["run_id"] == s.run_id].iterrows():
                     cells[r["metric"]] = {"value": float(r["value"]), "ci_low": float(r["ci_low"]),
                                           "ci_high": float(r["ci_high"]), "n": int(r["n"]),
                                           "best": s.run_id in best.get(r["metric"], set())}
+                    if samples is not None and s.run_id != base_run:
+                        cells[r["metric"]]["delta"] = _variant_delta(
+                            samples, s.run_id, base_run, (model, task, seconds, r["metric"]),
+                            bool(r["higher_is_better"]), confidence=confidence, resamples=resamples,
+                            seed=group_seed(seed, "ablation", s.run_id, model, task, seconds, r["metric"]))
                 if cells:
                     variant_rows.append({"run_id": s.run_id, "variant": s.variant or s.run_id,
                                          "overrides": overrides.get(s.run_id, {}), "cells": cells})
@@ -754,7 +781,7 @@ def build_report_input(store: Store, run_ids: list[str], title: str | None = Non
         answers=answers(boards, primary, [m.get("name") for m in first.get("metrics", []) if isinstance(m, dict)]),
         drift=drift_curves(series, confidence=confidence, resamples=resamples, seed=seed),
         pareto=pareto_input(aggregates, primary),
-        ablations=ablation_views(summaries, aggregates),
+        ablations=ablation_views(summaries, aggregates, samples, confidence=confidence, resamples=resamples, seed=seed),
         gallery_columns=columns,
         gallery=rows,
         notes=notes,
