@@ -463,20 +463,6 @@ FVD_INF_DRAWS = 4  # random subsamples per size below the whole set
 VARIANTS = ("fvd", "fvd_inf")
 
 
-def subsample_counts(counts: np.ndarray, sizes: Sequence[int], rng: np.random.Generator) -> np.ndarray:
-    """(K, units): how often each unit is drawn in K subsamples without replacement, of ``sizes[k]``
-    of the ``counts.sum()`` members of a multiset of units (a uniformly random subset each: the
-    members with the ``sizes[k]`` smallest random keys)."""
-    counts = np.asarray(counts, dtype=int)
-    members = int(counts.sum())
-    ranks = rng.random((len(sizes), members)).argsort(axis=1).argsort(axis=1)
-    chosen = (ranks < np.asarray(sizes)[:, None]).astype(int)
-    present = np.flatnonzero(counts)
-    out = np.zeros((len(sizes), len(counts)), dtype=int)
-    out[:, present] = np.add.reduceat(chosen, np.concatenate([[0], np.cumsum(counts[present])[:-1]]), axis=1)
-    return out
-
-
 BATCH_BYTES = 256 * 1024 * 1024  # covariance matrices held at once by the batched distances
 
 
@@ -549,22 +535,24 @@ def set_distances(real_units: UnitFeatures, fake_units: UnitFeatures, real_count
 
 
 def _subsamples(counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """FVD_inf's subsamples of each draw (rows of ``counts``, B x units, each with the same number
-    of members), stacked draw by draw: (B * K) x units."""
+    """FVD_inf's subsamples of each draw (rows of ``counts``, B x units), stacked draw by draw:
+    (B * K) x units, how often each unit is drawn. Each subsample is a uniformly random subset,
+    without replacement, of the draw's members (units counted as often as drawn): the members with
+    the smallest random keys."""
     draws, units = counts.shape
-    members = int(counts[0].sum())
-    if np.any(counts.sum(axis=1) != members):
-        return np.concatenate([subsample_counts(row, _subsample_sizes(members), rng) for row in counts])
-    sizes = np.array(_subsample_sizes(members))
-    # each draw's members, in unit order: member m of draw b is unit member_unit[b, m]
-    member_unit = (np.arange(members)[None, :, None] >= np.cumsum(counts, axis=1)[:, None, :]).sum(axis=2)
-    keys = rng.random((draws, len(sizes), members))
-    kth = np.take_along_axis(np.sort(keys, axis=2), np.broadcast_to(sizes[None, :, None] - 1, (draws, len(sizes), 1)),
-                             axis=2)
-    chosen = keys <= kth  # the sizes[k] members with the smallest keys
+    members = counts.sum(axis=1)
+    sizes = np.array([_subsample_sizes(int(m)) for m in members])  # (B, K)
+    longest = int(members.max())
+    # member m of draw b is unit member_unit[b, m] (units in order); positions past a draw's members
+    # get the key inf, so they are never chosen
+    member_unit = (np.arange(longest)[None, :, None] >= np.cumsum(counts, axis=1)[:, None, :]).sum(axis=2)
+    keys = rng.random((draws, sizes.shape[1], longest))
+    keys[np.broadcast_to(np.arange(longest)[None, None, :] >= members[:, None, None], keys.shape)] = np.inf
+    kth = np.take_along_axis(np.sort(keys, axis=2), sizes[:, :, None] - 1, axis=2)
+    chosen = keys <= kth
     # one bin per (draw, size, unit): count the chosen members into them
-    bins = (np.arange(draws * len(sizes)).reshape(draws, len(sizes), 1) * units + member_unit[:, None, :])[chosen]
-    return np.bincount(bins, minlength=draws * len(sizes) * units).reshape(draws * len(sizes), units)
+    bins = (np.arange(draws * sizes.shape[1]).reshape(draws, -1, 1) * units + member_unit[:, None, :])[chosen]
+    return np.bincount(bins, minlength=draws * sizes.shape[1] * units).reshape(draws * sizes.shape[1], units)
 
 
 def _subsample_sizes(members: int) -> list[int]:

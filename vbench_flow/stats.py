@@ -42,10 +42,6 @@ class Estimate:
     def __iter__(self):  # unpacks as (value, low, high)
         return iter((self.value, self.low, self.high))
 
-    @property
-    def has_interval(self) -> bool:
-        return math.isfinite(self.low) and math.isfinite(self.high)
-
 
 def group_seed(run_seed: int, *key: object) -> int:
     """A stable per-group seed, so adding a model does not change another model's interval."""
