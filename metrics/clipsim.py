@@ -46,7 +46,8 @@ from PIL import Image
 from metrics.domain_clip import DEFAULT_CHECKPOINT, load_domain_clip, tokenizer_for
 from metrics.files import file_sha256
 from metrics.drift import drift_metric
-from metrics.streaming import ClipContext, Device, Metric, MetricArgs, MetricSetupError, PerFrameMetric, resolve_device
+from metrics.streaming import (ClipContext, Device, Metric, MetricArgs, MetricSetupError, PerFrameMetric, frame_digest,
+                               resolve_device, rows_once_per_clip, share_with_others)
 from metrics.video import check_video
 
 HIGHER_IS_BETTER = True
@@ -200,6 +201,12 @@ class ClipScorer:
     def __repr__(self) -> str:
         return f"ClipScorer({self.extractor!r}, scale={self.scale:g})"
 
+    @property
+    def embedding_key(self) -> str:
+        """What a frame's image embedding depends on (the weights and the preprocessing): the key
+        under which the metrics of one clip share it (CLIPSIM, its drift, offline consistency)."""
+        return f"image embeddings {self.extractor} {self.version}"
+
     @classmethod
     def from_open_clip(cls, name: str, pretrained: str | Path, *, quick_gelu: bool | None = None,
                        batch_size: int = 64, device: str = "cpu", scale: float = 1.0) -> ClipScorer:
@@ -293,13 +300,17 @@ class Clipsim(PerFrameMetric):
     name = "clipsim"
     higher_is_better = HIGHER_IS_BETTER
 
-    def __init__(self, model: ClipScorer, prompt: str, fps: float = 1.0) -> None:
+    def __init__(self, model: ClipScorer, prompt: str, fps: float = 1.0, *, cache: dict | None = None,
+                 owner: object = None) -> None:
         self.model, self.prompt = model, prompt
         self.extractor, self.version = model.extractor, model.version
+        self.cache, self.cache_key = share_with_others(cache, model.embedding_key, owner or self)
         super().__init__(fps)
 
     def frame_values(self, chunk: np.ndarray) -> np.ndarray:
-        return self.model.score_per_frame(chunk, self.prompt)
+        rows = rows_once_per_clip(self.cache, self.cache_key, chunk, frame_digest,
+                                  lambda indices: self.model.image_embeddings(chunk[indices]))
+        return (torch.stack(rows) @ self.model.text_embedding(self.prompt)).cpu().numpy() * self.model.scale
 
 
 def clipsim(frames: np.ndarray, prompt: str, model: ClipScorer) -> float:
@@ -382,7 +393,7 @@ class ClipsimMetric(Metric):
         self.extractor, self.version = self.scorer.extractor, self.scorer.version
 
     def streaming(self, ctx: ClipContext) -> Clipsim:
-        return Clipsim(self.scorer, ctx.prompt, ctx.fps)
+        return Clipsim(self.scorer, ctx.prompt, ctx.fps, cache=ctx.shared, owner=self)
 
 
 ClipsimDriftMetric = drift_metric(ClipsimMetric, "slope per second of CLIPSIM over windows (negative: drifting away from the prompt)")

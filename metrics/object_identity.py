@@ -59,14 +59,16 @@ objects cross while moving fast reach 0.2 (a tracker swap).
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
-from metrics.streaming import ClipContext, Metric, MetricResult, StreamingMetric
+from metrics.streaming import (ClipContext, Metric, MetricResult, StreamingMetric, frame_digest, rows_once_per_clip,
+                               share_with_others)
 from metrics.video import check_video
 
 FOREGROUND_DISTANCE = 60.0  # Euclidean RGB, 0-255 scale
@@ -165,13 +167,24 @@ def _per_frame(values: list[tuple[int, float]]) -> list[tuple[int, float]]:
     return [(f, float(np.mean([v for g, v in values if g == f]))) for f in frames]
 
 
-def background_model(frame: np.ndarray, foreground_distance: float = FOREGROUND_DISTANCE) -> np.ndarray:
-    """(H, W, 3) float background: a per-channel plane fitted robustly to the border ring."""
-    h, w, _ = frame.shape
+@functools.lru_cache(maxsize=8)
+def _plane_design(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The border ring of an (h, w) frame and the plane's design matrices (1, x, y) on the ring and
+    on every pixel: the same for every frame of a clip, so built once per size."""
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64) + 0.5
     ring = np.zeros((h, w), dtype=bool)
     ring[[0, -1], :] = ring[:, [0, -1]] = True
     design = np.stack([np.ones(ring.sum()), xs[ring] / w, ys[ring] / h], axis=1)
+    full = np.stack([np.ones(h * w), xs.ravel() / w, ys.ravel() / h], axis=1)
+    for array in (ring, design, full):
+        array.flags.writeable = False  # shared by every call
+    return ring, design, full
+
+
+def background_model(frame: np.ndarray, foreground_distance: float = FOREGROUND_DISTANCE) -> np.ndarray:
+    """(H, W, 3) float background: a per-channel plane fitted robustly to the border ring."""
+    h, w, _ = frame.shape
+    ring, design, full = _plane_design(h, w)
     values = frame[ring].astype(np.float64)
     coef = np.zeros((3, 3))
     coef[0] = np.median(values, axis=0)
@@ -180,7 +193,6 @@ def background_model(frame: np.ndarray, foreground_distance: float = FOREGROUND_
         if inliers.sum() < 3:
             break
         coef = np.linalg.lstsq(design[inliers], values[inliers], rcond=None)[0]
-    full = np.stack([np.ones(h * w), xs.ravel() / w, ys.ravel() / h], axis=1)
     return (full @ coef).reshape(h, w, 3)
 
 
@@ -332,7 +344,8 @@ class ObjectIdentity(StreamingMetric):
     min_frames = 2
 
     def __init__(self, fps: float = 1.0, quantity: str = "colour", *, foreground_distance: float = FOREGROUND_DISTANCE,
-                 gate_fraction: float = GATE_FRACTION, min_track_frames: int = MIN_TRACK_FRAMES) -> None:
+                 gate_fraction: float = GATE_FRACTION, min_track_frames: int = MIN_TRACK_FRAMES,
+                 cache: dict | None = None, owner: object = None) -> None:
         if foreground_distance <= 0 or gate_fraction <= 0 or min_track_frames < 2:
             raise ValueError(f"need foreground_distance > 0, gate_fraction > 0 and min_track_frames >= 2, got "
                              f"{foreground_distance}, {gate_fraction}, {min_track_frames}")
@@ -341,6 +354,7 @@ class ObjectIdentity(StreamingMetric):
         self.name = f"object_{quantity}_change"
         self.quantity, self.foreground_distance = quantity, foreground_distance
         self.gate_fraction, self.min_track_frames = gate_fraction, min_track_frames
+        self.cache, self.cache_key = share_with_others(cache, f"objects {VERSION} {foreground_distance:g}", owner or self)
         super().__init__(fps)
 
     def reset(self) -> None:
@@ -353,7 +367,11 @@ class ObjectIdentity(StreamingMetric):
             raise ValueError(f"{self.name}: chunk frames are {chunk.shape[1:3]}, earlier frames {self.frame_shape}")
         self.frame_shape = chunk.shape[1:3]
         start = len(self.found)
-        self.found += [detect_objects(frame, start + i, self.foreground_distance) for i, frame in enumerate(chunk)]
+        # kept by content, so a frame seen at another position keeps the position it has here
+        per_frame = rows_once_per_clip(self.cache, self.cache_key, chunk, frame_digest,
+                                       lambda indices: [detect_objects(chunk[i], 0, self.foreground_distance)
+                                                        for i in indices])
+        self.found += [[replace(d, frame=start + i) for d in found] for i, found in enumerate(per_frame)]
 
     def change(self) -> IdentityChange:
         if len(self.found) < self.min_frames:
@@ -378,7 +396,7 @@ class ObjectColourChangeMetric(Metric):
     motion_counterpart = "motion_magnitude"  # objects that do not move keep their colour and size for free
 
     def streaming(self, ctx: ClipContext) -> ObjectIdentity:
-        return ObjectIdentity(ctx.fps, self.quantity)
+        return ObjectIdentity(ctx.fps, self.quantity, cache=ctx.shared, owner=self)
 
 
 class ObjectSizeChangeMetric(ObjectColourChangeMetric):

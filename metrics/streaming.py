@@ -10,8 +10,9 @@ parts of one long clip can be scored in parallel. Each metric's functional twin 
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -101,6 +102,10 @@ class Metric(ABC):
     # True: the metric reads the ground truth from ``ctx.ground_truth_chunks`` as the clip streams
     streams_ground_truth: ClassVar[bool] = False
     min_frames: ClassVar[int] = 2
+    # True: the value depends on the unit's task (its condition frames) or on its generate() call,
+    # not only on the clip, its prompt and the model; False lets the harness reuse a value for
+    # another unit that shows the same clip of the same prompt (a dataset's real clip under each task)
+    reads_task: ClassVar[bool] = False
     # the name of the metric that measures how much the clip moves (e.g. "motion_magnitude"): a
     # consistency win is only a win when the model moves about as much as the real clips (the report
     # and the gate flag a "better" consistency verdict of a model that moves far less as static)
@@ -312,3 +317,52 @@ class PairwiseMetric(ValueSequenceMetric):
     def window(self, start: int, end: int) -> float:
         """The mean of the pairs inside frames [start, end) (pair i joins frames i and i + 1)."""
         return float(self.values[start:end - 1].mean())
+
+
+# ---------------------------------------------------------------- results shared by a clip's metrics
+
+
+def frame_digest(frame: np.ndarray) -> bytes:
+    """A frame's content key (BLAKE2b, 16 bytes): about 5 ms for a 1080p frame, against ~100 ms of network."""
+    return hashlib.blake2b(np.ascontiguousarray(frame).data, digest_size=16).digest()
+
+
+def pair_digest(pair: tuple[np.ndarray, np.ndarray]) -> bytes:
+    return frame_digest(pair[0]) + frame_digest(pair[1])
+
+
+def share_with_others(cache: dict | None, key: str, owner: object) -> tuple[dict | None, str]:
+    """(the clip's cache, the key) for a state that computes what ``key`` names on behalf of
+    ``owner`` (the configured metric; a derived metric's base, or VBench-Long's clip states, count
+    as their own owner): a result kept for the whole clip is worth its memory only when another
+    metric of the clip computes the same, so caching turns on once a second owner registers the key."""
+    if cache is None:
+        return None, key
+    cache.setdefault(("owners", key), set()).add(owner)
+    return cache, key
+
+
+def shared_by_several(cache: dict | None, key: str) -> bool:
+    return cache is not None and len(cache[("owners", key)]) > 1
+
+
+def cached_rows(cache: dict, key: str, items: Sequence[Any], digests: Sequence[bytes],
+                compute: Callable[[list[int]], Sequence[Any]]) -> list[Any]:
+    """One result per item, each computed once per clip: ``cache`` (the clip's ``ClipContext.shared``)
+    keeps results by ``key`` (what computes them: extractor and weights) and content ``digests``."""
+    keys = [(key, digest) for digest in digests]
+    missing = [i for i, k in enumerate(keys) if k not in cache]
+    if missing:
+        for i, row in zip(missing, compute(missing)):
+            cache[keys[i]] = row
+    return [cache[k] for k in keys]
+
+
+def rows_once_per_clip(cache: dict | None, key: str, items: Sequence[Any], digest: Callable[[Any], bytes],
+                       compute: Callable[[list[int]], Sequence[Any]]) -> list[Any]:
+    """``compute(indices)`` gives one row per item (an extractor's feature of a frame, the flow of a
+    pair). When another metric of the clip registered ``key`` too (:func:`share_with_others`), rows
+    are kept by content and computed once for all of them; otherwise they are computed and not kept."""
+    if not shared_by_several(cache, key):
+        return list(compute(list(range(len(items)))))
+    return cached_rows(cache, key, items, [digest(item) for item in items], compute)

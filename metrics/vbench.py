@@ -33,7 +33,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import hashlib
 
 import cv2
 import numpy as np
@@ -43,7 +42,8 @@ from torch import Tensor
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from metrics.streaming import MetricResult, StreamingMetric
+from metrics.streaming import (MetricResult, StreamingMetric, frame_digest, pair_digest, rows_once_per_clip,
+                               share_with_others)
 from metrics.video import check_video
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -104,26 +104,6 @@ def batched(frames: np.ndarray, batch_size: int, fn: Callable[[np.ndarray], Tens
     return torch.cat([fn(frames[i:i + batch_size]) for i in range(0, len(frames), batch_size)])
 
 
-def frame_digest(frame: np.ndarray) -> bytes:
-    """A frame's content key (BLAKE2b, 16 bytes): about 5 ms for a 1080p frame, against ~100 ms of network."""
-    return hashlib.blake2b(np.ascontiguousarray(frame).data, digest_size=16).digest()
-
-
-def cached_rows(cache: dict | None, key: str, items: Sequence[object], digests: Sequence[bytes],
-                compute: Callable[[list[int]], Sequence[object]]) -> list[object]:
-    """One result per item, each computed once per clip: ``cache`` (the clip's ``ClipContext.shared``)
-    keeps results by ``key`` (what computes them: extractor and weights) and content ``digests``, so
-    every metric of a unit that needs the same features or flows of the same frames shares them."""
-    if cache is None:
-        return list(compute(list(range(len(items)))))
-    keys = [(key, digest) for digest in digests]
-    missing = [i for i, k in enumerate(keys) if k not in cache]
-    if missing:
-        for i, row in zip(missing, compute(missing)):
-            cache[keys[i]] = row
-    return [cache[k] for k in keys]
-
-
 def network_features(network: Callable[[Tensor], Tensor], preprocess: Callable[[np.ndarray], Tensor], *,
                      batch_size: int = 1, device: str = "cpu", dtype: torch.dtype = torch.float32) -> FeatureFn:
     """A feature function: preprocess, run ``network`` in batches, rows on the CPU in the network's
@@ -169,21 +149,6 @@ def mean_of(values: Sequence[float]) -> float:
     return total / len(values)
 
 
-def share_with_others(cache: dict | None, key: str, owner: object) -> tuple[dict | None, str]:
-    """(the clip's cache, the key) for a state that computes what ``key`` names on behalf of
-    ``owner`` (the configured metric; its VBench-Long clip states are one owner): a result kept for
-    the whole clip is worth its memory only when another metric of the clip computes the same, so
-    caching turns on once a second owner registers the key."""
-    if cache is None:
-        return None, key
-    cache.setdefault(("owners", key), set()).add(owner)
-    return cache, key
-
-
-def shared_by_several(cache: dict | None, key: str) -> bool:
-    return cache is not None and len(cache[("owners", key)]) > 1
-
-
 class FeatureConsistency(StreamingMetric):
     """Subject/background consistency of one clip from per-frame features.
 
@@ -198,7 +163,7 @@ class FeatureConsistency(StreamingMetric):
                  higher_is_better: bool = True, cache: dict | None = None, cache_key: str | None = None,
                  owner: object = None) -> None:
         self.features = features
-        self.cache, self.cache_key = share_with_others(cache, f"features {cache_key or extractor}", owner or self)
+        self.cache, self.cache_key = share_with_others(cache, cache_key or f"features {extractor}", owner or self)
         self.name, self.version, self.extractor = name, version, extractor
         self.higher_is_better = higher_is_better
         super().__init__(fps)
@@ -209,12 +174,8 @@ class FeatureConsistency(StreamingMetric):
 
     def update(self, chunk: np.ndarray) -> None:
         chunk = check_video(chunk, name=f"{self.name} chunk")
-        if not shared_by_several(self.cache, self.cache_key):
-            features = self.features(chunk)
-        else:
-            rows = cached_rows(self.cache, self.cache_key, chunk, [frame_digest(f) for f in chunk],
-                               lambda missing: self.features(chunk[missing]))
-            features = torch.stack(rows)
+        features = torch.stack(rows_once_per_clip(self.cache, self.cache_key, chunk, frame_digest,
+                                                  lambda indices: self.features(chunk[indices])))
         self._features.append(F.normalize(features, dim=-1, p=2))
         self.frames_seen += len(chunk)
 
@@ -410,9 +371,7 @@ class PairFlowScores(StreamingMetric):
             second = as_float_frames(np.stack([pairs[i][1] for i in indices]))
             return [ranked_magnitudes(flow) for flow in self.flow(first, second).numpy()]
 
-        shared = shared_by_several(self.cache, self.cache_key)
-        digests = [frame_digest(a) + frame_digest(b) for a, b in pairs] if shared else []
-        rows = cached_rows(self.cache if shared else None, self.cache_key, pairs, digests, ranked)
+        rows = rows_once_per_clip(self.cache, self.cache_key, pairs, pair_digest, ranked)
         return [top_mean(pixels, top, self.fraction) for pixels, top in rows]
 
     def _flush(self, everything: bool = False) -> None:

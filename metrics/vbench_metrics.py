@@ -236,17 +236,18 @@ class ConsistencyDimension(VbenchDimension):
 
     @property
     def cache_key(self) -> str:
-        """What the features depend on: one key, one computation per frame for every metric of a unit."""
+        """What the features depend on: one key, one computation per frame for every metric of a unit
+        (offline: CLIPSIM's key too, as both embed frames with the same domain CLIP)."""
         if self.args.extractor == "offline":
-            return self.offline_name
-        return f"{self.standard_name} {self.args.weights or 'default'} {getattr(self.args, 'precision', 'fp32')}"
+            return self.offline_scorer.embedding_key
+        return f"features {self.standard_name} {self.args.weights or 'default'} {getattr(self.args, 'precision', 'fp32')}"
 
     def setup(self) -> None:
         if self.args.extractor == "offline":
             from metrics.clipsim import ClipScorer
 
-            scorer = ClipScorer.from_domain_checkpoint(device=self.device)
-            self.features = lambda frames: scorer.image_embeddings(frames).float().cpu()
+            self.offline_scorer = ClipScorer.from_domain_checkpoint(device=self.device)
+            self.features = self.offline_scorer.image_embeddings
         else:
             self.features = self.standard_features()
 

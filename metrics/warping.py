@@ -43,8 +43,8 @@ import torch
 from pydantic import Field
 
 from metrics.drift import drift_metric
-from metrics.streaming import (ClipContext, Device, Metric, MetricArgs, MetricResult, MetricSetupError, PairwiseMetric,
-                               resolve_device)
+from metrics.streaming import (ClipContext, Device, Metric, MetricArgs, MetricResult, MetricSetupError,
+                               PairwiseMetric, pair_digest, resolve_device, rows_once_per_clip, share_with_others)
 from metrics.video import check_video, fit_longer_side
 
 HIGHER_IS_BETTER = False
@@ -446,13 +446,14 @@ class WarpingError(PairwiseMetric):
     higher_is_better = HIGHER_IS_BETTER
 
     def __init__(self, fps: float = 1.0, estimator: str | FlowEstimator = DEFAULT_ESTIMATOR,
-                 flow_size: int | None = None) -> None:
+                 flow_size: int | None = None, *, cache: dict | None = None, owner: object = None) -> None:
         if flow_size is not None and flow_size < 16:
             raise ValueError(f"flow_size must be at least 16 pixels, got {flow_size}")
         self.flow, self.flow_size = get_estimator(estimator), flow_size
         self.extractor = f"optical flow: {self.flow.name}"
         self.version = _version(self.flow.name) + (f"; working size {flow_size} (longer side, area resize)"
                                                    if flow_size else "")
+        self.cache, self.cache_key = share_with_others(cache, f"warping pairs {self.version}", owner or self)
         super().__init__(fps)
 
     def working_frames(self, frames: np.ndarray) -> np.ndarray:
@@ -460,13 +461,18 @@ class WarpingError(PairwiseMetric):
         return fit_longer_side(frames, self.flow_size)
 
     def pair_values(self, earlier: np.ndarray, later: np.ndarray) -> np.ndarray:
+        # the drift of this metric scores the same pairs: each pair's error is computed once per clip
+        return np.array(rows_once_per_clip(self.cache, self.cache_key, list(zip(earlier, later)), pair_digest,
+                                           lambda indices: self._pair_errors(earlier[indices], later[indices])))
+
+    def _pair_errors(self, earlier: np.ndarray, later: np.ndarray) -> list[float]:
         earlier, later = self.working_frames(earlier), self.working_frames(later)
         values = []
         for start in range(0, len(earlier), FLOW_BATCH):  # a batched estimator (RAFT) sees pairs together
             a, b = earlier[start:start + FLOW_BATCH], later[start:start + FLOW_BATCH]
             forward, backward = self.flow.many(a, b), self.flow.many(b, a)
             values += [pair_error(*pair)[0] for pair in zip(a, b, forward, backward)]
-        return np.array(values)
+        return values
 
     def compute(self) -> MetricResult:
         values = self.values
@@ -515,7 +521,7 @@ class WarpingErrorMetric(Metric):
         self.version = WarpingError(estimator=self.estimator, flow_size=self.args.flow_size).version
 
     def streaming(self, ctx: ClipContext) -> WarpingError:
-        return WarpingError(ctx.fps, self.estimator, self.args.flow_size)
+        return WarpingError(ctx.fps, self.estimator, self.args.flow_size, cache=ctx.shared, owner=self)
 
 
 WarpingErrorDriftMetric = drift_metric(WarpingErrorMetric, "slope per second of the warping error over windows (positive: less consistent as it goes)")

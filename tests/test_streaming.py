@@ -133,19 +133,26 @@ def test_one_frame_is_not_enough():
 
 # ---------------------------------------------------------------- FVD features and the harness's single pass
 
-@pytest.mark.parametrize("windows", ["first", "all"])
+@pytest.mark.parametrize("windows", ["first", "all", "spread"])
 def test_fvd_window_features_stream_like_the_whole_clip(windows):
     from vbench_flow.registry import get_metric
 
     entry = get_metric("fvd")
-    scorer = entry.build(entry.args_model.model_validate({"windows": windows, "batch_size": 2}))
+    options = {"windows": windows, "batch_size": 2} | ({"window_count": 9} if windows == "spread" else {})
+    scorer = entry.build(entry.args_model.model_validate(options))
     clip = moving_clip(frames=70, size=32)
     whole = scorer.features(clip, 8)
-    stream = scorer.feature_stream(8)
+    stream = scorer.feature_stream(8, len(clip))
     for chunk in random_chunks(clip, np.random.default_rng(3)):
         stream.update(chunk)
-    assert stream.features().shape == whole.shape == ((1 if windows == "first" else 4), whole.shape[1])
+    assert stream.features().shape == whole.shape == ({"first": 1, "all": 4, "spread": 9}[windows], whole.shape[1])
     np.testing.assert_allclose(stream.features(), whole, rtol=0, atol=1e-5)
+    if windows == "spread":  # overlapping windows: the 2nd starts 54 / 8 -> 7 frames in, not 16
+        np.testing.assert_allclose(whole[1], scorer.features(clip[7:23], 8)[0], rtol=0, atol=1e-5)
+        short = scorer.feature_stream(8, len(clip))
+        short.update(clip[:60])
+        with pytest.raises(ValueError, match="announced with 70"):
+            short.features()
 
 
 def test_a_video_file_is_scored_in_one_chunked_pass_in_bounded_memory(tmp_path):
@@ -407,3 +414,52 @@ def test_ground_truth_of_real_footage_streams_beside_the_clip(tmp_path, monkeypa
         assert record["metrics"]["continuation_psnr"] == pytest.approx(expected[record["prompt_id"]], abs=1e-9)
         assert 0.5 < record["metrics"]["continuation_ssim"] < 1.0
         assert len(record["series"]["continuation_psnr"]) == frames
+
+
+def test_metrics_of_one_clip_that_compute_the_same_rows_compute_them_once_and_give_what_they_give_alone(monkeypatch):
+    """CLIPSIM, its drift and offline subject consistency share the domain CLIP's image embeddings,
+    the warping error and its drift each pair's error, the object metrics each frame's detections:
+    once per frame or pair (a frame repeated later is not recomputed), and every value equals the
+    metric scored alone (to float32 rounding)."""
+    from metrics import object_identity
+    from metrics.streaming import ClipContext
+    from vbench_flow.registry import get_metric
+    from vbench_flow.scoring import MetricPlan, score_clip
+
+    names = ["clipsim", "clipsim_drift", "subject_consistency", "warping_error", "warping_error_drift",
+             "object_colour_change", "object_size_change"]
+    options = {"subject_consistency": {"device": "cpu"}, "clipsim_drift": {"window_seconds": 1.0},
+               "warping_error_drift": {"window_seconds": 1.0}}
+    metrics = {n: get_metric(n).build(get_metric(n).args_model.model_validate(options.get(n, {}))) for n in names}
+    clip = np.full((20, 32, 32, 3), 30, dtype=np.uint8)
+    for t in range(20):  # two flat objects on a flat background (what the object metrics need), one moving
+        clip[t, 4:12, 2 + t:10 + t] = (220, 40, 40)
+        clip[t, 20:28, 20:28] = (40, 200, 60)
+    clip[15:] = clip[:5]  # repeated content: rows are kept by what the frame is, not where
+    calls = {"embedded": 0, "pairs": 0, "detected": 0}
+
+    def counting(target, attr, key, size):
+        original = getattr(target, attr)
+
+        def wrapped(*args, **kwargs):
+            calls[key] += size(args)
+            return original(*args, **kwargs)
+        monkeypatch.setattr(target, attr, wrapped)
+
+    counting(clipsim.ClipScorer, "image_embeddings", "embedded", lambda a: len(a[1]))
+    counting(warping.WarpingError, "_pair_errors", "pairs", lambda a: len(a[1]))
+    counting(object_identity, "detect_objects", "detected", lambda a: 1)
+
+    def scored(chosen: list[str]) -> dict[str, float]:
+        plans = [MetricPlan(n, metrics[n], False) for n in chosen]
+        ctx = ClipContext(fps=8.0, num_frames=len(clip), prompt="a red circle moving right")
+        result = score_clip(clip, plans, ctx, len(clip), chunk_frames=6)
+        assert not result.metric_errors and not result.metric_excluded
+        return result.metrics
+
+    together = scored(names)
+    assert calls == {"embedded": 15, "pairs": 15, "detected": 15}  # 20 frames, 19 pairs, 5 repeated
+    for name in names:
+        alone = scored([name])
+        # a network's float32 rows may differ in their last bits with the batch that computed them
+        assert alone[name] == pytest.approx(together[name], rel=1e-5, abs=1e-8), name
