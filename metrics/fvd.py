@@ -16,6 +16,7 @@ compared. FVD depends on n (it is biased upward for small n): store n with every
 from __future__ import annotations
 
 import warnings
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 import scipy.linalg
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from metrics.i3d import InceptionI3d, preprocess_for_i3d
 from metrics.streaming import Device, Metric, MetricArgs, MetricSetupError, resolve_device
@@ -332,48 +333,78 @@ def fvd(real_videos: np.ndarray | Sequence[np.ndarray], fake_videos: np.ndarray 
 
 # ---------------------------------------------------------------- clips of longer videos and intervals
 
-WINDOWS = ("first", "all")
+WINDOWS = ("first", "all", "spread")
+SPREAD_WINDOWS = 12  # windows per clip under "spread" unless the suite says otherwise
 
 
-def clip_windows(video: np.ndarray, *, num_frames: int = CLIP_FRAMES, windows: str = "first") -> list[np.ndarray]:
-    """The FVD clips of one video: its first ``num_frames`` frames ("first", FVD_16 of a generated
-    clip), or every non-overlapping window of ``num_frames`` frames from the start ("all", the
-    long-clip variant: a 241-frame clip gives 15 windows; a shorter tail is dropped)."""
-    check_video(video, name="video")
+def window_starts(total_frames: int, *, num_frames: int = CLIP_FRAMES, windows: str = "first",
+                  count: int = SPREAD_WINDOWS) -> list[int]:
+    """The first frame of each FVD window of a clip of ``total_frames`` frames:
+
+    - "first": the first ``num_frames`` frames (FVD_16 of a generated clip);
+    - "all": every non-overlapping window from the start (a 241-frame clip gives 15; a shorter tail
+      is dropped);
+    - "spread": ``count`` windows evenly spaced from the first frame to the last, overlapping on
+      short clips (fewer when the clip has fewer distinct starts), so every clip weighs the same
+      and a set of n clips has n * count windows whatever their length.
+    """
     if windows not in WINDOWS:
         raise ValueError(f"windows must be one of {WINDOWS}, got {windows!r}")
-    if video.shape[0] < num_frames:
-        raise ValueError(f"video: {video.shape[0]} frames, too few: FVD uses clips of {num_frames} consecutive frames")
-    count = 1 if windows == "first" else video.shape[0] // num_frames
-    return [video[i * num_frames:(i + 1) * num_frames] for i in range(count)]
+    if total_frames < num_frames:
+        raise ValueError(f"video: {total_frames} frames, too few: FVD uses clips of {num_frames} consecutive frames")
+    if windows == "first":
+        return [0]
+    if windows == "all":
+        return list(range(0, total_frames - num_frames + 1, num_frames))
+    return sorted({int(s) for s in np.round(np.linspace(0, total_frames - num_frames, count))})
+
+
+def clip_windows(video: np.ndarray, *, num_frames: int = CLIP_FRAMES, windows: str = "first",
+                 count: int = SPREAD_WINDOWS) -> list[np.ndarray]:
+    """The FVD clips of one video, as :func:`window_starts` places them."""
+    check_video(video, name="video")
+    starts = window_starts(video.shape[0], num_frames=num_frames, windows=windows, count=count)
+    return [video[start:start + num_frames] for start in starts]
 
 
 class WindowFeatures:
-    """FVD features of one clip streamed in chunks: frames gather into windows of ``num_frames``
-    (the first window only, or every non-overlapping one, as :func:`clip_windows`), and full
-    windows are encoded ``batch_windows`` at a time; memory holds at most that many windows."""
+    """FVD features of one clip streamed in chunks: the last ``num_frames`` frames are kept, each
+    window (as :func:`window_starts`) is taken when its last frame arrives, and full windows are
+    encoded ``batch_windows`` at a time; memory holds at most that many windows. "spread" needs the
+    clip's length (``total_frames``) before its first frame."""
 
     def __init__(self, encode: Callable[[list[np.ndarray]], np.ndarray], *, windows: str = "first",
-                 num_frames: int = CLIP_FRAMES, batch_windows: int = 16) -> None:
+                 num_frames: int = CLIP_FRAMES, batch_windows: int = 16, total_frames: int | None = None,
+                 count: int = SPREAD_WINDOWS) -> None:
         if windows not in WINDOWS:
             raise ValueError(f"windows must be one of {WINDOWS}, got {windows!r}")
+        if windows == "spread" and total_frames is None:
+            raise ValueError("windows: spread places its windows by the clip's length, which was not given")
         self.encode, self.windows, self.num_frames, self.batch_windows = encode, windows, num_frames, batch_windows
+        self.total_frames = total_frames
+        self._ends: set[int] | None = None  # frame indices that close a window (None: every num_frames-th)
+        if windows == "first":
+            self._ends = {num_frames - 1}
+        elif windows == "spread" and total_frames >= num_frames:
+            self._ends = {s + num_frames - 1 for s in window_starts(total_frames, num_frames=num_frames,
+                                                                    windows=windows, count=count)}
         self.frames_seen = 0
-        self._pending: list[np.ndarray] = []  # frames of the window being filled
+        self._recent: deque[np.ndarray] = deque(maxlen=num_frames)
         self._full: list[np.ndarray] = []     # full windows not yet encoded
         self._features: list[np.ndarray] = []
 
     def update(self, chunk: np.ndarray) -> None:
         chunk = check_video(chunk, name="fvd chunk")
-        self.frames_seen += len(chunk)
-        wanted = 1 if self.windows == "first" else None
+        last_needed = max(self._ends) if self._ends is not None else None
         for frame in chunk:
-            if wanted is not None and len(self._features) + len(self._full) >= wanted:
-                break
-            self._pending.append(frame)
-            if len(self._pending) == self.num_frames:
-                self._full.append(np.stack(self._pending))
-                self._pending = []
+            index = self.frames_seen
+            self.frames_seen += 1
+            if last_needed is not None and index > last_needed:
+                continue
+            self._recent.append(frame)
+            closes = index in self._ends if self._ends is not None else (index + 1) % self.num_frames == 0
+            if closes:
+                self._full.append(np.stack(self._recent))
                 if len(self._full) >= self.batch_windows:
                     self._flush()
 
@@ -383,7 +414,10 @@ class WindowFeatures:
             self._full = []
 
     def features(self) -> np.ndarray:
-        """(windows, D) features of every full window seen."""
+        """(windows, D) features of every window of the clip."""
+        if self.total_frames is not None and self.frames_seen != self.total_frames:
+            raise ValueError(f"video: {self.frames_seen} frames, but the clip was announced with {self.total_frames} "
+                             "(its FVD windows were placed for that length)")
         self._flush()
         if not self._features:
             raise ValueError(f"video: {self.frames_seen} frames, too few: FVD uses clips of {self.num_frames} "
@@ -573,9 +607,12 @@ class FvdArgs(MetricArgs):
     sha256: str | None = Field(None, description="i3d: the hash the weights file must have")
     estimator: Literal["unbiased", "biased", "ledoit_wolf"] = Field(
         "unbiased", description="covariance: / (n-1) as the original FVD, / n as StyleGAN-V, or Ledoit-Wolf shrinkage")
-    windows: Literal["first", "all"] = Field(
+    windows: Literal["first", "all", "spread"] = Field(
         "first", description="first: FVD_16 on each clip's first 16 frames; all: every non-overlapping 16-frame "
-        "window of the clip (the long-clip variant)")
+        "window of the clip (the long-clip variant); spread: window_count windows evenly spaced over the clip "
+        "(overlapping on short clips), so sets of 5 s and 30 s clips have equally many windows")
+    window_count: int | None = Field(None, ge=1, le=1000, description=f"spread: windows per clip (default "
+                                     f"{SPREAD_WINDOWS})")
     preprocessing: Literal["stretch", "center_crop"] = Field(
         "stretch", description="i3d: stretch frames to 224x224 (original FVD) or resize the shorter side and crop")
     variant: Literal["fvd", "fvd_inf"] = Field(
@@ -585,6 +622,18 @@ class FvdArgs(MetricArgs):
     bootstrap: int = Field(200, ge=0, le=10_000, description="resamples of the generated and the reference clips "
                            "for the interval (0: no interval)")
     device: Device = Field("auto", description="where the extractor runs (auto: CUDA when present)")
+
+
+    @model_validator(mode="after")
+    def _count_only_when_spread(self) -> FvdArgs:
+        if self.window_count is not None and self.windows != "spread":
+            raise ValueError(f"window_count applies only with windows: spread (windows is {self.windows!r}); "
+                             "remove it, or set windows: spread")
+        return self
+
+    @property
+    def spread_count(self) -> int:
+        return self.window_count or SPREAD_WINDOWS
 
 
 class FvdMetric(Metric):
@@ -624,7 +673,7 @@ class FvdMetric(Metric):
                                                                 mode=args.preprocessing)
         except (FileNotFoundError, ValueError, RuntimeError) as exc:
             raise MetricSetupError(str(exc), fix=fix) from None
-        self.version = f"{base}; windows={args.windows}"
+        self.version = f"{base}; windows={args.windows}" + (f" {args.spread_count}" if args.windows == "spread" else "")
         if args.variant == "fvd_inf":
             self.version += (f"; fvd_inf (Chong & Forsyth: FD of both sets at {len(FVD_INF_FRACTIONS)} sizes from "
                              f"{FVD_INF_FRACTIONS[0]:g} to 1 of their clips, {FVD_INF_DRAWS} subsamples each, "
@@ -632,10 +681,13 @@ class FvdMetric(Metric):
 
     def features(self, video: np.ndarray, fps: float) -> np.ndarray:
         """The whole clip's window features at once (the twin of :meth:`feature_stream`)."""
-        return np.asarray(self._features(clip_windows(video, windows=self.args.windows)), dtype=np.float64)
+        windows = clip_windows(video, windows=self.args.windows, count=self.args.spread_count)
+        return np.asarray(self._features(windows), dtype=np.float64)
 
-    def feature_stream(self, fps: float) -> WindowFeatures:
-        return WindowFeatures(self._features, windows=self.args.windows, batch_windows=self.args.batch_size)
+    def feature_stream(self, fps: float, num_frames: int | None = None) -> WindowFeatures:
+        """A clip's window features as it streams (``num_frames``: its length, which "spread" needs)."""
+        return WindowFeatures(self._features, windows=self.args.windows, batch_windows=self.args.batch_size,
+                              total_frames=num_frames, count=self.args.spread_count)
 
     def distance(self, real_units: UnitFeatures, fake_units: UnitFeatures, *, seed: int = 0) -> float:
         """The metric's value for a generated set against a reference set. Plain FVD goes through

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 import torch
 from torch import nn
 
@@ -60,6 +61,19 @@ def test_clip_windows_first_and_all():
         clip_windows(video[:15])
     with pytest.raises(ValueError, match="windows"):
         clip_windows(video, windows="some")
+
+
+def test_spread_windows_give_every_clip_the_same_count_from_its_first_frame_to_its_last():
+    from metrics.fvd import FvdArgs, window_starts
+
+    assert window_starts(41, windows="spread", count=12) == [0, 2, 5, 7, 9, 11, 14, 16, 18, 20, 23, 25]
+    long = window_starts(241, windows="spread", count=12)
+    assert len(long) == 12 and long[0] == 0 and long[-1] + 16 == 241  # the last window ends on the last frame
+    assert window_starts(20, windows="spread", count=12) == [0, 1, 2, 3, 4]  # only 5 distinct starts
+    assert window_starts(16, windows="spread", count=3) == [0]
+    assert window_starts(241, windows="all") == list(range(0, 226, 16))
+    with pytest.raises(ValidationError, match="window_count applies only with windows: spread"):
+        FvdArgs(windows="all", window_count=4)
 
 
 def test_weighted_union_of_units_equals_repeated_features():

@@ -1,7 +1,7 @@
 """Scoring one clip: read it once, in chunks, and feed every metric of the unit.
 
 Each metric (``metrics.streaming.Metric``) gives the clip a streaming state (``streaming(ctx)``;
-``feature_stream(fps)`` for set-level features) that sees each chunk as it is read and keeps only
+``feature_stream(fps, num_frames)`` for set-level features) that sees each chunk as it is read and keeps only
 its own small state, so a video file of any length is scored in the memory of one chunk.
 """
 
@@ -38,6 +38,23 @@ class ClipScores:
     metric_excluded: dict[str, str] = field(default_factory=dict)
     # time spent decoding a video file's chunks (None for a clip handed over as an array)
     read_seconds: float | None = None
+
+
+    def only(self, names: set[str]) -> ClipScores:
+        """These scores restricted to the metrics ``names`` (no timings: nothing was computed for them)."""
+        def pick(table: dict) -> dict:
+            return {k: v for k, v in table.items() if k in names}
+
+        return ClipScores(self.num_frames, self.height, self.width, pick(self.metrics), pick(self.series),
+                          pick(self.features), metric_errors=pick(self.metric_errors),
+                          metric_excluded=pick(self.metric_excluded))
+
+    def add(self, other: ClipScores) -> None:
+        """Take in ``other``'s metrics (scored on the same clip)."""
+        for mine, theirs in ((self.metrics, other.metrics), (self.series, other.series), (self.features, other.features),
+                             (self.metric_seconds, other.metric_seconds), (self.metric_errors, other.metric_errors),
+                             (self.metric_excluded, other.metric_excluded)):
+            mine.update(theirs)
 
 
 @dataclass
@@ -112,7 +129,7 @@ def score_clip(video: Any, plans: list[MetricPlan], ctx: ClipContext, num_frames
     for plan in plans:
         clock = time.perf_counter()
         try:
-            stream = plan.scorer.feature_stream(ctx.fps) if plan.set_level else plan.scorer.streaming(ctx)
+            stream = plan.scorer.feature_stream(ctx.fps, ctx.num_frames) if plan.set_level else plan.scorer.streaming(ctx)
         except (Exception, SystemExit) as exc:
             _fail(scores, plan.name, exc)
             continue

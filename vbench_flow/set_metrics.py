@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import numpy as np
 from tqdm.auto import tqdm
 
-from metrics.fvd import FVD_INF_FRACTIONS, FeatureStats, UnitFeatures
+from metrics.fvd import FVD_INF_FRACTIONS, FeatureStats, FvdArgs, UnitFeatures, window_starts
 from vbench_flow.stats import group_seed, set_interval
 from vbench_flow.store import AggregateRow, SampleRecord
 
@@ -83,8 +83,8 @@ def _clip_digest(chunks: Iterator[np.ndarray], num_frames: int) -> bytes:
     return digest.digest()
 
 
-def _clip_features(scorer: Any, chunks: Iterator[np.ndarray], fps: float) -> np.ndarray:
-    stream = scorer.feature_stream(fps)
+def _clip_features(scorer: Any, chunks: Iterator[np.ndarray], fps: float, num_frames: int) -> np.ndarray:
+    stream = scorer.feature_stream(fps, num_frames)
     for chunk in chunks:
         stream.update(chunk)
     return np.asarray(stream.features(), dtype=np.float64)
@@ -113,7 +113,7 @@ def reference_set(scorer: Any, data: Any, reference: Any, num_frames: int, fps: 
                   file=sys.stderr)
     bar = tqdm(prompts, desc=f"reference features ({num_frames} frames)", unit="clip", disable=not progress,
                file=sys.stderr)
-    result = ReferenceSet([_clip_features(scorer, data.ground_truth_chunks(prompt, num_frames, fps), fps)
+    result = ReferenceSet([_clip_features(scorer, data.ground_truth_chunks(prompt, num_frames, fps), fps, num_frames)
                            for prompt in bar], digest)
     result.save(cached)
     return result
@@ -175,16 +175,17 @@ def covariance_warnings(suite: Any, prompts: int) -> list[str]:
         if spec.name != "fvd":
             continue
         dim = feature_dimension(spec.args)
-        all_windows = spec.args.get("windows", "first") == "all"
+        args = FvdArgs.model_validate(spec.args)
         # fvd_inf fits FVD down to its smallest subsample, where 1/N behaviour needs the same margin
-        smallest = FVD_INF_FRACTIONS[0] if spec.args.get("variant", "fvd") == "fvd_inf" else 1.0
+        smallest = FVD_INF_FRACTIONS[0] if args.variant == "fvd_inf" else 1.0
         for seconds in suite.clip_seconds:
-            per_clip = num_frames_for(seconds, suite.generation_fps) // 16 if all_windows else 1
+            frames = num_frames_for(seconds, suite.generation_fps)
+            per_clip = len(window_starts(frames, windows=args.windows, count=args.spread_count)) if frames >= 16 else 0
             generated, reference = prompts * len(suite.prompts.seeds) * per_clip, suite.reference.count * per_clip
             if smallest * min(generated, reference) < 2 * dim:
                 what = "fvd_inf's smallest subsamples" if smallest < 1 else "the covariance"
                 warnings.append(f"fvd at {seconds:g} s: {generated} generated and {reference} reference feature "
                                 f"vectors per cell, under {2 / smallest:g} x {dim} dimensions: {what} rank-deficient or "
                                 "nearly, and the value biased upward (fvd_inf far off); score more clips or prompts "
-                                "(windows: all counts every 16-frame window)")
+                                "(windows: all counts every 16-frame window, windows: spread a number per clip)")
     return warnings
