@@ -112,6 +112,7 @@ class ContinuationPsnrMetric(Metric):
     summary = "PSNR (dB) of each generated frame against the real one at the same time, averaged"
     higher_is_better = True
     needs_ground_truth = True
+    reads_task = True  # it scores the frames after the task's condition frames
     extractor, version = ContinuationFidelity.extractor, VERSION
     per_frame: PerFrame = staticmethod(psnr_per_frame)
 

@@ -164,6 +164,7 @@ class GenerationCostMetric(Metric):
     """A per-clip cost read from what the harness measured around ``generate``; never the pixels."""
 
     kind = "cost"
+    reads_task = True  # what this unit's generate() call cost
     extractor = "none (measured around generate)"
     version = VERSION
     value: CostValue

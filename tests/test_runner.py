@@ -571,3 +571,31 @@ def test_gallery_previews_are_bounded_in_size_rate_and_length(tmp_path, monkeypa
     assert (info.width, info.height, info.fps, info.num_frames) == (384, 240, 12, 12)
     assert preview.parent == tmp_path / "run" / "previews"
     assert reporting.gallery_video(tmp_path / "run", str(source), None) == preview  # made once
+
+
+def test_a_clip_shown_again_under_another_task_reuses_what_does_not_read_the_task(tmp_path, capsys):
+    """The dataset's real clip is the same under t2v and i2v: its quality metrics are scored once and
+    reused (equal values, no time spent), while a metric that reads the task's generate() call is
+    measured for each unit."""
+    suite = write_suite(tmp_path, """\
+        name: reuse
+        data: {type: shapes, size: 32, fps: 8}
+        clip_seconds: [1]
+        tasks: [t2v, i2v]
+        prompts: {source: data, split: test, count: 2, seeds: [0]}
+        models: [{name: real, type: dataset}]
+        metrics:
+          - {name: flicker}
+          - {name: object_colour_change}
+          - {name: frames_per_second}
+        """)
+    runs = tmp_path / "runs"
+    assert vbf("run", str(suite), "--runs-dir", str(runs), "--run-id", "r", "--quiet") == 0
+    by_unit = {(r["task"], r["prompt_id"]): r for r in records(runs / "r")}
+    for prompt in ("test-000000", "test-000001"):
+        first, again = by_unit[("t2v", prompt)], by_unit[("i2v", prompt)]
+        assert first["video_sha256"] == again["video_sha256"]
+        for name in ("flicker", "object_colour_change"):
+            assert again["metrics"][name] == first["metrics"][name]
+            assert name in first["metric_seconds"] and name not in again["metric_seconds"]  # not computed again
+        assert "frames_per_second" in again["metric_seconds"] and "frames_per_second" in again["metrics"]

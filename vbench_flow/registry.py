@@ -69,6 +69,9 @@ class MetricType:
     motion_counterpart: str | None = None
     # False: read against the real clips, never ranked in "who won" (``Metric.ranked``)
     ranked: bool = True
+    # the value depends on the unit's task or generate() call, so it is never reused for another
+    # unit that shows the same clip (``Metric.reads_task``)
+    reads_task: bool = False
     # args -> the files the configured metric will load that are not there, each with how to get it
     missing_files: Callable[[Any], list[str]] = lambda args: []
 
@@ -116,7 +119,7 @@ def register_metric_class(cls: type[Metric]) -> MetricType:
                                       min_frames=cls.min_frames,
                                       motion_counterpart=getattr(cls, "motion_counterpart", None),
                                       missing_files=getattr(cls, "missing_files", lambda args: []),
-                                      ranked=getattr(cls, "ranked", True)))
+                                      ranked=getattr(cls, "ranked", True), reads_task=cls.reads_task))
 
 
 def _load_builtins() -> None:

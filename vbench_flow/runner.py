@@ -18,7 +18,7 @@ import re
 import shutil
 import sys
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -42,7 +42,8 @@ from vbench_flow.prompts import Unit, load_prompts, plan_units
 from vbench_flow.protocol import Prompt
 from metrics.streaming import ClipContext, resolve_device
 from vbench_flow.registry import BuildContext, get_metric, get_model_type
-from vbench_flow.scoring import MetricPlan, VideoFile, describe, peak_rss_mb, score_clip, stop_if_disk_full
+from vbench_flow.scoring import (ClipScores, MetricPlan, VideoFile, describe, peak_rss_mb, score_clip,
+                                stop_if_disk_full)
 from vbench_flow.set_metrics import aggregate_set_metric, reference_set
 from vbench_flow.store import SampleRecord, Store
 from vbench_flow.suite import ResolvedSuite, Suite, open_data_source, task_condition_frames
@@ -199,6 +200,8 @@ class RunFolder:
 
 # ground-truth clips kept in memory for a prompt's other seeds (the shapes world's are a few MB)
 TRUTH_CACHE_BYTES = 256 * 1024 * 1024
+# clips whose scores are kept for reuse (the latest; ~0.5 MB each for a 30 s clip's series and features)
+CLIP_SCORES_KEPT = 128
 
 
 def _with_new_defaults(stored: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -227,6 +230,9 @@ class Runner:
         self.cache_dir = run_dir.parent / "cache"
         self.data = open_data_source(self.suite, resolved.directory)
         self._ground_truth: dict[tuple[str, int], np.ndarray] = {}
+        # scores of the clips this process scored, by (model, video sha256, prompt, frames): a unit that
+        # shows the same clip again (a dataset's real clip under each task) reuses what does not read the task
+        self._clip_scores: OrderedDict[tuple, ClipScores] = OrderedDict()
         self.scorers = {m.name: get_metric(m.name).build(get_metric(m.name).args_model.model_validate(m.args))
                         for m in self.suite.metrics}
         self.metric_info = {m.name: {"higher_is_better": get_metric(m.name).higher_is_better, "kind": get_metric(m.name).kind,
@@ -499,11 +505,23 @@ class Runner:
                             ground_truth_chunks=(partial(self.data.ground_truth_chunks, unit.prompt, num_frames, self.fps)
                                                  if truth_readers else None),
                             generation=generation, generator=generator)
+        key = (unit.model, sha, str(unit.prompt), num_frames)
+        earlier = self._clip_scores.get(key)
+        reused = {p.name for p in plans if earlier is not None and not get_metric(p.name).reads_task}
         try:
-            scores = score_clip(video, plans, ctx, num_frames, self.suite.scoring.chunk_frames,
-                                self.suite.scoring.reader, resolve_device(self.suite.scoring.device))
+            scores = score_clip(video, [p for p in plans if p.name not in reused], ctx, num_frames,
+                                self.suite.scoring.chunk_frames, self.suite.scoring.reader,
+                                resolve_device(self.suite.scoring.device)) if len(reused) < len(plans) else None
         except VideoReadError as exc:
             return self._failure(unit, exc.render(), "read", generate_seconds=generate_seconds, video=relative, sha=sha)
+        if earlier is None:
+            self._clip_scores[key] = scores
+            if len(self._clip_scores) > CLIP_SCORES_KEPT:
+                self._clip_scores.popitem(last=False)
+        else:
+            scores, fresh = earlier.only(reused), scores
+            if fresh is not None:
+                scores.add(fresh)
         return SampleRecord(**_unit_fields(unit), status="ok", video=relative, video_sha256=sha,
                             num_frames=scores.num_frames, height=scores.height, width=scores.width,
                             fps=self.fps, generate_seconds=generate_seconds,
