@@ -14,6 +14,7 @@ import math
 import os
 import re
 import shutil
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,8 @@ class GalleryRow:
     clip_seconds: float
     seed: int
     items: list[GalleryItem | None]
+    fps: float = 8.0        # of the clips as stored: the row's frame scrubber steps one frame
+    num_frames: int = 1
 
 
 @dataclass
@@ -82,12 +85,19 @@ class Baseline:
 
 @dataclass
 class ParetoInput:
+    """Quality against cost, any pair: the page opens on ``quality_metric`` against
+    ``throughput_metric`` and lets the reader pick among ``qualities`` and ``costs``."""
+
     quality_metric: str | None
     throughput_metric: str | None
     throughput_label: str = ""
     quality_higher_is_better: bool = True
-    points: pd.DataFrame = field(default_factory=pd.DataFrame)  # run_id, model, task, clip_seconds, x*, y*, on_front
+    points: pd.DataFrame = field(default_factory=pd.DataFrame)  # run_id, model, task, clip_seconds, metric, value, ci_*
     note: str | None = None
+    qualities: list[dict[str, Any]] = field(default_factory=list)  # {metric, higher}
+    costs: list[dict[str, Any]] = field(default_factory=list)      # {metric, higher, label}
+    # "quality|cost|task|seconds" -> the "run_id|model" rows on that pair's front in that setting
+    fronts: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -270,7 +280,9 @@ def _pyplot() -> Any:
 
 def _png(fig: Any) -> str:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    # a figure laid out by matplotlib's layout engine fits its canvas: a tight bounding box would
+    # only draw it a second time
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches=None if fig.get_layout_engine() else "tight")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
@@ -296,7 +308,8 @@ def metric_plots(aggregates: pd.DataFrame, metric_order: list[str], confidence: 
         group = table[table["metric"] == metric]
         if group.empty:
             continue
-        fig, ax = plt.subplots(figsize=(4.6, 0.9 + 0.38 * len(rows) * max(1, len(settings)) ** 0.5))
+        fig, ax = plt.subplots(figsize=(4.6, 0.9 + 0.38 * len(rows) * max(1, len(settings)) ** 0.5),
+                               constrained_layout=True)
         offsets = {s: (i - (len(settings) - 1) / 2) * (0.5 / max(1, len(settings))) for i, s in enumerate(settings)}
         for setting in settings:
             part = group[group["setting"] == setting]
@@ -401,80 +414,37 @@ def history_plots(history: pd.DataFrame, confidence: float) -> list[dict[str, st
     return plots
 
 
-def pareto_plot(pareto: ParetoInput | None) -> dict[str, Any] | None:
-    """Quality against throughput per (task, clip length), the Pareto front joined and ringed."""
+# Okabe & Ito's colour-blind-safe palette: one colour per row of the Pareto panels
+PARETO_COLOURS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+
+
+def pareto_view(pareto: ParetoInput | None, real_models: frozenset[str] = frozenset()) -> dict[str, Any] | None:
+    """What the page's script draws: one SVG panel per (task, clip length), quality against cost for
+    the pair the reader picks, each row's value with its interval, the real clips' quality as a
+    reference line, and the front computed here (``pareto.fronts``)."""
     if pareto is None:
         return None
     if pareto.note or pareto.points.empty:
         return {"note": pareto.note or "nothing to plot"}
-    plt = _pyplot()
     points = pareto.points
     several_runs = points["run_id"].nunique() > 1
-    points = points.assign(label=[_row_label(r, m, several_runs) for r, m in zip(points["run_id"], points["model"])])
-    colours = _colours(list(points["label"]))
-    panels = list(points.groupby(["task", "clip_seconds"], sort=True))
-    columns = min(3, len(panels))
-    rows = -(-len(panels) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.0 + 4.2 * columns, 0.8 + 3.0 * rows), squeeze=False,
-                             constrained_layout=True)
-    for ax in axes.flat[len(panels):]:
-        ax.set_visible(False)
-    front_rows = []
-    for ax, ((task, seconds), panel) in zip(axes.flat, panels):
-        for _, p in panel.iterrows():
-            xerr = [[max(0.0, p["x"] - p["x_low"])], [max(0.0, p["x_high"] - p["x"])]] if not _nan(p["x_low"]) else None
-            yerr = [[max(0.0, p["y"] - p["y_low"])], [max(0.0, p["y_high"] - p["y"])]] if not _nan(p["y_low"]) else None
-            ax.errorbar([p["x"]], [p["y"]], xerr=xerr, yerr=yerr, fmt="o", markersize=6, capsize=3,
-                        color=colours[p["label"]], label=p["label"])
-            if p["on_front"]:
-                ax.plot([p["x"]], [p["y"]], "o", markersize=13, markerfacecolor="none", markeredgecolor="#111",
-                        markeredgewidth=1.2)
-                front_rows.append({"task": task, "seconds": f"{seconds:g}", "label": p["label"],
-                                   "x": _short(p["x"]), "y": _short(p["y"])})
-        front = panel[panel["on_front"]].sort_values("x")
-        if len(front) > 1:
-            ax.plot(front["x"], front["y"], "--", color="#111", linewidth=1, alpha=0.7)
-        xs = panel["x"][panel["x"] > 0]
-        if len(xs) > 1 and xs.max() / xs.min() > 30:
-            ax.set_xscale("log")
-        ax.set_title(f"{task} · {seconds:g} s", fontsize=9)
-        ax.set_xlabel(pareto.throughput_label, fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-        _place_labels(ax, panel)
-    for ax in axes[:, 0]:
-        ax.set_ylabel(f"{pareto.quality_metric} ({'higher' if pareto.quality_higher_is_better else 'lower'} is better)",
-                      fontsize=8)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    unique = dict(zip(labels, handles))
-    fig.legend(unique.values(), unique.keys(), fontsize=7, loc="outside lower center", ncols=min(5, len(unique)))
-    src = _png(fig)
-    plt.close(fig)
-    return {"src": src, "front": front_rows, "quality": pareto.quality_metric, "throughput": pareto.throughput_metric,
-            "throughput_label": pareto.throughput_label, "higher": pareto.quality_higher_is_better}
-
-
-def _place_labels(ax: Any, panel: pd.DataFrame, gap: float = 0.08, height_points: float = 160.0) -> None:
-    """Each point's model name beside it, moved up (with a leader line) until no two labels of the
-    panel sit within ``gap`` of the axes' height of each other where their x positions are close."""
-    ax.autoscale_view()
-
-    def fraction(value: float, limits: tuple[float, float], log: bool) -> float:
-        low, high = (np.log10(limits[0]), np.log10(limits[1])) if log else limits
-        return ((np.log10(value) if log else value) - low) / ((high - low) or 1.0)
-
-    log_x = ax.get_xscale() == "log"
-    spots = sorted(((fraction(p["x"], ax.get_xlim(), log_x), fraction(p["y"], ax.get_ylim(), False), p)
-                    for _, p in panel.iterrows()), key=lambda spot: spot[1])
-    placed: list[tuple[float, float]] = []
-    for x, y, p in spots:
-        label_y = y
-        while any(abs(label_y - py) < gap and abs(x - px) < 0.3 for px, py in placed):
-            label_y += gap / 2
-        placed.append((x, label_y))
-        lift = (label_y - y) * height_points
-        ax.annotate(p["model"], (p["x"], p["y"]), textcoords="offset points", xytext=(7, 5 + lift), fontsize=7,
-                    arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.6} if lift > 0 else None)
+    rows = list(dict.fromkeys(zip(points["run_id"], points["model"])))
+    labels = {f"{r}|{m}": _row_label(r, m, several_runs) for r, m in rows}
+    generators = [key for key in labels if key.split("|", 1)[1] not in real_models]
+    settings = [{"task": t, "seconds": f"{s:g}"} for t, s in
+                sorted(set(zip(points["task"], points["clip_seconds"])), key=lambda ts: (ts[0], ts[1]))]
+    values: dict[str, dict[str, list[float | None]]] = defaultdict(dict)
+    for p in points.itertuples(index=False):
+        key = f"{p.run_id}|{p.model}|{p.task}|{p.clip_seconds:g}"
+        values[key][p.metric] = [None if _nan(v) else float(v) for v in (p.value, p.ci_low, p.ci_high)]
+    return {
+        "quality": pareto.quality_metric, "cost": pareto.throughput_metric,
+        "data": {"qualities": pareto.qualities, "costs": pareto.costs, "settings": settings,
+                 "rows": [{"key": k, "label": labels[k], "colour": PARETO_COLOURS[i % len(PARETO_COLOURS)]}
+                          for i, k in enumerate(generators)],
+                 "real": [k for k in labels if k not in generators], "values": values, "fronts": pareto.fronts,
+                 "initial": {"quality": pareto.quality_metric, "cost": pareto.throughput_metric}},
+    }
 
 
 # ---------------------------------------------------------------- videos
@@ -496,7 +466,7 @@ def embed_gallery(columns: list[tuple[str, str]], rows: list[GalleryRow], output
             if item is None:
                 cells.append(None)
                 continue
-            entry: dict[str, Any] = {"model": item.model, "run_id": item.run_id}
+            entry: dict[str, Any] = {"model": item.model, "run_id": item.run_id, "column": len(cells)}
             suffix = item.video.suffix.lower()
             entry["type"] = VIDEO_TYPES.get(suffix, "video/mp4")
             entry["image"] = entry["type"].startswith("image/")
@@ -517,7 +487,8 @@ def embed_gallery(columns: list[tuple[str, str]], rows: list[GalleryRow], output
                     entry["src"] = Path(os.path.relpath(target, output.parent)).as_posix()
             cells.append(entry)
         out_rows.append({"prompt_id": row.prompt_id, "prompt": row.prompt, "task": row.task,
-                         "seconds": f"{row.clip_seconds:g}", "seed": row.seed, "cells": cells})
+                         "seconds": f"{row.clip_seconds:g}", "seed": row.seed, "cells": cells,
+                         "fps": f"{row.fps:g}", "last_frame": max(0, row.num_frames - 1)})
     if sidecar.is_dir():  # videos of an earlier rendering of this report that it no longer shows
         for stale in sidecar.glob("*"):
             if stale.is_file() and stale.name not in copied and stale.suffix.lower() in VIDEO_TYPES:
@@ -525,6 +496,8 @@ def embed_gallery(columns: list[tuple[str, str]], rows: list[GalleryRow], output
         if not any(sidecar.iterdir()):
             sidecar.rmdir()
     return {"columns": [{"run_id": r, "model": m, "label": _row_label(r, m, several_runs)} for r, m in columns],
+            "tasks": list(dict.fromkeys(row.task for row in rows)),
+            "lengths": list(dict.fromkeys(f"{row.clip_seconds:g}" for row in rows)),
             "rows": out_rows, "inline_bytes": used, "sidecar": sidecar.name if copied else None,
             "sidecar_count": len(copied)}
 
@@ -553,7 +526,7 @@ def render_report(data: ReportInput, output: str | Path, *, embed_budget: int = 
         metric_plots=metric_plots(data.aggregates, metric_order, data.confidence),
         drift_plots=drift_plots(data.drift, data.confidence, data.real_models),
         history_plots=history_plots(data.history, data.confidence),
-        pareto=pareto_plot(data.pareto),
+        pareto=pareto_view(data.pareto, data.real_models),
         ablations=ablation_tables(data.ablations),
         gallery=embed_gallery(data.gallery_columns, data.gallery, output, embed_budget),
         notes=data.notes,

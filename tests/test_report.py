@@ -99,8 +99,13 @@ def test_deltas_against_the_baseline_model_are_paired_and_marked(sweep):
     assert versus_base["verdict"] == "worse" and versus_base["n"] == 4 and versus_base["ci_high"] < 0
     base = samples_of(store, "rep.step=2")
     assert versus_base["delta"] == pytest.approx((samples_of(store, "rep.step=40") - base).mean())
-    # quality against throughput: every row has both, and each setting has a front
-    assert data.pareto.throughput_metric == "frames_per_second" and data.pareto.points["on_front"].any()
+    # quality against cost, every pair selectable: each setting has a front for every pair
+    pareto = data.pareto
+    assert pareto.throughput_metric == "frames_per_second" and pareto.quality_metric == "flicker"
+    assert [c["metric"] for c in pareto.costs] == ["frames_per_second"] and "flicker" in [q["metric"] for q in pareto.qualities]
+    settings = set(zip(pareto.points["task"], pareto.points["clip_seconds"]))
+    assert {f"flicker|frames_per_second|{t}|{s:g}" for t, s in settings} <= set(pareto.fronts)
+    assert all(pareto.fronts[f"flicker|frames_per_second|{t}|{s:g}"] for t, s in settings)
     store.close()
 
 
@@ -111,7 +116,7 @@ def test_report_html_escapes_marks_and_sidecars(sweep, capsys):
     assert "<script>alert" not in html and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
     assert re.search(r"Δ -0\.\d+ \[-0\.\d+, -0\.\d+\] ▼ worse", html), "a significant delta with its text mark"
     assert 'class="delta worse"' in html and "baseline</span>" in html
-    for section in ("Who won", "Per metric", "Quality against throughput", "Ablation: sweep", "Over time", "Samples"):
+    for section in ("Who won", "Per metric", "Quality against cost", "Ablation: sweep", "Over time", "Samples"):
         assert f">{section}" in html, section
     assert "models.noisy.sampler.step = 40" in html and "★" in html
     # over the (zero) inline budget every video is a sidecar file next to the report, and plays as mp4
@@ -119,7 +124,7 @@ def test_report_html_escapes_marks_and_sidecars(sweep, capsys):
     sources = re.findall(r'<source src="([^"]+)" type="video/mp4">', html)
     assert len(sources) == 2 * 2 * 4  # 2 prompts x 2 clip lengths, one column per run and model
     assert all(src.startswith("report_videos/") and (out.parent / src).is_file() for src in sources)
-    assert html.count("<video controls muted loop playsinline") == len(sources)
+    assert html.count("<video muted loop playsinline") == len(sources)
     # each run's own report (written by vbf run) stays under the default budget: videos inline
     assert "data:video/mp4;base64," in (sweep / "runs" / "rep.step=2" / "report.html").read_text()
 
@@ -143,9 +148,11 @@ def test_pareto_front_and_missing_throughput_note():
     front = pareto_front(np.array([1.0, 2.0, 3.0, 2.0]), np.array([0.9, 0.8, 0.5, 0.7]), True)
     assert front.tolist() == [True, True, True, False]
     assert pareto_front(np.array([1.0, 2.0]), np.array([0.1, 0.2]), False).tolist() == [True, True]
+    # a cost where lower is better (latency): the slower of two equally good rows is dominated
+    assert pareto_front(np.array([1.0, 2.0]), np.array([0.5, 0.5]), True, False).tolist() == [True, False]
     aggregates = pd.DataFrame([{"run_id": "r", "model": "m", "task": "t2v", "clip_seconds": 5.0, "metric": "flicker",
                                 "value": 0.9, "ci_low": 0.8, "ci_high": 1.0, "n": 4, "higher_is_better": 1}])
-    assert "No throughput was measured" in pareto_input(aggregates, "flicker").note
+    assert "No cost of generation was measured" in pareto_input(aggregates, "flicker").note
     assert format_delta(0.0123, 0.0041, 0.0202) == "Δ +0.012 [+0.004, +0.020]"
 
 

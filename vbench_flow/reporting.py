@@ -509,8 +509,10 @@ def drift_curves(series: pd.DataFrame, *, confidence: float, resamples: int, see
 
 # ---------------------------------------------------------------- quality against throughput
 
-def pareto_front(x: np.ndarray, y: np.ndarray, higher_y_is_better: bool) -> np.ndarray:
-    """True where no other point has at least the throughput and at least the quality, and more of one."""
+def pareto_front(x: np.ndarray, y: np.ndarray, higher_y_is_better: bool, higher_x_is_better: bool = True) -> np.ndarray:
+    """True where no other point is at least as good on both axes and better on one (each axis in
+    its own direction: frames/s up, latency and memory down)."""
+    x = x if higher_x_is_better else -x
     y = y if higher_y_is_better else -y
     front = np.ones(len(x), dtype=bool)
     for i in range(len(x)):
@@ -519,36 +521,42 @@ def pareto_front(x: np.ndarray, y: np.ndarray, higher_y_is_better: bool) -> np.n
     return front
 
 
-def pareto_input(aggregates: pd.DataFrame, quality: str | None) -> ParetoInput:
-    metrics = set(aggregates["metric"]) if not aggregates.empty else set()
-    if "frames_per_second" in metrics:
-        throughput, label = "frames_per_second", "generated frames per second (higher is faster)"
-    elif "generate_seconds" in metrics:
-        throughput, label = "generate_seconds", "clips per second = 1 / generate seconds (higher is faster)"
-    else:
-        return ParetoInput(quality, None, note="No throughput was measured in these runs, so there is no "
+COST_LABELS = {"frames_per_second": "generated frames per second", "latency_to_first_frame": "seconds to the first frame",
+               "peak_memory_mb": "peak memory (MiB)", "generate_seconds": "seconds per clip"}
+
+
+def pareto_input(aggregates: pd.DataFrame, quality: str | None, kinds: dict[str, str] | None = None) -> ParetoInput:
+    """Every quality metric against every cost the runs measured (``kinds``: metric -> kind as the
+    metric info has it; without it, the costs COST_LABELS names), each pair's Pareto front per
+    (task, clip length). The report opens on ``quality`` (the primary metric) against frames/s."""
+    kinds = kinds or {}
+    measured = list(dict.fromkeys(aggregates["metric"])) if not aggregates.empty else []
+    costs = [m for m in measured if kinds.get(m, "cost" if m in COST_LABELS else "quality") == "cost"]
+    if not costs:
+        return ParetoInput(quality, None, note="No cost of generation was measured in these runs, so there is no "
                            "quality-against-speed plot: add the frames_per_second (or generate_seconds) metric "
                            "to the suite.")
-    if quality is None:
-        return ParetoInput(None, throughput, label, note="Every metric measured is a cost of generation; there is no "
-                           "quality metric to plot against throughput.")
-    both = aggregates[aggregates["metric"] == throughput].merge(aggregates[aggregates["metric"] == quality],
-                                                                on=ROW_KEY, suffixes=("_x", "_y"))
-    if both.empty:
-        return ParetoInput(quality, throughput, label, note=f"No row has both {throughput} and {quality}.")
-    if throughput == "generate_seconds":
-        with np.errstate(divide="ignore"):
-            x, x_low, x_high = 1 / both["value_x"], 1 / both["ci_high_x"], 1 / both["ci_low_x"]
-    else:
-        x, x_low, x_high = both["value_x"], both["ci_low_x"], both["ci_high_x"]
-    higher = bool(both["higher_is_better_y"].iloc[0])
-    points = pd.DataFrame({**{k: both[k] for k in ROW_KEY}, "x": x.astype(float), "x_low": x_low.astype(float),
-                           "x_high": x_high.astype(float), "y": both["value_y"].astype(float),
-                           "y_low": both["ci_low_y"].astype(float), "y_high": both["ci_high_y"].astype(float)})
-    points["on_front"] = False
-    for _, group in points.groupby(["task", "clip_seconds"]):
-        points.loc[group.index, "on_front"] = pareto_front(group["x"].to_numpy(), group["y"].to_numpy(), higher)
-    return ParetoInput(quality, throughput, label, higher, points)
+    qualities = [m for m in measured if m not in costs]
+    if not qualities:
+        return ParetoInput(None, costs[0], note="Every metric measured is a cost of generation; there is no "
+                           "quality metric to plot against it.")
+    quality = quality if quality in qualities else qualities[0]
+    cost = "frames_per_second" if "frames_per_second" in costs else costs[0]
+    direction = {m: bool(h) for m, h in zip(aggregates["metric"], aggregates["higher_is_better"])}
+    points = aggregates[aggregates["metric"].isin(qualities + costs)][
+        ROW_KEY + ["metric", "value", "ci_low", "ci_high"]].reset_index(drop=True)
+    fronts: dict[str, list[str]] = {}
+    for q in qualities:
+        for c in costs:
+            both = points[points["metric"] == c].merge(points[points["metric"] == q], on=ROW_KEY, suffixes=("_x", "_y"))
+            for (task, seconds), group in both.groupby(["task", "clip_seconds"], sort=True):
+                on = pareto_front(group["value_x"].to_numpy(), group["value_y"].to_numpy(), direction[q], direction[c])
+                fronts[f"{q}|{c}|{task}|{seconds:g}"] = [f"{r}|{m}" for r, m, f in
+                                                          zip(group["run_id"], group["model"], on) if f]
+    return ParetoInput(quality, cost, COST_LABELS.get(cost, cost), direction[quality], points=points,
+                       qualities=[{"metric": m, "higher": direction[m]} for m in qualities],
+                       costs=[{"metric": m, "higher": direction[m], "label": COST_LABELS.get(m, m)} for m in costs],
+                       fronts=fronts)
 
 
 # ---------------------------------------------------------------- ablation sweeps
@@ -664,10 +672,11 @@ def ablation_views(summaries: list[RunSummary], aggregates: pd.DataFrame, sample
 
 # ---------------------------------------------------------------- gallery
 
-def gallery_rows(store: Store, summaries: list[RunSummary], prompts_count: int,
-                 notes: list[str] | None = None) -> tuple[list[tuple[str, str]], list[GalleryRow]]:
+def gallery_rows(store: Store, summaries: list[RunSummary], prompts_count: int, notes: list[str] | None = None,
+                 real_models: frozenset[str] = frozenset()) -> tuple[list[tuple[str, str]], list[GalleryRow]]:
     """The first ``prompts_count`` prompts; one row per (prompt, task, clip length) at the prompt's first
-    seed, one column per (run, model). A clip that cannot be read is left out with a note."""
+    seed, one column per (run, model), the real clips' columns first (what the others are read
+    against). A clip that cannot be read is left out with a note."""
     if prompts_count <= 0:
         return [], []
     frames = []
@@ -681,7 +690,7 @@ def gallery_rows(store: Store, summaries: list[RunSummary], prompts_count: int,
         return [], []
     prompts = list(dict.fromkeys(units["prompt_id"]))[:prompts_count]
     units = units[units["prompt_id"].isin(prompts)]
-    columns = list(dict.fromkeys(zip(units["run_id"], units["model"])))
+    columns = sorted(dict.fromkeys(zip(units["run_id"], units["model"])), key=lambda c: c[1] not in real_models)
     rows = []
     for prompt_id in prompts:
         chosen = units[units["prompt_id"] == prompt_id]
@@ -702,7 +711,9 @@ def gallery_rows(store: Store, summaries: list[RunSummary], prompts_count: int,
                 items.append(None if video is None else
                              GalleryItem(run_id, model, task, float(seconds), r["prompt"], video))
             if any(items):
-                rows.append(GalleryRow(prompt_id, str(cell_units["prompt"].iloc[0]), task, float(seconds), first_seed, items))
+                rows.append(GalleryRow(prompt_id, str(cell_units["prompt"].iloc[0]), task, float(seconds), first_seed,
+                                       items, fps=float(cell_units["fps"].max()),
+                                       num_frames=int(cell_units["num_frames"].max())))
     return columns, rows
 
 
@@ -764,7 +775,8 @@ def build_report_input(store: Store, run_ids: list[str], title: str | None = Non
 
     boards = scoreboards(aggregates, deltas, metric_order, summaries, motion)
     series = pd.concat([store.sample_series(r).assign(run_id=r) for r in run_ids], ignore_index=True)
-    columns, rows = gallery_rows(store, summaries, int(first.get("report", {}).get("gallery", 4)), notes)
+    real_models = frozenset(m for m in (real_clip_model(s.config) for s in summaries) if m)
+    columns, rows = gallery_rows(store, summaries, int(first.get("report", {}).get("gallery", 4)), notes, real_models)
     default_title = first.get("report", {}).get("title") or f"vbench-flow report: {summaries[0].suite}"
     return ReportInput(
         title=title or default_title,
@@ -777,10 +789,11 @@ def build_report_input(store: Store, run_ids: list[str], title: str | None = Non
         deltas=deltas,
         scoreboards=boards,
         history=run_history(summaries, aggregates),
-        real_models=frozenset(m for m in (real_clip_model(s.config) for s in summaries) if m),
+        real_models=real_models,
         answers=answers(boards, primary, [m.get("name") for m in first.get("metrics", []) if isinstance(m, dict)]),
         drift=drift_curves(series, confidence=confidence, resamples=resamples, seed=seed),
-        pareto=pareto_input(aggregates, primary),
+        pareto=pareto_input(aggregates, primary, {i["metric"]: i.get("kind") or "quality"
+                                                  for s in summaries for i in s.metric_info}),
         ablations=ablation_views(summaries, aggregates, samples, confidence=confidence, resamples=resamples, seed=seed),
         gallery_columns=columns,
         gallery=rows,

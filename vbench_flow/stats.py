@@ -166,25 +166,40 @@ def _welch_tail(confidence: float, *sides: tuple[np.ndarray, np.ndarray]) -> flo
 
 def band(values: np.ndarray, *, confidence: float, resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean and interval of each column of ``values`` (clips x segments; NaN where a clip has no
-    value), each column resampled on its own. The bounds are resampled means, so they stay within
-    the values observed, and a bounded metric's band within its range."""
+    value): the clips are resampled as whole curves, one draw serving every segment they cover,
+    and each segment's bounds are the expanded percentiles of its resampled means, so they stay
+    within the values observed, and a bounded metric's band within its range."""
+    check_args(confidence, resamples)
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 2:
         raise ValueError(f"need a clips x segments array, got shape {values.shape}")
     means, lows, highs = (np.full(values.shape[1], math.nan) for _ in range(3))
-    for column in range(values.shape[1]):
-        present = values[:, column][np.isfinite(values[:, column])]
-        if present.size:
-            estimate = mean_interval(present, confidence=confidence, resamples=resamples, seed=seed + column)
-            means[column], lows[column], highs[column] = estimate
+    present = np.isfinite(values)
+    rng = np.random.default_rng(seed)
+    # segments with the same clips present share one set of draws (all of them, when no clip is short)
+    for mask in np.unique(present, axis=1).T:
+        columns = np.flatnonzero((present == mask[:, None]).all(axis=0))
+        rows = values[mask][:, columns]
+        k = rows.shape[0]
+        if k == 0:
+            continue
+        means[columns] = rows.mean(axis=0)
+        if k < 2:
+            continue
+        draws = resample_counts(rng, k, resamples) @ rows / k  # resamples x segments
+        tail = expanded_tail(confidence, k)
+        lows[columns], highs[columns] = np.quantile(draws, [tail, 1.0 - tail], axis=0)
+        constant = (rows == rows[0]).all(axis=0)  # a point, not a resampling artefact
+        lows[columns[constant]] = highs[columns[constant]] = means[columns[constant]]
     return means, lows, highs
-
 
 
 def resample_counts(rng: np.random.Generator, units: int, draws: int) -> np.ndarray:
     """(draws, units): how often each unit is drawn in each of ``draws`` resamples with replacement."""
     drawn = rng.integers(0, units, (draws, units))
-    return np.stack([np.bincount(row, minlength=units) for row in drawn])
+    counts = np.zeros((draws, units), dtype=np.int64)
+    np.add.at(counts, (np.repeat(np.arange(draws), units), drawn.ravel()), 1)
+    return counts
 
 
 def set_interval(statistic: Callable[[np.ndarray, np.ndarray, int], np.ndarray], sizes: tuple[int, int], value: float,
