@@ -191,8 +191,8 @@ class ClipScorer:
                  device: str | torch.device = "cpu", scale: float = 1.0) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.version = metric_version(scale=scale, preprocess=_describe_preprocess(
-            dict(open_clip.get_model_preprocess_cfg(model))))
+        self.preprocessing = _describe_preprocess(dict(open_clip.get_model_preprocess_cfg(model)))
+        self.version = metric_version(scale=scale, preprocess=self.preprocessing)
         self.model = model.to(device).eval()
         self.preprocess, self.tokenizer = preprocess, tokenizer
         self.extractor, self.batch_size, self.device, self.scale = extractor, batch_size, torch.device(device), scale
@@ -205,7 +205,7 @@ class ClipScorer:
     def embedding_key(self) -> str:
         """What a frame's image embedding depends on (the weights and the preprocessing): the key
         under which the metrics of one clip share it (CLIPSIM, its drift, offline consistency)."""
-        return f"image embeddings {self.extractor} {self.version}"
+        return f"image embeddings {self.extractor} {self.preprocessing}"
 
     @classmethod
     def from_open_clip(cls, name: str, pretrained: str | Path, *, quick_gelu: bool | None = None,

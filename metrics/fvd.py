@@ -227,39 +227,6 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
 
 
-class FrechetToReference:
-    """Fréchet distances from many Gaussians to one fixed reference, as in a bootstrap.
-
-    ``Tr sqrtm(S_r S)`` equals ``Tr sqrtm(R S R)`` with ``R = S_r^(1/2)`` (the two products have the
-    same eigenvalues), and ``R S R`` is symmetric positive semi-definite, so the trace is the sum of
-    the square roots of its ``eigvalsh`` eigenvalues. R is computed once; each distance then costs
-    one symmetric eigendecomposition instead of a Schur square root of a non-symmetric matrix
-    (about 9x less at d = 128, and it stays real and finite where sqrtm needs a retry).
-    """
-
-    def __init__(self, mu: np.ndarray, sigma: np.ndarray) -> None:
-        self.mu, sigma = np.asarray(mu, np.float64), np.asarray(sigma, np.float64)
-        eigenvalues, vectors = np.linalg.eigh((sigma + sigma.T) / 2.0)
-        self.root = (vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))) @ vectors.T
-        self.trace = float(np.trace(sigma))
-
-    def distance(self, mu: np.ndarray, sigma: np.ndarray) -> float:
-        product = self.root @ np.asarray(sigma, np.float64) @ self.root
-        eigenvalues = np.linalg.eigvalsh((product + product.T) / 2.0)
-        trace_covmean = float(np.sqrt(np.clip(eigenvalues, 0.0, None)).sum())
-        diff = self.mu - np.asarray(mu, np.float64)
-        return float(diff @ diff + self.trace + np.trace(sigma) - 2.0 * trace_covmean)
-
-    @classmethod
-    def of(cls, stats: FeatureStats, estimator: str = "unbiased") -> "FrechetToReference":
-        return cls(stats.mean(), stats.covariance(estimator))
-
-    def fvd(self, stats: FeatureStats, estimator: str = "unbiased") -> float:
-        if stats.count < 2:
-            raise ValueError(f"FVD needs at least 2 clips for a covariance, got {stats.count}")
-        return self.distance(stats.mean(), stats.covariance(estimator))
-
-
 def fvd_from_features(real: np.ndarray | torch.Tensor | FeatureStats, fake: np.ndarray | torch.Tensor | FeatureStats,
                       estimator: str = "unbiased") -> float:
     """FVD between two sets given as per-clip features (N, D) or as FeatureStats."""
@@ -481,8 +448,14 @@ class UnitFeatures:
 
 
 def frechet_distances(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> np.ndarray:
-    """Fréchet distances of K pairs of Gaussians at once ((K, D) means, (K, D, D) covariances), by
-    symmetric eigenvalue problems as :class:`FrechetToReference`."""
+    """Fréchet distances of K pairs of Gaussians at once ((K, D) means, (K, D, D) covariances; a
+    first side of one Gaussian, (1, D) and (1, D, D), is decomposed once for all K).
+
+    ``Tr sqrtm(S1 S2)`` equals ``Tr sqrtm(R S2 R)`` with ``R = S1^(1/2)`` (the two products have the
+    same eigenvalues), and ``R S2 R`` is symmetric positive semi-definite, so the trace is the sum
+    of the square roots of its ``eigvalsh`` eigenvalues: symmetric eigenvalue problems instead of a
+    Schur square root of a non-symmetric matrix per pair (about 9x less at d = 128, and real and
+    finite where sqrtm needs a retry)."""
     values, vectors = np.linalg.eigh(sigma1)
     root = (vectors * np.sqrt(np.clip(values, 0.0, None))[:, None, :]) @ vectors.transpose(0, 2, 1)
     product = root @ sigma2 @ root
@@ -519,13 +492,8 @@ def fvd_inf(real_units: UnitFeatures, fake_units: UnitFeatures, *, estimator: st
 
 def set_distance(real_units: UnitFeatures, fake_units: UnitFeatures, *, variant: str = "fvd",
                  estimator: str = "unbiased", real_counts: np.ndarray | None = None,
-                 fake_counts: np.ndarray | None = None, seed: int = 0,
-                 reference: FrechetToReference | None = None) -> float:
-    """FVD (``variant="fvd"``) or FVD_inf of two sets of units, each unit counted ``*_counts`` times.
-    ``reference``: the whole reference set prepared once, so that plain FVD of many generated draws
-    against it costs one symmetric eigenvalue problem each."""
-    if variant == "fvd" and reference is not None and real_counts is None:
-        return reference.fvd(fake_units.stats(fake_counts), estimator)
+                 fake_counts: np.ndarray | None = None, seed: int = 0) -> float:
+    """FVD (``variant="fvd"``) or FVD_inf of two sets of units, each unit counted ``*_counts`` times."""
     return float(set_distances(real_units, fake_units, None if real_counts is None else [real_counts],
                                None if fake_counts is None else [fake_counts], variant=variant,
                                estimator=estimator, seed=seed)[0])
@@ -535,10 +503,14 @@ def set_distances(real_units: UnitFeatures, fake_units: UnitFeatures, real_count
                   fake_counts: np.ndarray | None, *, variant: str = "fvd", estimator: str = "unbiased",
                   seed: int = 0) -> np.ndarray:
     """FVD or FVD_inf of B weighted draws at once (``*_counts``: B x units; None: every unit once),
-    through batched symmetric eigenvalue problems (as :class:`FrechetToReference`), in chunks of at
-    most :data:`BATCH_BYTES` of covariances. FVD_inf's subsamples come from ``seed``."""
+    through batched symmetric eigenvalue problems (:func:`frechet_distances`), in chunks of at most
+    :data:`BATCH_BYTES` of covariances. A fixed reference (``real_counts`` None, plain FVD) is
+    decomposed once for every draw, as a gate's comparison needs. FVD_inf's subsamples come from
+    ``seed``."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    fixed = real_units.moments(np.ones((1, len(real_units))), estimator) \
+        if real_counts is None and variant == "fvd" else None
     real_counts = np.ones((1, len(real_units)), dtype=int) if real_counts is None else np.atleast_2d(real_counts)
     fake_counts = np.ones((1, len(fake_units)), dtype=int) if fake_counts is None else np.atleast_2d(fake_counts)
     draws = max(len(real_counts), len(fake_counts))
@@ -546,13 +518,15 @@ def set_distances(real_units: UnitFeatures, fake_units: UnitFeatures, real_count
     fake_counts = np.broadcast_to(fake_counts, (draws, fake_counts.shape[1])).astype(int)
     rng = np.random.default_rng(seed)
     per_draw = sum(1 if f >= 1.0 else FVD_INF_DRAWS for f in FVD_INF_FRACTIONS) if variant == "fvd_inf" else 1
-    chunk = max(1, BATCH_BYTES // (2 * per_draw * 8 * real_units.rows.shape[1] ** 2))
+    # a draw holds its covariances (D x D) and, while they are built, a D x rows weighted copy of the features
+    dim, rows = real_units.rows.shape[1], max(len(real_units.rows), len(fake_units.rows))
+    chunk = max(1, BATCH_BYTES // (2 * per_draw * 8 * dim * max(dim, rows)))
     out = np.empty(draws)
     for start in range(0, draws, chunk):
         real, fake = real_counts[start:start + chunk], fake_counts[start:start + chunk]
         if variant == "fvd_inf":
             real, fake = _subsamples(real, rng), _subsamples(fake, rng)
-        values = frechet_distances(*real_units.moments(real, estimator), *fake_units.moments(fake, estimator))
+        values = frechet_distances(*(fixed or real_units.moments(real, estimator)), *fake_units.moments(fake, estimator))
         if variant == "fvd":
             out[start:start + chunk] = values
             continue

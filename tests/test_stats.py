@@ -214,3 +214,38 @@ def test_fvd_inf_agrees_across_sample_sizes_where_plain_fvd_does_not():
     small, large = found["fvd_inf", 64], found["fvd_inf", 256]
     assert small.low <= large.value <= small.high and large.low <= small.value <= large.high
     assert small.low <= true_fd <= small.high and large.low <= true_fd <= large.high
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_set_delta_covers_the_expected_difference_of_two_fvds_against_one_reference(paired):
+    """The gate's FVD comparison: two generated sets scored against one fixed reference set, the
+    difference resampled (the same units on both sides when they pair on prompts). Its interval
+    covers the expected difference at that sample size, found by simulation; paired sets share a
+    prompt effect, which pairing removes from the difference's spread."""
+    dim, clips = 3, 40
+    rng = np.random.default_rng(11)
+    reference = fvd.UnitFeatures(list(rng.standard_normal((200, 1, dim))))
+    shift, scales = np.array([0.6, 0.0, 0.0]), np.array([1.0, 1.5, 0.7])
+
+    def sets(rng):
+        prompt = rng.standard_normal((clips, 1, dim)) * np.sqrt(0.6)  # shared by both sides when paired
+        other = prompt if paired else rng.standard_normal((clips, 1, dim)) * np.sqrt(0.6)
+        current = shift + prompt + rng.standard_normal((clips, 1, dim)) * np.sqrt(0.4 * scales)
+        baseline = other + rng.standard_normal((clips, 1, dim)) * np.sqrt(0.4)
+        return fvd.UnitFeatures(list(current)), fvd.UnitFeatures(list(baseline))
+
+    def distance(units, counts=None):
+        return fvd.set_distances(reference, units, None, counts)
+
+    expected = float(np.mean([distance(c)[0] - distance(b)[0] for c, b in (sets(rng) for _ in range(3000))]))
+
+    def interval(pair, seed):
+        current, baseline = pair
+        low, high, draws = stats.set_delta(lambda counts: distance(current, counts),
+                                           lambda counts: distance(baseline, counts), clips, paired=paired,
+                                           confidence=0.95, resamples=200, seed=seed)
+        assert draws == 200 and low <= distance(current)[0] - distance(baseline)[0] <= high
+        return low, high
+
+    assert expected > 0.2  # a real difference to cover
+    assert LOW <= coverage(lambda rng: (expected, sets(rng)), interval, seed=2) <= HIGH

@@ -463,3 +463,32 @@ def test_metrics_of_one_clip_that_compute_the_same_rows_compute_them_once_and_gi
         alone = scored([name])
         # a network's float32 rows may differ in their last bits with the batch that computed them
         assert alone[name] == pytest.approx(together[name], rel=1e-5, abs=1e-8), name
+
+
+def test_a_models_likelihood_of_a_real_clip_is_computed_once_whatever_the_task():
+    """bits_per_dim is the model's, of the prompt's real clip: the units of the other tasks reuse
+    it; another generator (or another clip or prompt) is scored anew."""
+    from metrics.likelihood import BitsPerDimMetric
+    from metrics.streaming import ClipContext
+
+    class Generator:
+        def __init__(self, offset: float) -> None:
+            self.offset, self.calls = offset, 0
+
+        def bits_per_dim(self, videos, prompts):
+            self.calls += 1
+            return [self.offset + float(videos[0].mean()) / 255]
+
+    metric, truth = BitsPerDimMetric(), moving_clip(frames=9, size=16)
+    first, second = Generator(1.0), Generator(2.0)
+
+    def value(generator, clip=truth, prompt="a red circle", task="t2v"):
+        ctx = ClipContext(fps=8.0, prompt=prompt, task=task, ground_truth=clip, generator=generator)
+        return metric.score(clip, ctx).value
+
+    values = [value(first, task=task) for task in ("t2v", "i2v", "v2v")]
+    assert values[0] == values[1] == values[2] and first.calls == 1
+    assert value(second) == pytest.approx(values[0] + 1.0) and second.calls == 1
+    value(first, prompt="a blue square")
+    value(first, clip=truth[::-1].copy())
+    assert first.calls == 3

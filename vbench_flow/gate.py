@@ -27,9 +27,8 @@ that have a finite value:
 * anything else is ``not comparable`` (some but not all units pair, the prompts differ, or ``n``
   differs).
 
-Intervals come from :mod:`vbench_flow.stats` (per-sample deltas: expanded percentile intervals,
-coverage-tested; FVD deltas: the percentile interval of resampled differences, not yet
-coverage-tested) at the suite's ``gate.confidence`` with ``gate.resamples`` resamples, seeded from
+Intervals come from :mod:`vbench_flow.stats` (per-sample deltas: expanded percentile intervals;
+FVD deltas: the percentile interval of resampled differences; each coverage-tested in tests/test_stats.py) at the suite's ``gate.confidence`` with ``gate.resamples`` resamples, seeded from
 the suite seed and the group (:func:`vbench_flow.stats.group_seed`), so a verdict is reproducible. Fewer than two resampling units (prompts) give no interval (NaN).
 
 The verdict rule
@@ -53,7 +52,7 @@ FVD has one value per group, from the per-clip features every unit stores. The g
 those features: each draw takes units with replacement (the same (prompt, seed) draws on both
 sides when the units pair, independent draws otherwise), recomputes FVD of both sides against
 their fixed reference statistics (the variant the run used: FVD or FVD_inf), and the interval is
-the percentile interval of the differences (:func:`vbench_flow.stats.set_delta`; at most 500 draws,
+the percentile interval of the differences (:func:`vbench_flow.set_metrics.set_level_delta`; at most 500 draws,
 each one symmetric eigenvalue problem a side for plain FVD: the reference is decomposed once). Beyond the checks above, FVD is
 ``not comparable`` when the two sides used different reference clips (their content hashes
 differ), a different number of generated clips, or when either side lacks stored features.
@@ -111,12 +110,11 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from metrics import fvd
 from vbench_flow.motion_check import moves_too_little, real_clip_model, suite_static_margin
 from vbench_flow.errors import ConfigError, EvaluationError
 from vbench_flow.prompts import resolve_relative
-from vbench_flow.set_metrics import ReferenceSet
-from vbench_flow.stats import group_seed, paired_delta, set_delta, unpaired_delta
+from vbench_flow.set_metrics import ReferenceSet, set_level_delta
+from vbench_flow.stats import group_seed, paired_delta, unpaired_delta
 
 PASS, REGRESS, INCONCLUSIVE, NOT_COMPARABLE, NOT_GATED = "pass", "regress", "inconclusive", "not comparable", "not gated"
 BASELINE_FORMAT = "vbench-flow gate baseline"
@@ -385,9 +383,6 @@ def compare_per_sample(current: GateSide, baseline: GateSide, key: tuple[str, st
                        value=float(c.mean()), baseline_value=float(b.mean()), delta=delta, ci=(low, high), n=n, paired=paired)
 
 
-MAX_SET_LEVEL_RESAMPLES = 500
-
-
 def compare_set_level(current: GateSide, baseline: GateSide, key: tuple[str, str, float, str], margin: float | None,
                       higher_is_better: bool, settings: GateSettings) -> MetricComparison:
     """FVD by feature resampling (see the module docstring)."""
@@ -405,27 +400,14 @@ def compare_set_level(current: GateSide, baseline: GateSide, key: tuple[str, str
         return refuse(f"the {side} has no stored per-clip features or reference set for {metric}")
     if cur_ref.digest != base_ref.digest:
         return refuse(f"different reference clips (content hash {cur_ref.digest[:12]} vs baseline {base_ref.digest[:12]})")
-    if len(cur) != len(base):
-        return refuse(f"n differs: {len(cur)} clips in the run, {len(base)} in the baseline")
     if metric not in current.metric_args:
         return refuse(f"the run did not record the options {metric} ran with (older runs do not); re-run it")
-    args = fvd.FvdArgs.model_validate(current.metric_args[metric])
-    real_units = cur_ref.units
-    cur_units, base_units = sorted(cur), sorted(base)
-    cur_stats = fvd.UnitFeatures([cur[u] for u in cur_units])
-    base_stats = fvd.UnitFeatures([base[u] for u in base_units])
-    seed = group_seed(settings.seed, *key)
-
-    prepared = fvd.FrechetToReference.of(cur_ref.stats, args.estimator)  # one eigendecomposition for every draw
-
-    def side(units: fvd.UnitFeatures) -> Callable[[np.ndarray | None], float]:
-        return lambda counts: fvd.set_distance(real_units, units, variant=args.variant, estimator=args.estimator,
-                                               fake_counts=counts, seed=seed, reference=prepared)
-
-    delta = side(cur_stats)(None) - side(base_stats)(None)
-    paired, n = cur_units == base_units, len(cur_units)
-    low, high, draws = set_delta(side(cur_stats), side(base_stats), n, paired=paired, confidence=settings.confidence,
-                                 resamples=min(settings.resamples, MAX_SET_LEVEL_RESAMPLES), seed=seed)
+    try:
+        found = set_level_delta(current.metric_args[metric], cur_ref, cur, base, confidence=settings.confidence,
+                                resamples=settings.resamples, seed=group_seed(settings.seed, *key))
+    except ValueError as exc:
+        return refuse(f"{exc} in the run and the baseline")
+    delta, low, high, n, paired, draws = (found.delta, found.low, found.high, found.n, found.paired, found.draws)
     verdict, why = verdict_for(float(low), float(high), higher_is_better=higher_is_better, margin=margin,
                                confidence=settings.confidence)
     how = (f"features resampled {'in pairs' if paired else 'independently'} over {n} units, {draws} draws, "

@@ -45,6 +45,7 @@ from metrics.video import fit_longer_side
 from vbench_flow.errors import ConfigError, VideoReadError
 from vbench_flow.motion_check import REAL_CLIP_TYPES, moves_too_little, real_clip_model, suite_static_margin
 from vbench_flow.registry import did_you_mean, metric_types
+from vbench_flow.set_metrics import MAX_SET_LEVEL_RESAMPLES, set_level_delta
 from vbench_flow.store import Store
 from vbench_flow.video_io import iter_chunks, probe_video, write_video_chunks
 
@@ -208,6 +209,42 @@ def compute_deltas(samples: pd.DataFrame, aggregates: pd.DataFrame, baseline: Ba
                     "higher_is_better": direction[metric],
                     "verdict": _verdict(float(delta), float(low), float(high), direction[metric]),
                     "baseline_run": target[0], "baseline_model": target[1]})
+    return pd.DataFrame(out, columns=columns)
+
+
+def set_level_deltas(store: Store, run_ids: list[str], aggregates: pd.DataFrame, baseline: Baseline, *,
+                     confidence: float, seed: int) -> pd.DataFrame:
+    """The deltas of set-level metrics (FVD) against the baseline row, from the features every unit
+    stored, both sides against the same reference clips (:func:`set_metrics.set_level_delta`;
+    paired when the two rows hold the same (prompt, seed) units)."""
+    from vbench_flow.gate import side_from_run  # a run's stored features, reference sets and metric options
+
+    columns = [*ROW_KEY, "metric", "delta", "ci_low", "ci_high", "n", "paired", "higher_is_better", "verdict",
+               "baseline_run", "baseline_model"]
+    sides = {run_id: side_from_run(store, run_id) for run_id in run_ids}
+    direction = {m: bool(h) for m, h in zip(aggregates["metric"], aggregates["higher_is_better"])}
+    out = []
+    for run_id, side in sides.items():
+        for (model, task, seconds, metric), current in side.features.items():
+            target = _baseline_row(baseline, run_id, model)
+            other = sides.get(target[0]) if target else None
+            if other is None or metric not in side.metric_args or metric not in direction:
+                continue
+            base = other.features.get((target[1], task, seconds, metric))
+            reference, base_reference = side.references.get((metric, seconds)), other.references.get((metric, seconds))
+            if not base or reference is None or base_reference is None or reference.digest != base_reference.digest:
+                continue
+            try:
+                found = set_level_delta(side.metric_args[metric], reference, current, base, confidence=confidence,
+                                        resamples=MAX_SET_LEVEL_RESAMPLES,
+                                        seed=group_seed(seed, "delta", run_id, model, task, seconds, metric))
+            except ValueError:  # different numbers of clips: FVD's bias differs, no delta
+                continue
+            out.append({"run_id": run_id, "model": model, "task": task, "clip_seconds": float(seconds), "metric": metric,
+                        "delta": found.delta, "ci_low": found.low, "ci_high": found.high, "n": found.n,
+                        "paired": found.paired, "higher_is_better": direction[metric],
+                        "verdict": _verdict(found.delta, found.low, found.high, direction[metric]),
+                        "baseline_run": target[0], "baseline_model": target[1]})
     return pd.DataFrame(out, columns=columns)
 
 
@@ -543,7 +580,7 @@ def pareto_input(aggregates: pd.DataFrame, quality: str | None, kinds: dict[str,
     quality = quality if quality in qualities else qualities[0]
     cost = "frames_per_second" if "frames_per_second" in costs else costs[0]
     direction = {m: bool(h) for m, h in zip(aggregates["metric"], aggregates["higher_is_better"])}
-    points = aggregates[aggregates["metric"].isin(qualities + costs)][
+    points = aggregates[aggregates["metric"].isin(qualities + costs) & aggregates["value"].notna()][
         ROW_KEY + ["metric", "value", "ci_low", "ci_high"]].reset_index(drop=True)
     fronts: dict[str, list[str]] = {}
     for q in qualities:
@@ -762,8 +799,13 @@ def build_report_input(store: Store, run_ids: list[str], title: str | None = Non
     samples = pd.concat([store.sample_metrics(r) for r in run_ids], ignore_index=True)
     samples = samples.dropna(subset=["value"])
     baseline = _resolve_baseline(summaries, aggregates, baseline_model, baseline_run, notes)
-    deltas = (compute_deltas(samples, aggregates, baseline, confidence=confidence, resamples=resamples, seed=seed)
-              if baseline is not None else pd.DataFrame())
+    if baseline is not None:
+        per_clip = compute_deltas(samples, aggregates, baseline, confidence=confidence, resamples=resamples, seed=seed)
+        set_level = set_level_deltas(store, run_ids, aggregates, baseline, confidence=confidence, seed=seed)
+        deltas = pd.concat([d for d in (per_clip, set_level) if not d.empty], ignore_index=True) \
+            if not (per_clip.empty and set_level.empty) else per_clip
+    else:
+        deltas = pd.DataFrame()
     motion = motion_check(summaries, samples, aggregates, baseline)
     if not deltas.empty:
         deltas = apply_motion_check(deltas, motion)

@@ -200,7 +200,9 @@ class RunFolder:
 
 # ground-truth clips kept in memory for a prompt's other seeds (the shapes world's are a few MB)
 TRUTH_CACHE_BYTES = 256 * 1024 * 1024
-# clips whose scores are kept for reuse (the latest; ~0.5 MB each for a 30 s clip's series and features)
+# a dataset model's clips whose scores are kept for reuse under the next task (the latest; ~0.5 MB
+# each for a 30 s clip's series and features): 64 prompts at two lengths; past that a clip is
+# scored again, which costs time, not correctness
 CLIP_SCORES_KEPT = 128
 
 
@@ -505,8 +507,9 @@ class Runner:
                             ground_truth_chunks=(partial(self.data.ground_truth_chunks, unit.prompt, num_frames, self.fps)
                                                  if truth_readers else None),
                             generation=generation, generator=generator)
-        key = (unit.model, sha, str(unit.prompt), num_frames)
-        earlier = self._clip_scores.get(key)
+        # a dataset model's clip is the prompt's real clip whatever the task: only it is kept for reuse
+        key = (unit.model, sha, str(unit.prompt), num_frames) if self._is_dataset(unit.model) else None
+        earlier = self._clip_scores.get(key) if key else None
         reused = {p.name for p in plans if earlier is not None and not get_metric(p.name).reads_task}
         try:
             scores = score_clip(video, [p for p in plans if p.name not in reused], ctx, num_frames,
@@ -514,11 +517,11 @@ class Runner:
                                 resolve_device(self.suite.scoring.device)) if len(reused) < len(plans) else None
         except VideoReadError as exc:
             return self._failure(unit, exc.render(), "read", generate_seconds=generate_seconds, video=relative, sha=sha)
-        if earlier is None:
+        if key is not None and earlier is None:
             self._clip_scores[key] = scores
             if len(self._clip_scores) > CLIP_SCORES_KEPT:
                 self._clip_scores.popitem(last=False)
-        else:
+        elif earlier is not None:
             scores, fresh = earlier.only(reused), scores
             if fresh is not None:
                 scores.add(fresh)
@@ -530,6 +533,9 @@ class Runner:
                             metrics=scores.metrics, series=scores.series, generation=generation,
                             features=scores.features, metric_errors=scores.metric_errors,
                             metric_excluded=scores.metric_excluded)
+
+    def _is_dataset(self, model: str) -> bool:
+        return any(spec.name == model and spec.type == "dataset" for spec in self.suite.models)
 
     def _failure(self, unit: Unit, reason: str, stage: str, *, generate_seconds: float | None = None,
                  video: str | None = None, sha: str | None = None) -> SampleRecord:
@@ -621,6 +627,16 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
+def _share_cores_with_torch() -> None:
+    """OpenCV (the DIS flows) takes as many threads as torch has: under torchrun each process gets
+    its share of the cores (OMP_NUM_THREADS), where OpenCV would otherwise start one thread per core
+    in every process."""
+    import cv2
+    import torch
+
+    cv2.setNumThreads(torch.get_num_threads())
+
+
 def run_suite(resolved: list[ResolvedSuite], *, runs_dir: Path = DEFAULT_RUNS_DIR, run_id: str | None = None,
               resume: bool = False, retry_failed: bool = False, progress: bool = True) -> list[RunOutcome]:
     """Run every variant of a suite; returns one outcome per run.
@@ -632,6 +648,7 @@ def run_suite(resolved: list[ResolvedSuite], *, runs_dir: Path = DEFAULT_RUNS_DI
     that continues the run.
     """
     shard = current_shard()
+    _share_cores_with_torch()
     store = open_store(runs_dir) if shard.is_writer else None
     locks: list[RunLock] = []
     try:

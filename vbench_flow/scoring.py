@@ -55,6 +55,8 @@ class ClipScores:
                              (self.metric_seconds, other.metric_seconds), (self.metric_errors, other.metric_errors),
                              (self.metric_excluded, other.metric_excluded)):
             mine.update(theirs)
+        if other.read_seconds is not None:
+            self.read_seconds = other.read_seconds
 
 
 @dataclass

@@ -23,8 +23,9 @@ from typing import Any, Iterator
 import numpy as np
 from tqdm.auto import tqdm
 
-from metrics.fvd import FVD_INF_FRACTIONS, FeatureStats, FvdArgs, UnitFeatures, window_starts
-from vbench_flow.stats import group_seed, set_interval
+from metrics.fvd import (FVD_INF_FRACTIONS, FeatureStats, FvdArgs, UnitFeatures, set_distance, set_distances,
+                         window_starts)
+from vbench_flow.stats import group_seed, set_delta, set_interval
 from vbench_flow.store import AggregateRow, SampleRecord
 
 
@@ -188,4 +189,55 @@ def covariance_warnings(suite: Any, prompts: int) -> list[str]:
                                 f"vectors per cell, under {2 / smallest:g} x {dim} dimensions: {what} rank-deficient or "
                                 "nearly, and the value biased upward (fvd_inf far off); score more clips or prompts "
                                 "(windows: all counts every 16-frame window, windows: spread a number per clip)")
+                continue
+            distinct = prompts * len(suite.prompts.seeds) * min(per_clip, frames // 16)
+            if distinct < 2 * dim:
+                warnings.append(f"fvd at {seconds:g} s: the {per_clip} windows of each clip overlap, so the "
+                                f"{generated} generated vectors per cell hold only {distinct} windows' worth of distinct "
+                                f"frames: the covariance has full rank, but FVD's small-sample bias is nearer that of "
+                                f"{distinct} vectors (its interval resamples whole clips, so its width accounts for "
+                                "the overlap); more clips would lower it")
     return warnings
+
+
+# the most draws of a set-level difference: each costs one symmetric eigenvalue problem a side
+MAX_SET_LEVEL_RESAMPLES = 500
+
+
+@dataclass(frozen=True)
+class SetDelta:
+    """A set-level metric of one group of units minus another's, against one reference set."""
+
+    delta: float
+    low: float
+    high: float
+    n: int
+    paired: bool
+    draws: int
+
+
+def set_level_delta(args: dict[str, Any], reference: ReferenceSet, current: dict[tuple[str, int], np.ndarray],
+                    baseline: dict[tuple[str, int], np.ndarray], *, confidence: float, resamples: int,
+                    seed: int) -> SetDelta:
+    """FVD of ``current`` minus FVD of ``baseline`` (per-unit features keyed by (prompt, seed)), both
+    against ``reference``, with the percentile interval of :func:`vbench_flow.stats.set_delta`:
+    the same units drawn on both sides when the keys pair, independent draws otherwise.
+    ValueError when the two sides hold different numbers of units (FVD's bias depends on n)."""
+    if len(current) != len(baseline):
+        raise ValueError(f"n differs: {len(current)} clips against {len(baseline)}")
+    fvd_args = FvdArgs.model_validate(args)
+    cur_keys, base_keys = sorted(current), sorted(baseline)
+    cur_units = UnitFeatures([current[k] for k in cur_keys])
+    base_units = UnitFeatures([baseline[k] for k in base_keys])
+    def value(units: UnitFeatures) -> float:
+        return set_distance(reference.units, units, variant=fvd_args.variant, estimator=fvd_args.estimator, seed=seed)
+
+    def draws_of(units: UnitFeatures):  # every draw's value at once (batched symmetric eigenvalue problems)
+        return lambda counts: set_distances(reference.units, units, None, counts, variant=fvd_args.variant,
+                                            estimator=fvd_args.estimator, seed=seed)
+
+    delta = value(cur_units) - value(base_units)
+    paired, n = cur_keys == base_keys, len(cur_keys)
+    low, high, draws = set_delta(draws_of(cur_units), draws_of(base_units), n, paired=paired, confidence=confidence,
+                                 resamples=min(resamples, MAX_SET_LEVEL_RESAMPLES), seed=seed)
+    return SetDelta(float(delta), float(low), float(high), n, paired, draws)

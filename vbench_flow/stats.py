@@ -230,20 +230,19 @@ def set_interval(statistic: Callable[[np.ndarray, np.ndarray, int], np.ndarray],
     return Estimate(value, min(low, value), max(high, value))
 
 
-def set_delta(current: Callable[[np.ndarray], float], baseline: Callable[[np.ndarray], float], units: int, *,
+def set_delta(current: Callable[[np.ndarray], np.ndarray], baseline: Callable[[np.ndarray], np.ndarray], units: int, *,
               paired: bool, confidence: float, resamples: int, seed: int) -> tuple[float, float, int]:
     """(low, high, draws) of the difference of a set-level statistic between two sets of ``units``
     units each, against one fixed reference: each draw resamples the units (the same draw on both
-    sides when they pair), and the bounds are the percentiles of the differences (the duplicates'
-    inflation is about the same on both sides and cancels)."""
+    sides when they pair), ``current(counts)`` and ``baseline(counts)`` evaluate every draw at once
+    (``counts``: draws x units), and the bounds are the percentiles of the differences (the
+    duplicates' inflation is about the same on both sides and cancels)."""
     check_args(confidence, resamples)
     rng = np.random.default_rng(seed)
-    deltas = []
-    for _ in range(resamples):
-        draw = resample_counts(rng, units, 1)[0]
-        other = draw if paired else resample_counts(rng, units, 1)[0]
-        deltas.append(current(draw) - baseline(other))
+    counts = resample_counts(rng, units, resamples)
+    other = counts if paired else resample_counts(rng, units, resamples)
+    deltas = np.asarray(current(counts), dtype=np.float64) - np.asarray(baseline(other), dtype=np.float64)
     if len(deltas) < 2:
         return math.nan, math.nan, len(deltas)
-    low, high = percentile_bounds(np.array(deltas), (1.0 - confidence) / 2.0)
+    low, high = percentile_bounds(deltas, (1.0 - confidence) / 2.0)
     return low, high, len(deltas)
