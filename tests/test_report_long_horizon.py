@@ -27,6 +27,8 @@ PROMPTS = 3
 RUN = "long_horizon-shaped"
 # metrics on which every generator scores the same in every clip: their Pareto points coincide
 COINCIDENT = {"clipsim", "frames_per_second"}
+# metrics drawn over time (every metric has a value; a few series keep matplotlib's share of the test short)
+SERIES = {"clipsim", "flicker", "subject_consistency", "identity_decay", "object_colour_change"}
 
 
 def _clip(frames: int, colour: tuple[int, int, int], seed: int) -> np.ndarray:
@@ -77,6 +79,8 @@ def long_horizon_shaped_run(root: Path) -> Path:
                         if spec.name in COINCIDENT:  # every generator at one point: labels must make room
                             level = 0.5 if model != "real" else 0.7
                         metrics[spec.name] = float(level)
+                        if spec.name not in SERIES:
+                            continue
                         times = np.arange(0, seconds, 0.5)
                         series[spec.name] = [(float(t), float(level + 0.01 * t * (m - 1) + 0.05 * rng.normal()))
                                              for t in times]
@@ -206,7 +210,7 @@ def test_a_long_horizon_report_reads_and_plays_as_a_person_would_use_it(tmp_path
         play = seen["play"]
         assert play["playing"] == play["videos"] == 4 and play["spread"] <= play["frame"], play
         shown = int(play["shown"].split()[1])  # the slider follows the playing row (to the last half-frame tick)
-        assert play["leader"] > 0.3 and abs(shown - play["leader"] / play["frame"]) <= 1.0, play
+        assert play["leader"] > 0.3 and abs(shown - play["leader"] / play["frame"]) < 1.5, play  # ticks every half frame
         seek = seen["seek"]
         assert seek["paused"] == 4 and all(abs(t - seek["expected"]) < 1e-3 for t in seek["times"]), seek
         assert seek["label"].startswith("frame 5 / ")

@@ -514,7 +514,8 @@ class Runner:
         try:
             scores = score_clip(video, [p for p in plans if p.name not in reused], ctx, num_frames,
                                 self.suite.scoring.chunk_frames, self.suite.scoring.reader,
-                                resolve_device(self.suite.scoring.device)) if len(reused) < len(plans) else None
+                                resolve_device(self.suite.scoring.device)) if earlier is None or len(reused) < len(plans) \
+                else None
         except VideoReadError as exc:
             return self._failure(unit, exc.render(), "read", generate_seconds=generate_seconds, video=relative, sha=sha)
         if key is not None and earlier is None:
