@@ -518,9 +518,10 @@ def set_distances(real_units: UnitFeatures, fake_units: UnitFeatures, real_count
     fake_counts = np.broadcast_to(fake_counts, (draws, fake_counts.shape[1])).astype(int)
     rng = np.random.default_rng(seed)
     per_draw = sum(1 if f >= 1.0 else FVD_INF_DRAWS for f in FVD_INF_FRACTIONS) if variant == "fvd_inf" else 1
-    # a draw holds its covariances (D x D) and, while they are built, a D x rows weighted copy of the features
+    # a draw holds about six D x D temporaries (covariances, roots, products) and, while its covariance
+    # is built, a D x rows weighted copy of the features
     dim, rows = real_units.rows.shape[1], max(len(real_units.rows), len(fake_units.rows))
-    chunk = max(1, BATCH_BYTES // (2 * per_draw * 8 * dim * max(dim, rows)))
+    chunk = max(1, BATCH_BYTES // (per_draw * 8 * (6 * dim * dim + dim * rows)))
     out = np.empty(draws)
     for start in range(0, draws, chunk):
         real, fake = real_counts[start:start + chunk], fake_counts[start:start + chunk]

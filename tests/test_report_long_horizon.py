@@ -160,6 +160,9 @@ window.addEventListener('load', () => setTimeout(async () => {
                 hiddenRows: rows.filter((r) => r.hidden).length,
                 i2vRows: rows.filter((r) => r.dataset.task === 'i2v').length,
                 shownI2v: rows.filter((r) => r.dataset.task === 'i2v' && !r.hidden).length};
+  column.checked = true;  // shown again on a paused row: it joins at the slider's frame
+  column.dispatchEvent(new Event('change'));
+  out.reshown = row.querySelector('td[data-column="1"] video').currentTime;
   out.firstColumn = document.querySelector('table.gallery th[data-column="0"]').textContent;
   const p = document.createElement('pre');
   p.id = 'probe';
@@ -217,3 +220,4 @@ def test_a_long_horizon_report_reads_and_plays_as_a_person_would_use_it(tmp_path
         hidden = seen["filter"]
         assert hidden["hiddenCells"] == hidden["columnCells"] > 1
         assert hidden["i2vRows"] > 0 and hidden["shownI2v"] == 0 and hidden["hiddenRows"] == hidden["i2vRows"]
+        assert abs(seen["reshown"] - seek["expected"]) < 1e-3, seen["reshown"]

@@ -225,7 +225,7 @@ def test_set_delta_covers_the_expected_difference_of_two_fvds_against_one_refere
     dim, clips = 3, 40
     rng = np.random.default_rng(11)
     reference = fvd.UnitFeatures(list(rng.standard_normal((200, 1, dim))))
-    shift, scales = np.array([0.6, 0.0, 0.0]), np.array([1.0, 1.5, 0.7])
+    shift, scales = np.array([0.6, 0.0, 0.0]), np.array([1.0, 3.0, 0.4])  # spreads unlike the baseline's
 
     def sets(rng):
         prompt = rng.standard_normal((clips, 1, dim)) * np.sqrt(0.6)  # shared by both sides when paired
@@ -241,10 +241,11 @@ def test_set_delta_covers_the_expected_difference_of_two_fvds_against_one_refere
 
     def interval(pair, seed):
         current, baseline = pair
+        value = distance(current)[0] - distance(baseline)[0]
         low, high, draws = stats.set_delta(lambda counts: distance(current, counts),
-                                           lambda counts: distance(baseline, counts), clips, paired=paired,
-                                           confidence=0.95, resamples=200, seed=seed)
-        assert draws == 200 and low <= distance(current)[0] - distance(baseline)[0] <= high
+                                           lambda counts: distance(baseline, counts), clips, value=value,
+                                           paired=paired, confidence=0.95, resamples=200, seed=seed)
+        assert draws == 200 and low <= value <= high
         return low, high
 
     assert expected > 0.2  # a real difference to cover

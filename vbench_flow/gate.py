@@ -402,11 +402,10 @@ def compare_set_level(current: GateSide, baseline: GateSide, key: tuple[str, str
         return refuse(f"different reference clips (content hash {cur_ref.digest[:12]} vs baseline {base_ref.digest[:12]})")
     if metric not in current.metric_args:
         return refuse(f"the run did not record the options {metric} ran with (older runs do not); re-run it")
-    try:
-        found = set_level_delta(current.metric_args[metric], cur_ref, cur, base, confidence=settings.confidence,
-                                resamples=settings.resamples, seed=group_seed(settings.seed, *key))
-    except ValueError as exc:
-        return refuse(f"{exc} in the run and the baseline")
+    if len(cur) != len(base):
+        return refuse(f"n differs: {len(cur)} clips in the run, {len(base)} in the baseline")
+    found = set_level_delta(current.metric_args[metric], cur_ref, cur, base, confidence=settings.confidence,
+                            resamples=settings.resamples, seed=group_seed(settings.seed, *key))
     delta, low, high, n, paired, draws = (found.delta, found.low, found.high, found.n, found.paired, found.draws)
     verdict, why = verdict_for(float(low), float(high), higher_is_better=higher_is_better, margin=margin,
                                confidence=settings.confidence)

@@ -213,7 +213,7 @@ def compute_deltas(samples: pd.DataFrame, aggregates: pd.DataFrame, baseline: Ba
 
 
 def set_level_deltas(store: Store, run_ids: list[str], aggregates: pd.DataFrame, baseline: Baseline, *,
-                     confidence: float, seed: int) -> pd.DataFrame:
+                     confidence: float, resamples: int, seed: int, notes: list[str] | None = None) -> pd.DataFrame:
     """The deltas of set-level metrics (FVD) against the baseline row, from the features every unit
     stored, both sides against the same reference clips (:func:`set_metrics.set_level_delta`;
     paired when the two rows hold the same (prompt, seed) units)."""
@@ -221,7 +221,13 @@ def set_level_deltas(store: Store, run_ids: list[str], aggregates: pd.DataFrame,
 
     columns = [*ROW_KEY, "metric", "delta", "ci_low", "ci_high", "n", "paired", "higher_is_better", "verdict",
                "baseline_run", "baseline_model"]
-    sides = {run_id: side_from_run(store, run_id) for run_id in run_ids}
+    sides = {}
+    for run_id in run_ids:
+        try:
+            sides[run_id] = side_from_run(store, run_id)
+        except ConfigError as exc:  # e.g. an unreadable reference file: that run's FVD rows get no delta
+            if notes is not None:
+                notes.append(f"FVD deltas of run {run_id} are not shown: {exc.render()}")
     direction = {m: bool(h) for m, h in zip(aggregates["metric"], aggregates["higher_is_better"])}
     out = []
     for run_id, side in sides.items():
@@ -232,14 +238,12 @@ def set_level_deltas(store: Store, run_ids: list[str], aggregates: pd.DataFrame,
                 continue
             base = other.features.get((target[1], task, seconds, metric))
             reference, base_reference = side.references.get((metric, seconds)), other.references.get((metric, seconds))
-            if not base or reference is None or base_reference is None or reference.digest != base_reference.digest:
+            if not base or reference is None or base_reference is None or reference.digest != base_reference.digest \
+                    or len(current) != len(base):  # another reference or another n: FVD's bias differs, no delta
                 continue
-            try:
-                found = set_level_delta(side.metric_args[metric], reference, current, base, confidence=confidence,
-                                        resamples=MAX_SET_LEVEL_RESAMPLES,
-                                        seed=group_seed(seed, "delta", run_id, model, task, seconds, metric))
-            except ValueError:  # different numbers of clips: FVD's bias differs, no delta
-                continue
+            found = set_level_delta(side.metric_args[metric], reference, current, base, confidence=confidence,
+                                    resamples=min(resamples, MAX_SET_LEVEL_RESAMPLES),
+                                    seed=group_seed(seed, "delta", run_id, model, task, seconds, metric))
             out.append({"run_id": run_id, "model": model, "task": task, "clip_seconds": float(seconds), "metric": metric,
                         "delta": found.delta, "ci_low": found.low, "ci_high": found.high, "n": found.n,
                         "paired": found.paired, "higher_is_better": direction[metric],
@@ -801,7 +805,8 @@ def build_report_input(store: Store, run_ids: list[str], title: str | None = Non
     baseline = _resolve_baseline(summaries, aggregates, baseline_model, baseline_run, notes)
     if baseline is not None:
         per_clip = compute_deltas(samples, aggregates, baseline, confidence=confidence, resamples=resamples, seed=seed)
-        set_level = set_level_deltas(store, run_ids, aggregates, baseline, confidence=confidence, seed=seed)
+        set_level = set_level_deltas(store, run_ids, aggregates, baseline, confidence=confidence, resamples=resamples,
+                                     seed=seed, notes=notes)
         deltas = pd.concat([d for d in (per_clip, set_level) if not d.empty], ignore_index=True) \
             if not (per_clip.empty and set_level.empty) else per_clip
     else:

@@ -238,6 +238,6 @@ def set_level_delta(args: dict[str, Any], reference: ReferenceSet, current: dict
 
     delta = value(cur_units) - value(base_units)
     paired, n = cur_keys == base_keys, len(cur_keys)
-    low, high, draws = set_delta(draws_of(cur_units), draws_of(base_units), n, paired=paired, confidence=confidence,
-                                 resamples=min(resamples, MAX_SET_LEVEL_RESAMPLES), seed=seed)
+    low, high, draws = set_delta(draws_of(cur_units), draws_of(base_units), n, value=delta, paired=paired,
+                                 confidence=confidence, resamples=min(resamples, MAX_SET_LEVEL_RESAMPLES), seed=seed)
     return SetDelta(float(delta), float(low), float(high), n, paired, draws)

@@ -231,12 +231,14 @@ def set_interval(statistic: Callable[[np.ndarray, np.ndarray, int], np.ndarray],
 
 
 def set_delta(current: Callable[[np.ndarray], np.ndarray], baseline: Callable[[np.ndarray], np.ndarray], units: int, *,
-              paired: bool, confidence: float, resamples: int, seed: int) -> tuple[float, float, int]:
-    """(low, high, draws) of the difference of a set-level statistic between two sets of ``units``
-    units each, against one fixed reference: each draw resamples the units (the same draw on both
-    sides when they pair), ``current(counts)`` and ``baseline(counts)`` evaluate every draw at once
-    (``counts``: draws x units), and the bounds are the percentiles of the differences (the
-    duplicates' inflation is about the same on both sides and cancels)."""
+              value: float, paired: bool, confidence: float, resamples: int, seed: int) -> tuple[float, float, int]:
+    """(low, high, draws) of the difference ``value`` of a set-level statistic between two sets of
+    ``units`` units each, against one fixed reference: each draw resamples the units (the same draw
+    on both sides when they pair), and ``current(counts)`` and ``baseline(counts)`` evaluate every
+    draw at once (``counts``: draws x units). A draw's duplicates inflate each side by about its own
+    spread over n, which cancels only when the two sides spread alike, so, as in
+    :func:`set_interval`, the interval is the percentile interval of the differences moved so that
+    their mean sits on ``value``."""
     check_args(confidence, resamples)
     rng = np.random.default_rng(seed)
     counts = resample_counts(rng, units, resamples)
@@ -244,5 +246,5 @@ def set_delta(current: Callable[[np.ndarray], np.ndarray], baseline: Callable[[n
     deltas = np.asarray(current(counts), dtype=np.float64) - np.asarray(baseline(other), dtype=np.float64)
     if len(deltas) < 2:
         return math.nan, math.nan, len(deltas)
-    low, high = percentile_bounds(deltas, (1.0 - confidence) / 2.0)
+    low, high = percentile_bounds(deltas - deltas.mean() + value, (1.0 - confidence) / 2.0)
     return low, high, len(deltas)
