@@ -473,21 +473,13 @@ VARIANTS = ("fvd", "fvd_inf")
 BATCH_BYTES = 256 * 1024 * 1024  # covariance matrices held at once by the batched distances
 
 
-def fvd_inf(real_units: UnitFeatures, fake_units: UnitFeatures, *, estimator: str = "unbiased",
-            real_counts: np.ndarray | None = None, fake_counts: np.ndarray | None = None, seed: int = 0) -> float:
-    """FVD extrapolated to infinitely many clips (Chong & Forsyth, CVPR 2020, for FID).
-
-    FVD is biased upwards by about ``k / N`` at ``N`` clips, so a value depends on how many clips
-    were scored. Both sets are subsampled to each of :data:`FVD_INF_FRACTIONS` of their units
-    (:data:`FVD_INF_DRAWS` random subsamples per size below the whole), FVD is computed at each, a
-    line ``FVD = FVD_inf + k / N`` is fitted by least squares in ``1 / N``, and its value at
-    ``1 / N = 0`` is returned. Both sets shrink together: the reference set is finite too, and its
-    own ``1 / N`` term is extrapolated away with the generated set's. ``*_counts`` weight the units
-    (a bootstrap draw). The extrapolation of a small distance may fall below 0.
-    """
-    return float(set_distances(real_units, fake_units, None if real_counts is None else [real_counts],
-                               None if fake_counts is None else [fake_counts], variant="fvd_inf",
-                               estimator=estimator, seed=seed)[0])
+# FVD_inf (Chong & Forsyth, CVPR 2020, for FID): FVD is biased upwards by about k / N at N clips,
+# so a value depends on how many clips were scored. Both sets are subsampled to each of
+# FVD_INF_FRACTIONS of their units (FVD_INF_DRAWS random subsamples per size below the whole), FVD
+# is computed at each, a line FVD = FVD_inf + k / N is fitted by least squares in 1 / N, and its
+# value at 1 / N = 0 is the estimate. Both sets shrink together: the reference set is finite too, and
+# its own 1 / N term is extrapolated away with the generated set's. The extrapolation of a small
+# distance may fall below 0. (set_distance(..., variant="fvd_inf"))
 
 
 def set_distance(real_units: UnitFeatures, fake_units: UnitFeatures, *, variant: str = "fvd",
@@ -669,7 +661,7 @@ class FvdMetric(Metric):
         scipy's ``sqrtm``, as other tools compute it."""
         if self.args.variant == "fvd":
             return fvd_from_features(real_units.stats(), fake_units.stats(), estimator=self.args.estimator)
-        return fvd_inf(real_units, fake_units, estimator=self.args.estimator, seed=seed)
+        return set_distance(real_units, fake_units, variant="fvd_inf", estimator=self.args.estimator, seed=seed)
 
     def resampled(self, real_units: UnitFeatures, fake_units: UnitFeatures, real_counts: np.ndarray,
                   fake_counts: np.ndarray, seed: int) -> np.ndarray:

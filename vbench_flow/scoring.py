@@ -39,7 +39,6 @@ class ClipScores:
     # time spent decoding a video file's chunks (None for a clip handed over as an array)
     read_seconds: float | None = None
 
-
     def only(self, names: set[str]) -> ClipScores:
         """These scores restricted to the metrics ``names`` (no timings: nothing was computed for them)."""
         def pick(table: dict) -> dict:

@@ -229,6 +229,7 @@ def set_level_delta(args: dict[str, Any], reference: ReferenceSet, current: dict
     cur_keys, base_keys = sorted(current), sorted(baseline)
     cur_units = UnitFeatures([current[k] for k in cur_keys])
     base_units = UnitFeatures([baseline[k] for k in base_keys])
+
     def value(units: UnitFeatures) -> float:
         return set_distance(reference.units, units, variant=fvd_args.variant, estimator=fvd_args.estimator, seed=seed)
 
