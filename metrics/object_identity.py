@@ -24,7 +24,8 @@ Detection, per frame:
    the region and of the background pixels of its one-pixel (8-neighbour) rim gets the share
    ``clip(|I - B| / |C - B|, 0, 1)`` (I pixel, B background fit, C the region's colour), so
    anti-aliased edges count by how much of the object they hold; area = sum of shares / (H*W);
-   centroid = share-weighted mean of the pixel centres.
+   centroid = share-weighted mean of the pixel centres; shape = :func:`metrics.shape_geometry.classify_shape`
+   of the share-weighted pixels (None for a part of a mixed region, whose outline is not its own).
 
 Tracking, frame by frame: regions from mixed components are not used (contact, overlap and
 partial occlusion make both colour and visible area unreliable; the frame is skipped for those
@@ -67,6 +68,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
+from metrics.shape_geometry import classify_shape, signature
 from metrics.streaming import (ClipContext, Metric, MetricResult, StreamingMetric, frame_digest, rows_once_per_clip,
                                share_with_others)
 from metrics.video import check_video
@@ -100,6 +102,7 @@ class Detection:
     area: float
     rgb: tuple[float, float, float]
     touching: bool = False  # part of a mixed region (objects in contact): not used for tracking
+    shape: str | None = None  # metrics.shape_geometry's class; None when touching
 
 
 @dataclass
@@ -247,22 +250,24 @@ def detect_objects(frame: np.ndarray, index: int = 0,
         parts, mixed = _split_by_colour(pixels, labels == k, min_area, foreground_distance)
         for part in parts:
             rgb = _object_colour(pixels, part, foreground_distance)
-            area, x, y = _coverage(pixels, background, rgb, part, foreground)
+            rows, cols, share = _coverage(pixels, background, rgb, part, foreground)
+            area = float(share.sum())
+            x, y = float((cols + 0.5) @ share / area), float((rows + 0.5) @ share / area)
+            shape = None if mixed else classify_shape(signature(rows, cols, share))
             found.append(Detection(index, x, y, area / (h * w), (float(rgb[0]), float(rgb[1]), float(rgb[2])),
-                                   touching=mixed))
+                                   touching=mixed, shape=shape))
     return found
 
 
 def _coverage(pixels: np.ndarray, background: np.ndarray, rgb: np.ndarray, part: np.ndarray,
-              foreground: np.ndarray) -> tuple[float, float, float]:
-    """Coverage (pixel count) and coverage-weighted centre (x, y) of ``part``: each pixel of the part and of
-    its one-pixel (8-neighbour) rim of background pixels counts clip(|I - B| / |C - B|, 0, 1), its share."""
+              foreground: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, columns and coverage shares of ``part``'s pixels and of its one-pixel (8-neighbour) rim of
+    background pixels: each counts clip(|I - B| / |C - B|, 0, 1), the share of it the object holds."""
     near = ndimage.binary_dilation(part, structure=_EIGHT) & (part | ~foreground)
     contrast = np.linalg.norm(rgb - background[near], axis=-1)
     share = np.clip(np.linalg.norm(pixels[near] - background[near], axis=-1) / np.maximum(contrast, 1e-9), 0.0, 1.0)
     rows, cols = np.nonzero(near)
-    total = float(share.sum())
-    return total, float((cols + 0.5) @ share / total), float((rows + 0.5) @ share / total)
+    return rows, cols, share
 
 
 def track_objects(detections: list[list[Detection]], gate: float) -> list[Track]:
@@ -334,6 +339,19 @@ def object_size_change(frames: np.ndarray) -> float:
     return object_identity_change(frames).size
 
 
+def share_detections(cache: dict | None, foreground_distance: float, owner: object) -> tuple[dict | None, str]:
+    """(the clip's cache, the key) under which every metric of the clip that reads objects finds them."""
+    return share_with_others(cache, f"objects {VERSION} {foreground_distance:g}", owner)
+
+
+def detections_per_frame(cache: dict | None, key: str, chunk: np.ndarray,
+                         foreground_distance: float) -> list[list[Detection]]:
+    """Each frame's detections (frame index 0), computed once per clip for all metrics sharing ``key``;
+    kept by content, so a frame seen at another position of the clip is found there too."""
+    return rows_once_per_clip(cache, key, chunk, frame_digest,
+                              lambda indices: [detect_objects(chunk[i], 0, foreground_distance) for i in indices])
+
+
 class ObjectIdentity(StreamingMetric):
     """Objects are detected frame by frame as the clip streams (a few numbers per object and frame
     are kept); tracking and the changes come at the end. ``quantity`` picks the value."""
@@ -354,7 +372,7 @@ class ObjectIdentity(StreamingMetric):
         self.name = f"object_{quantity}_change"
         self.quantity, self.foreground_distance = quantity, foreground_distance
         self.gate_fraction, self.min_track_frames = gate_fraction, min_track_frames
-        self.cache, self.cache_key = share_with_others(cache, f"objects {VERSION} {foreground_distance:g}", owner or self)
+        self.cache, self.cache_key = share_detections(cache, foreground_distance, owner or self)
         super().__init__(fps)
 
     def reset(self) -> None:
@@ -367,10 +385,7 @@ class ObjectIdentity(StreamingMetric):
             raise ValueError(f"{self.name}: chunk frames are {chunk.shape[1:3]}, earlier frames {self.frame_shape}")
         self.frame_shape = chunk.shape[1:3]
         start = len(self.found)
-        # kept by content, so a frame seen at another position keeps the position it has here
-        per_frame = rows_once_per_clip(self.cache, self.cache_key, chunk, frame_digest,
-                                       lambda indices: [detect_objects(chunk[i], 0, self.foreground_distance)
-                                                        for i in indices])
+        per_frame = detections_per_frame(self.cache, self.cache_key, chunk, self.foreground_distance)
         self.found += [[replace(d, frame=start + i) for d in found] for i, found in enumerate(per_frame)]
 
     def change(self) -> IdentityChange:

@@ -20,8 +20,9 @@ are trained for:
 - ``background`` (8) and ``objects`` (the number of objects, 1-3) of the whole clip, so that the
   features also see what is not the target object.
 
-The class lists are copies of ``vbench_flow.data.shapes`` (``SHAPES``, ``OBJECT_COLORS``, ``MOTIONS``,
-``BACKGROUNDS``; a test checks they agree) because ``metrics`` never imports the harness; the label
+The class lists are copies of ``vbench_flow.data.shapes`` (``SHAPES`` and ``OBJECT_COLORS`` from
+``metrics.shape_geometry`` and ``metrics.caption_adherence``, ``MOTIONS`` and ``BACKGROUNDS`` here; a
+test checks they agree) because ``metrics`` never imports the harness; the label
 function that reads a scene lives in ``scripts/train_shapes_detector.py``, which renders the data.
 
 Input: uint8 clips (N, T, H, W, 3), RGB, 16 frames for FVD (FVD_16); frames of another size are
@@ -52,8 +53,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from metrics.caption_adherence import OBJECT_COLORS
 from metrics.files import file_sha256, read_checkpoint
 from metrics.schedules import warmup_cosine
+from metrics.shape_geometry import SHAPES
 from metrics.fvd import CLIP_FRAMES, ESTIMATORS, check_clips, fvd_from_features
 
 EXTRACTOR_NAME = "shapes-i3d"
@@ -64,8 +67,6 @@ INPUT_SIZE = 64
 MAX_FEATURE_DIM = 128
 
 # Copies of vbench_flow.data.shapes (metrics/ never imports the harness; tests check they agree).
-SHAPES = ("circle", "square", "triangle", "diamond", "star", "hexagon")
-OBJECT_COLORS = ("red", "green", "blue", "yellow", "purple", "orange", "cyan", "pink", "white")
 MOTIONS = ("static", "bouncing", "gravity", "orbiting", "zigzagging", "spinning")
 BACKGROUNDS = ("black", "dark blue", "dark green", "dark gray", "white", "dark blue to black",
                "dark green to black", "dark gray to black")

@@ -3,7 +3,7 @@ what it is (name, summary, direction, kind, options); nothing about a metric is 
 
 from __future__ import annotations
 
-from metrics import (clipsim, fidelity, flicker, fvd, likelihood, long_clip, motion, object_identity, throughput,
+from metrics import (caption_adherence, clipsim, fidelity, flicker, fvd, likelihood, long_clip, motion, object_identity, throughput,
                      vbench_metrics, warping)
 from vbench_flow.registry import register_metric_class
 
@@ -22,6 +22,7 @@ BUILTIN_METRICS = (
     object_identity.ObjectColourChangeMetric,
     object_identity.ObjectSizeChangeMetric,
     motion.MotionMagnitudeMetric,
+    *caption_adherence.CAPTION_METRICS,
     *vbench_metrics.VBENCH_METRICS,
     *long_clip.LONG_CLIP_METRICS,
 )

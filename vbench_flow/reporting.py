@@ -388,7 +388,7 @@ def apply_motion_check(deltas: pd.DataFrame, check: MotionCheck) -> pd.DataFrame
 
 # ---------------------------------------------------------------- scoreboards and answers
 
-METRIC_GROUPS = ("quality", "consistency", "motion", "long-horizon drift", "likelihood", "cost")
+METRIC_GROUPS = ("quality", "caption adherence", "consistency", "motion", "long-horizon drift", "likelihood", "cost")
 # a colour-blind-safe sequential palette (one hue, lightness only): best rank darkest
 RANK_SHADES = ("#6baed6", "#9ecae1", "#c6dbef", "#deebf7", "#f7fbff")
 
@@ -400,6 +400,8 @@ def metric_group(metric: str, info: dict[str, Any] | None) -> str:
         return "cost"
     if metric.startswith("bits_per_dim") or "likelihood" in metric:
         return "likelihood"
+    if metric.startswith("caption_") or metric == "object_permanence":
+        return "caption adherence"
     if metric.endswith(("_drift", "_start_end_contrast")) or metric == "identity_decay":
         return "long-horizon drift"
     counterparts = {t.motion_counterpart for t in metric_types().values() if t.motion_counterpart}
