@@ -11,14 +11,14 @@ Per frame:
 1. Every detected object gets a colour name: the nearest :data:`PALETTE` colour (Euclidean RGB) to
    its dominant colour, or none when that is farther than :data:`MAX_COLOUR_DISTANCE` (60, under
    the 81 between the closest palette pair, yellow and orange); and a shape:
-   :func:`metrics.shape_geometry.classify_shape`, not judged (None) for a part of a region where
-   objects touch.
+   :func:`metrics.shape_geometry.classify_shape` of the outline it shows (objects in contact or
+   hiding one another show partial outlines: real clips lose some shape matches there, which is
+   part of their ceiling).
 2. Captioned objects are matched one-to-one to detected ones by Hungarian assignment on cost
-   ``[colour differs] + [shape differs, where judged] - area / 1000`` (ties go to the larger
+   ``[colour differs] + [shape differs] - area / 1000`` (ties go to the larger
    object). A captioned object left without a detection is *missing*.
 3. A captioned object is *shown in its colour* when its match has the caption's colour, and *in its
-   shape* when its match's shape is the caption's; a match touching another object is not judged
-   for shape and drops out of the shape count. It is *duplicated* when more than one detection
+   shape* when its match has the caption's shape. It is *duplicated* when more than one detection
    carries its colour.
 
 Values per clip, each the mean over frames (or over (frame, captioned object) pairs) and each with
@@ -26,6 +26,7 @@ its series over time, higher is better:
 
 - ``caption_colour_recall``: captioned objects shown in their colour;
 - ``caption_shape_accuracy``: captioned objects shown in their shape (a missing object counts as wrong);
+  like colour recall, every frame names every captioned object, so both are means over frames;
 - ``caption_count_accuracy``: frames showing exactly as many objects as the caption names;
 - ``object_permanence``: frames where every captioned object is shown exactly once, in its colour and
   shape (a captioned object missing, duplicated, or changed in colour or shape breaks the frame);
@@ -35,7 +36,10 @@ its series over time, higher is better:
   the first frame of the first run of at least ``min_mismatch_seconds`` (1 s) of frames that break
   permanence or the count; a clip that never does holds for its whole length, ``T / fps``.
 
-Real clips give the ceiling: objects that overlap hide one another for a few frames.
+Real clips give the ceiling: objects that overlap hide one another for a few frames. On 200 test
+clips of 5 s: adherence 0.92, colour recall 0.99, shape accuracy 0.93, count accuracy 0.96,
+object permanence 0.84, hold 4.4 of 5.1 s (a third of object-frames have another object within
+1.5 px of their outline; ``tests/test_caption_adherence.py`` holds separated objects to 98 %).
 """
 
 from __future__ import annotations
@@ -107,7 +111,7 @@ class FrameCheck:
     """What one frame shows of its caption, per captioned object (in caption order)."""
 
     in_colour: tuple[bool, ...]
-    in_shape: tuple[bool | None, ...]  # None: matched to an object touching another, shape not judged
+    in_shape: tuple[bool, ...]
     colour_copies: tuple[int, ...]  # detections carrying the object's colour
     detected: int
 
@@ -117,8 +121,7 @@ class FrameCheck:
 
     @property
     def permanent(self) -> bool:
-        return all(self.in_colour) and all(s is not False for s in self.in_shape) and all(
-            c == 1 for c in self.colour_copies)
+        return all(self.in_colour) and all(self.in_shape) and all(c == 1 for c in self.colour_copies)
 
     @property
     def matches(self) -> bool:
@@ -126,7 +129,7 @@ class FrameCheck:
 
     @property
     def adherence(self) -> float:
-        shown = sum(c and s is not False for c, s in zip(self.in_colour, self.in_shape))
+        shown = sum(c and s for c, s in zip(self.in_colour, self.in_shape))
         return shown / max(len(self.in_colour), self.detected)
 
 
@@ -135,11 +138,11 @@ def check_frame(caption: tuple[CaptionObject, ...], found: list[Detection]) -> F
     colours = [colour_name(d.rgb) for d in found]
     in_colour, in_shape = [False] * len(caption), [False] * len(caption)
     if found:
-        cost = np.array([[float(colour != obj.colour) + float(d.shape is not None and d.shape != obj.shape)
+        cost = np.array([[float(colour != obj.colour) + float(d.shape != obj.shape)
                           - _AREA_TIE_BREAK * d.area for d, colour in zip(found, colours)] for obj in caption])
         for i, j in zip(*linear_sum_assignment(cost)):
             in_colour[i] = colours[j] == caption[i].colour
-            in_shape[i] = None if found[j].shape is None else found[j].shape == caption[i].shape
+            in_shape[i] = found[j].shape == caption[i].shape
     copies = tuple(sum(c == obj.colour for c in colours) for obj in caption)
     return FrameCheck(tuple(in_colour), tuple(in_shape), copies, len(found))
 
@@ -169,16 +172,10 @@ def summarise(checks: list[FrameCheck], fps: float, quantity: str,
         start = first_mismatch(matches, max(1, math.ceil(min_mismatch_seconds * fps - 1e-9)))
         return MetricResult(len(checks) / fps if start is None else start / fps,
                             [(t, float(m)) for t, m in zip(times, matches)])
-    if quantity == "shape_accuracy":
-        per_frame = [[shown for shown in c.in_shape if shown is not None] for c in checks]
-        judged = [v for frame in per_frame for v in frame]
-        if not judged:
-            raise ValueError("caption_shape_accuracy: every captioned object touched another object in every frame, "
-                             "so no shape could be judged")
-        return MetricResult(float(np.mean(judged)), [(t, float(np.mean(v))) for t, v in zip(times, per_frame) if v])
     per_frame_values = {
         "adherence": lambda c: c.adherence,
         "colour_recall": lambda c: float(np.mean(c.in_colour)),
+        "shape_accuracy": lambda c: float(np.mean(c.in_shape)),
         "count_accuracy": lambda c: float(c.count_ok),
         "permanence": lambda c: float(c.permanent),
     }[quantity]

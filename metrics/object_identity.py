@@ -25,7 +25,7 @@ Detection, per frame:
    ``clip(|I - B| / |C - B|, 0, 1)`` (I pixel, B background fit, C the region's colour), so
    anti-aliased edges count by how much of the object they hold; area = sum of shares / (H*W);
    centroid = share-weighted mean of the pixel centres; shape = :func:`metrics.shape_geometry.classify_shape`
-   of the share-weighted pixels (None for a part of a mixed region, whose outline is not its own).
+   of the share-weighted pixels (for a part of a mixed region, of the outline it shows).
 
 Tracking, frame by frame: regions from mixed components are not used (contact, overlap and
 partial occlusion make both colour and visible area unreliable; the frame is skipped for those
@@ -102,7 +102,7 @@ class Detection:
     area: float
     rgb: tuple[float, float, float]
     touching: bool = False  # part of a mixed region (objects in contact): not used for tracking
-    shape: str | None = None  # metrics.shape_geometry's class; None when touching
+    shape: str = ""  # metrics.shape_geometry's class of the outline it shows
 
 
 @dataclass
@@ -253,7 +253,7 @@ def detect_objects(frame: np.ndarray, index: int = 0,
             rows, cols, share = _coverage(pixels, background, rgb, part, foreground)
             area = float(share.sum())
             x, y = float((cols + 0.5) @ share / area), float((rows + 0.5) @ share / area)
-            shape = None if mixed else classify_shape(signature(rows, cols, share))
+            shape = classify_shape(signature(rows, cols, share))
             found.append(Detection(index, x, y, area / (h * w), (float(rgb[0]), float(rgb[1]), float(rgb[2])),
                                    touching=mixed, shape=shape))
     return found
