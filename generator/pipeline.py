@@ -32,6 +32,13 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def clip_seed(seed: int, video: np.ndarray, caption: str) -> int:
+    """A 63-bit seed from ``seed``, a clip's frames and its caption (BLAKE2b)."""
+    digest = hashlib.blake2b(np.ascontiguousarray(video).data, digest_size=8, key=str(seed).encode()[:64])
+    digest.update(caption.encode())
+    return int.from_bytes(digest.digest(), "little") >> 1
+
+
 class LatentVideoPipeline:
     """What every latent generator shares: videos to tokens and back, conditioning frames,
     likelihood of held-out clips and the description recorded with runs."""
@@ -53,7 +60,7 @@ class LatentVideoPipeline:
 
     def encode(self, videos: np.ndarray | torch.Tensor) -> torch.Tensor:
         """uint8 (B, 1+4k, H, W, 3) -> standardised latent tokens (B, 1+k, tokens per frame, token dim)."""
-        frames = torch.as_tensor(np.asarray(videos))
+        frames = torch.as_tensor(np.ascontiguousarray(videos))
         return self.model.tokens_from_latents(self.autoencoder.encode_frames(frames))
 
     def decode(self, tokens: torch.Tensor, num_frames: int) -> np.ndarray:
@@ -72,9 +79,18 @@ class LatentVideoPipeline:
     def bits_per_dim(self, videos: np.ndarray, captions: list[str], seed: int = 0) -> list[float]:
         """Bits per latent dimension of each clip (noise-augmented standardised latent space):
         exact for the flow, an upper bound for diffusion (``likelihood_kind``). Clips must fit
-        the model's window (``likelihood_frames``)."""
-        generator = torch.Generator().manual_seed(seed)
-        return self.model.bits_per_dim(self.encode(videos), captions, generator).tolist()
+        the model's window (``likelihood_frames``).
+
+        Each clip's random draws (its noise augmentation; for diffusion, the bound's Monte Carlo
+        noise levels and noise) come from its own generator, seeded by ``seed`` and the clip's
+        content and caption (:func:`clip_seed`): a clip's value never depends on the batch it
+        came in, and different clips get independent draws, so a mean over clips scored one at a
+        time averages the Monte Carlo error away instead of repeating one draw for every clip."""
+        tokens = self.encode(videos)
+        values = [self.model.bits_per_dim(tokens[i:i + 1], [caption],
+                                          torch.Generator().manual_seed(clip_seed(seed, video, caption)))
+                  for i, (video, caption) in enumerate(zip(videos, captions))]
+        return torch.cat(values).tolist()
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.model.kind, "parameters": self.model.num_parameters()["total"],
