@@ -53,8 +53,9 @@ class Attention(nn.Module):
             cache.v[layer, :, :, start:start + n] = v
             keys, values = cache.k[layer, :, :, :start + n], cache.v[layer, :, :, :start + n]
             # chunk queries see the whole cached prefix and their own chunk, causally unless told otherwise
-            causal_chunk = causal and n > 1
-            allowed = torch.ones(n, start + n, dtype=torch.bool, device=x.device).tril(diagonal=start) if causal_chunk else None
+            # (``mask``, (n, start + n): exactly what each chunk query may see)
+            causal_chunk = causal and n > 1 and mask is None
+            allowed = torch.ones(n, start + n, dtype=torch.bool, device=x.device).tril(diagonal=start) if causal_chunk else mask
             out = F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed)
         return self.proj(out.transpose(1, 2).reshape(b, n, -1))
 

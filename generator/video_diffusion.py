@@ -256,7 +256,7 @@ class VideoDiffusion(nn.Module):
             return z
 
         if c.causal:
-            reader = _CachedContext(self, prefix) if use_cache else _FullContext(self, prefix)
+            reader = CachedContext(self, prefix) if use_cache else FullContext(self, prefix)
             reader.reset(frames)
             while len(frames) < num_frames:
                 if reader.position == window:
@@ -286,7 +286,7 @@ class VideoDiffusion(nn.Module):
         return {"text": text, "transformer": count(self) - text, "total": count(self)}
 
 
-class _CachedContext:
+class CachedContext:
     """The causal sampler's context as a KV cache: the text, then each finished (clean) frame
     committed once; a frame being denoised attends to it without being stored."""
 
@@ -316,7 +316,7 @@ class _CachedContext:
         self.position += 1
 
 
-class _FullContext:
+class FullContext:
     """The same context recomputed in one full masked pass per step (no cache)."""
 
     def __init__(self, model: VideoDiffusion, prefix: Tensor) -> None:

@@ -458,6 +458,52 @@ def train_diffusion_command(kind: str, out: Path | None, **options: Any) -> int:
     return 0
 
 
+@train.command("distill")
+@click.option("--teacher", default="ar-diffusion-shapes64", show_default=True,
+              help="Shipped name or .pt file of the causal (ar) diffusion teacher.")
+@click.option("--steps", default=600, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
+@click.option("--lr", default=1e-4, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--val-captions", default=32, show_default=True, type=click.IntRange(1),
+              help="Validation captions: the distillation loss on them is logged every --val-every steps.")
+@click.option("--val-every", default=100, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**63 - 1))
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("generator/checkpoints/ar-diffusion-4step-shapes64.pt"),
+              show_default=True, help="The exported student (EMA weights, config, measurements).")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="Training state for --resume (default: OUT with .train.pt).")
+@click.option("--resume", is_flag=True, help="Continue from --checkpoint.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="torch threads per process.")
+def train_distill_command(teacher: str, steps: int, batch_size: int, lr: float, val_captions: int, val_every: int,
+                          seed: int, out: Path, checkpoint: Path | None, resume: bool, threads: int | None) -> int:
+    """Distil the autoregressive diffusion baseline into a 4-step student trained on its own rollouts.
+
+    Each step the student generates clips with its 4-step sampler, and its clean estimate at every
+    state it visited regresses the teacher's 50-step ODE solution from that state (see
+    generator/distill.py). Needs no clips, only captions.
+
+    \b
+    Examples:
+      vbf train distill --steps 600 --threads 1
+      torchrun --nproc_per_node 2 -m vbench_flow train distill --steps 600 --threads 1 --resume
+    """
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    from generator.train import TrainConfig
+    from vbench_flow.training import distill_on_shapes
+
+    config = TrainConfig(steps=steps, lr=lr, warmup_steps=min(20, steps), val_every=val_every,
+                         checkpoint_every=min(50, steps), log_every=10, ema_decay=0.99, seed=seed)
+    info = distill_on_shapes(teacher, config, batch_size=batch_size, val_captions=val_captions, out=out,
+                             checkpoint=checkpoint or out.with_suffix(".train.pt"), resume=resume)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    click.echo(f"val distillation loss {info['val_distill_loss']:.4f}; {info['train_seconds']:.0f} s; wrote {out}")
+    return 0
+
+
 # ---------------------------------------------------------------- runs and reports
 
 @cli.group()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -174,3 +175,49 @@ def write_sample_grid(checkpoint: Path, recipe: ShapesRecipe, count: int = 8, se
     path = checkpoint.with_name(checkpoint.stem + "-samples.gif")
     write_video(path, grid, recipe.fps)
     return path
+
+
+def caption_batches(split: str, batch_size: int, frames: int, tokens_per_frame: int, seed: int,
+                    size: int = 64, fps: float = 8.0) -> Iterator[dict[str, Any]]:
+    """Endless batches of random captions of ``split`` (distillation needs no clips: the student makes
+    its own); ``latents`` is an empty (B, F, S, 0) placeholder that only counts tokens."""
+    world = ShapesWorld(split, size=size, fps=fps)
+    rng = np.random.default_rng(seed)
+    while True:
+        indices = rng.integers(0, len(world), batch_size)
+        yield {"latents": torch.zeros(batch_size, frames, tokens_per_frame, 0),
+               "caption": [world.caption(int(i)) for i in indices]}
+
+
+def distill_on_shapes(teacher_name: str, train: TrainConfig, *, batch_size: int, val_captions: int, out: Path,
+                      checkpoint: Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Distil the causal diffusion teacher into a few-step student on its own rollouts
+    (``generator.distill``) and export the student, loadable by ``generator.load``."""
+    from generator import checkpoint_path, shipped_name_or_path
+    from generator.distill import STUDENT_SHIFT, TEACHER_SHIFT, TEACHER_STEPS, SelfRolloutDistillation
+    from generator.train import load_model
+
+    rank, world_size, _ = distributed_setup()
+    teacher_file = checkpoint_path(teacher_name)
+    teacher, teacher_info = load_model(teacher_file)
+    method = SelfRolloutDistillation(teacher)
+    frames, tokens = method.num_frames, teacher.config.tokens_per_frame
+    val_world = ShapesWorld("val")
+    val = [{"latents": torch.zeros(len(chunk), frames, tokens, 0), "caption": [val_world.caption(i) for i in chunk]}
+           for chunk in np.array_split(np.arange(val_captions), max(1, val_captions // 16))]
+    started = time.perf_counter()
+    result = train_model(method, caption_batches("train", batch_size, frames, tokens, train.seed * 7919 + rank), val,
+                         train, checkpoint=checkpoint, resume=resume, progress=progress)
+    info = {
+        "autoencoder": teacher_info["autoencoder"], "autoencoder_sha256": teacher_info.get("autoencoder_sha256"),
+        "distilled_from": shipped_name_or_path(teacher_file), "teacher_sha256": file_sha256(teacher_file),
+        "method": (f"self-rollout consistency distillation: student few-step states (shift {STUDENT_SHIFT:g}) regress "
+                   f"the teacher's {TEACHER_STEPS}-step Euler ODE end point (shift {TEACHER_SHIFT:g})"),
+        "sampler": "few_step", "train_config": train.__dict__, "batch_size": batch_size, "steps": result["steps"],
+        "world_size": world_size, "train_seconds": round(time.perf_counter() - started, 1),
+        method.validation_name: result[method.validation_name], "parameters": teacher.num_parameters(),
+        "history": result["history"],
+    }
+    if rank == 0:
+        export_weights(out, method.student, info)
+    return info
