@@ -151,7 +151,7 @@ class StarFlowPipeline(LatentVideoPipeline):
         ``last_sampling`` then holds what the call cost: seconds spent in the flow, the denoiser
         and the decoder, the flow's network evaluations, and for Jacobi its iterations per block. With
         ``check_against_sequential`` the same noise is also inverted token by token, and
-        ``last_sampling`` adds that reference's seconds and the largest absolute difference
+        ``last_sampling`` adds that reference's seconds and network evaluations and the largest absolute difference
         between the two samplers' latents (before denoising).
         """
         condition = None if condition_frames is None else self.condition_tokens(condition_frames)
@@ -172,8 +172,8 @@ class StarFlowPipeline(LatentVideoPipeline):
         if inverter is not None:
             stats["iterations"] = inverter.stats.iterations
         if check_against_sequential:
-            reference, reference_seconds, _ = invert_flow(None)
-            stats.update(reference_seconds=reference_seconds,
+            reference, reference_seconds, reference_passes = invert_flow(None)
+            stats.update(reference_seconds=reference_seconds, reference_network_evaluations=reference_passes,
                          max_abs_latent_difference=float((noisy - reference).abs().max()))
         started = self._clock()
         tokens = self.model.finish(noisy, condition, denoise=denoise)

@@ -129,6 +129,20 @@ def speedup(generation: Mapping[str, Any]) -> float:
     return float(generation["reference_seconds"]) / own if own > 0 else math.inf
 
 
+def stage_seconds(generation: Mapping[str, Any], *keys: str) -> float:
+    """Seconds per clip the generator reported for one stage of its call (the first of ``keys`` it
+    reported: the flow calls its latent sampler's time ``flow_seconds``, diffusion ``sampling_seconds``)."""
+    for key in keys:
+        if key in generation:
+            return float(generation[key]) / int(generation.get("batch_size", 1))
+    raise KeyError(keys[0])
+
+
+def evaluations_vs_sequential(generation: Mapping[str, Any]) -> float:
+    """Network evaluations of this sampler over the token-by-token reference's, same noise, same call."""
+    return float(generation["network_evaluations"]) / float(generation["reference_network_evaluations"])
+
+
 # ---------------------------------------------------------------- cost metrics
 
 CostValue = Callable[[Mapping[str, Any], ClipContext, int], float]
@@ -194,6 +208,15 @@ COST_METRICS: tuple[type[GenerationCostMetric], ...] = (
                 lambda g, ctx, frames: mean_iterations(g)),
     cost_metric("speedup_vs_sequential", "sequential seconds / this sampler's seconds, same noise, same call "
                 "(needs check_against_sequential)", True, lambda g, ctx, frames: speedup(g)),
+    cost_metric("latent_sampling_seconds", "seconds per clip in the latent sampler: the flow's inversion, or the "
+                "diffusion denoising loop (generator-reported)", False,
+                lambda g, ctx, frames: stage_seconds(g, "flow_seconds", "sampling_seconds")),
+    cost_metric("denoiser_seconds", "seconds per clip in the flow's one-step denoiser (generator-reported)", False,
+                lambda g, ctx, frames: stage_seconds(g, "denoise_seconds")),
+    cost_metric("decoder_seconds", "seconds per clip decoding latents to frames (generator-reported)", False,
+                lambda g, ctx, frames: stage_seconds(g, "decode_seconds")),
+    cost_metric("evaluations_vs_sequential", "network evaluations / the token-by-token reference's on the same "
+                "noise (needs check_against_sequential)", False, lambda g, ctx, frames: evaluations_vs_sequential(g)),
     cost_metric("latent_max_abs_diff", "max |latent - sequential latent| on the same noise (needs "
                 "check_against_sequential)", False, lambda g, ctx, frames: float(g["max_abs_latent_difference"])),
 )

@@ -38,6 +38,17 @@ def test_values_from_a_generation_record():
         throughput.frames_per_second(record, 0)
 
 
+def test_stage_seconds_are_per_clip_and_the_evaluation_ratio_is_against_the_reference():
+    flow = {"flow_seconds": 3.0, "denoise_seconds": 0.2, "decode_seconds": 2.0, "batch_size": 4,
+            "network_evaluations": 30, "reference_network_evaluations": 120}
+    assert throughput.stage_seconds(flow, "flow_seconds", "sampling_seconds") == 0.75  # the call's 3 s over 4 clips
+    assert throughput.stage_seconds(flow, "denoise_seconds") == 0.05
+    assert throughput.stage_seconds({"sampling_seconds": 1.0}, "flow_seconds", "sampling_seconds") == 1.0
+    assert throughput.evaluations_vs_sequential(flow) == 0.25
+    with pytest.raises(KeyError):
+        throughput.stage_seconds({"sampling_seconds": 1.0}, "denoise_seconds")
+
+
 def test_cost_metrics_through_a_run(tmp_path, capsys):
     suite = write_suite(tmp_path, f"""\
         name: costs
@@ -105,7 +116,8 @@ def test_every_metric_says_what_kind_it_is_and_the_report_reads_it():
 
     kinds = {name: entry.kind for name, entry in metric_types().items()}
     cost = {"frames_per_second", "generate_seconds", "peak_memory_mb", "latency_to_first_frame",
-            "network_evaluations", "sampler_iterations", "speedup_vs_sequential", "latent_max_abs_diff"}
+            "network_evaluations", "sampler_iterations", "speedup_vs_sequential", "latent_max_abs_diff",
+            "latent_sampling_seconds", "denoiser_seconds", "decoder_seconds", "evaluations_vs_sequential"}
     assert {name for name, kind in kinds.items() if kind == "cost"} == cost
     assert kinds["fvd"] == "set" and kinds["flicker"] == kinds["clipsim"] == "quality"
     assert _is_cost("latency_to_first_frame", {"kind": "cost", "extractor": "x"})
