@@ -196,16 +196,18 @@ class DiffusionPipeline(LatentVideoPipeline):
 
     @torch.no_grad()
     def sample(self, captions: list[str], num_frames: int, *, seed: int = 0, guidance: float = 0.0,
-               sampler: str = "euler", steps: int = 50, shift: float | None = None,
+               sampler: str | None = None, steps: int = 50, shift: float | None = None,
                condition_frames: np.ndarray | None = None, context_frames: int | None = None,
                sink: bool = False) -> np.ndarray:
         """uint8 videos (B, num_frames, H, W, 3), one per caption.
 
         ``sampler``: ``"few_step"`` (timesteps 1000, 750, 500, 250, shift 5 by default) or
-        ``"euler"`` (``steps`` Euler steps on the probability-flow ODE, shift 3 by default).
+        ``"euler"`` (``steps`` Euler steps on the probability-flow ODE, shift 3 by default); by
+        default the one the checkpoint was made for (a distilled student's ``few_step``, else ``euler``).
         ``condition_frames`` start the clips (image-to-video, continuation); ``sink`` keeps the
         first frame in every window of a long causal clip.
         """
+        sampler = sampler or self._info.get("sampler", "euler")
         if sampler == "few_step":
             timesteps = schedule.few_step_timesteps(5.0 if shift is None else shift)
         elif sampler == "euler":

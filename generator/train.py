@@ -173,13 +173,15 @@ def validate(model: nn.Module, batches: list[dict[str, Any]], seed: int = 1234) 
 
 def train_model(model: nn.Module, train_batches: Iterator[dict[str, Any]], val_batches: list[dict[str, Any]],
                 config: TrainConfig, *, checkpoint: Path | None = None, resume: bool = False,
-                progress: bool = True, on_log: Callable[[dict[str, float]], None] | None = None) -> dict[str, Any]:
+                progress: bool = True, on_log: Callable[[dict[str, float]], None] | None = None,
+                on_validate: Callable[[nn.Module], dict[str, float]] | None = None) -> dict[str, Any]:
     """Train ``model`` in place; returns the history and the EMA model's final validation value.
 
     The model names its trainable ``parts()`` (each gets its own AdamW, DDP wrapper and gradient
     clipping), computes and backpropagates its losses in ``training_step(latents, captions,
     generator, modules)`` and scores held-out clips with ``validation_values`` (logged under
-    ``validation_name``).
+    ``validation_name``). ``on_validate(ema_model)`` adds its values to each validation record
+    (e.g. what the model's samples show of their captions).
     """
     rank, world, device = distributed_setup()
     torch.manual_seed(config.seed)
@@ -232,6 +234,8 @@ def train_model(model: nn.Module, train_batches: Iterator[dict[str, Any]], val_b
         if rank == 0 and val_batches and (step % config.val_every == 0 or step == config.steps):
             record = record or {"step": step}
             record[model.validation_name] = validate(ema.module, val_batches)
+            if on_validate is not None:
+                record.update(on_validate(ema.module))
         if record is not None and rank == 0:
             history.append(record)
             bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k != "step"})

@@ -72,3 +72,25 @@ def test_distillation_lowers_its_loss_and_leaves_the_teacher_alone():
     assert all(torch.equal(frozen[k], v) for k, v in method.teacher.state_dict().items())
     with pytest.raises(ValueError, match="causal"):
         SelfRolloutDistillation(tiny(False))
+
+
+def test_shipped_student_is_its_teachers_copy_and_shows_captions_better_than_the_teacher_at_four_steps():
+    import generator
+    import numpy as np
+    from generator.pipeline import file_sha256
+    from metrics.caption_adherence import caption_adherence
+    from vbench_flow.data.shapes import ShapesWorld
+
+    student, teacher = generator.load("ar-diffusion-4step-shapes64"), generator.load("ar-diffusion-shapes64")
+    info = student.info()
+    assert info["distilled_from"] == "ar-diffusion-shapes64"
+    assert info["teacher_sha256"] == file_sha256(generator.checkpoint_path("ar-diffusion-shapes64"))
+    assert student.model.config == teacher.model.config and info["sampler"] == "few_step"
+    world = ShapesWorld("val")
+    captions = [world.caption(i) for i in range(8)]
+    recall = {}
+    for name, pipe in (("student", student), ("teacher", teacher)):
+        videos = pipe.sample(captions, 17, seed=0, sampler="few_step")
+        recall[name] = np.mean([caption_adherence(v, c, 8.0, "colour_recall") for v, c in zip(videos, captions)])
+    assert student.last_sampling["sampler"] == "few_step" and student.last_sampling["denoising_steps"] == 4
+    assert recall["student"] > recall["teacher"] + 0.05, recall

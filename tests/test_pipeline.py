@@ -36,6 +36,7 @@ def test_export_records_measurements_and_autoencoder_hash(exported):
     assert info["steps"] == 3 and np.isfinite(info["val_bits_per_dim"]) and info["tokens_per_second"] > 0
     assert info["autoencoder_sha256"] == file_sha256(folder / "vae-tiny.pt")
     assert "noise-augmented" in info["bits_per_dim_space"]
+    assert 0 <= info["history"][-1]["val_caption_adherence"] <= 1  # the flow's samples, tracked while training
     assert (folder / "flow.train.pt").exists()
     from vbench_flow.video_io import read_video
 
@@ -240,6 +241,9 @@ def test_diffusion_baselines_export_load_sample_and_bound(diffusion_exports):
     folder, infos = diffusion_exports
     for kind, info in infos.items():
         assert np.isfinite(info["val_loss"]) and np.isfinite(info["val_bits_per_dim_bound"])
+        # caption adherence of the EMA model's samples is tracked at every validation
+        tracked = info["history"][-1]
+        assert 0 <= tracked["val_caption_adherence"] <= 1 and 0 <= tracked["val_caption_colour_recall"] <= 1
         pipe = generator.load(folder / f"{kind}.pt")
         assert isinstance(pipe, DiffusionPipeline) and pipe.model.config.causal == (kind == "ar")
         assert pipe.info()["likelihood"].startswith("upper bound")

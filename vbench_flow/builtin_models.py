@@ -451,8 +451,10 @@ register_model(ModelType(
 # ---------------------------------------------------------------- diffusion: the baselines
 
 class DiffusionSamplerOptions(Args):
-    sampler: Literal["euler", "few_step"] = Field("euler", description="euler: Euler steps on the probability-flow "
-                                                  "ODE; few_step: timesteps 1000/750/500/250, re-noised between steps")
+    sampler: Literal["euler", "few_step"] | None = Field(
+        None, description="euler: Euler steps on the probability-flow ODE; few_step: timesteps 1000/750/500/250, "
+                          "re-noised between steps; default: the checkpoint's own (few_step for a distilled student, "
+                          "else euler)")
     steps: int = Field(50, ge=1, le=1000, description="euler: number of steps")
     shift: float | None = Field(None, gt=0, description="timestep shift (default 5 for few_step, 3 for euler)")
     guidance: float = Field(0.0, ge=0, description="classifier-free guidance scale (0: conditional model)")

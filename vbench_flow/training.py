@@ -116,8 +116,33 @@ def build_model(recipe: ShapesRecipe, autoencoder: VideoAutoencoder) -> StarFlow
     return VideoDiffusion(diffusion_config(recipe, autoencoder))
 
 
+CAPTION_TRACKING_CLIPS = 8
+
+
+def caption_tracker(autoencoder: VideoAutoencoder, recipe: ShapesRecipe, count: int = CAPTION_TRACKING_CLIPS,
+                    seed: int = 0) -> Any:
+    """``on_validate`` for ``train_model``: the mean caption adherence and colour recall of the model's
+    samples (``recipe.frames`` frames, its default sampler) for the first ``count`` validation captions."""
+    from generator.pipeline import DiffusionPipeline, StarFlowPipeline
+    from metrics.caption_adherence import CaptionCheck
+
+    captions = [ShapesWorld("val", size=recipe.size, fps=recipe.fps).caption(i) for i in range(count)]
+
+    def track(model: torch.nn.Module) -> dict[str, float]:
+        pipeline = (StarFlowPipeline if model.kind == "starflow" else DiffusionPipeline)(model, autoencoder, name="training")
+        videos = pipeline.sample(captions, recipe.frames, seed=seed)
+        model.train()  # the pipeline set eval mode; training goes on
+        values: dict[str, list[float]] = {"adherence": [], "colour_recall": []}
+        for video, caption in zip(videos, captions):
+            shared: dict = {}
+            for quantity, kept in values.items():
+                kept.append(CaptionCheck(recipe.fps, caption, quantity, cache=shared).score(video).value)
+        return {f"val_caption_{quantity}": float(np.mean(kept)) for quantity, kept in values.items()}
+    return track
+
+
 def train_on_shapes(recipe: ShapesRecipe, train: TrainConfig, *, out: Path, checkpoint: Path,
-                    resume: bool = False, progress: bool = True) -> dict[str, Any]:
+                    resume: bool = False, progress: bool = True, track_captions: bool = True) -> dict[str, Any]:
     """Train ``recipe.model`` on the shapes world and export ``out``; returns the measurements."""
     from generator import checkpoint_path, shipped_name_or_path
 
@@ -137,7 +162,8 @@ def train_on_shapes(recipe: ShapesRecipe, train: TrainConfig, *, out: Path, chec
     val = [{"latents": val_tokens[i:i + 32], "caption": val_captions[i:i + 32]} for i in range(0, len(val_captions), 32)]
     encode_seconds = time.perf_counter() - started
     result = train_model(model, pool_batches(pool, captions, recipe.batch_size, recipe.seed * 7919 + rank), val,
-                         train, checkpoint=checkpoint, resume=resume, progress=progress)
+                         train, checkpoint=checkpoint, resume=resume, progress=progress,
+                         on_validate=caption_tracker(autoencoder, recipe) if track_captions else None)
     train_seconds = time.perf_counter() - started - encode_seconds
     history = result["history"]
     info = {
