@@ -33,9 +33,12 @@ def file_sha256(path: str | Path) -> str:
 
 
 def clip_seed(seed: int, video: np.ndarray, caption: str) -> int:
-    """A 63-bit seed from ``seed``, a clip's frames and its caption (BLAKE2b)."""
-    digest = hashlib.blake2b(np.ascontiguousarray(video).data, digest_size=8, key=str(seed).encode()[:64])
-    digest.update(caption.encode())
+    """A 63-bit seed from ``seed``, a clip's frames (shape, type and bytes) and its caption (BLAKE2b)."""
+    video = np.ascontiguousarray(video)
+    digest = hashlib.blake2b(digest_size=8, person=b"vbf-clip-seed")
+    for part in (str(int(seed)).encode(), f"{video.shape} {video.dtype}".encode(), video.data, caption.encode()):
+        digest.update(len(part).to_bytes(8, "little"))  # length-prefixed: no two inputs give the same stream
+        digest.update(part)
     return int.from_bytes(digest.digest(), "little") >> 1
 
 

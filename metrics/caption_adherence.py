@@ -15,7 +15,8 @@ Per frame:
    hiding one another show partial outlines: real clips lose some shape matches there, which is
    part of their ceiling).
 2. Captioned objects are matched one-to-one to detected ones by Hungarian assignment on cost
-   ``[colour differs] + [shape differs] - area / 1000`` (ties go to the larger
+   ``3 [colour differs] + [shape differs] - area / 1000`` (colour outweighs two shape mismatches, so
+   a match never trades an object shown in its colour for two shapes; ties go to the larger
    object). A captioned object left without a detection is *missing*.
 3. A captioned object is *shown in its colour* when its match has the caption's colour, and *in its
    shape* when its match has the caption's shape. It is *duplicated* when more than one detection
@@ -33,8 +34,9 @@ its series over time, higher is better:
 - ``caption_adherence``: per frame, captioned objects shown in colour and shape, over the larger of the
   caption's and the frame's object counts (so extra objects cost as much as missing ones);
 - ``caption_hold_seconds``: when the clip first stops matching its caption, in seconds from its start:
-  the first frame of the first run of at least ``min_mismatch_seconds`` (1 s) of frames that break
-  permanence or the count; a clip that never does holds for its whole length, ``T / fps``.
+  the first frame of the first run of frames that break permanence or the count and that lasts at
+  least ``min_mismatch_seconds`` (1 s) or to the clip's end (a clip that loses an object in its
+  last second has stopped matching too); a clip that never does holds for its whole length, ``T / fps``.
 
 Real clips give the ceiling: objects that overlap hide one another for a few frames. On 200 test
 clips of 5 s: adherence 0.92, colour recall 0.99, shape accuracy 0.93, count accuracy 0.96,
@@ -68,10 +70,11 @@ SIZE_WORDS = ("small", "medium", "large")
 MAX_COLOUR_DISTANCE = 60.0
 MIN_MISMATCH_SECONDS = 1.0
 _AREA_TIE_BREAK = 1e-3
+COLOUR_WEIGHT = 3.0  # a colour mismatch costs more than two shape mismatches
 
 VERSION = ("caption-adherence/1 (own definition: shapes-world captions; object-identity/1 detections named by the "
            f"nearest palette colour within RGB {MAX_COLOUR_DISTANCE:g} and by moment-signature shape; Hungarian "
-           "match on colour + shape mismatch; missing objects count as wrong)")
+           "match on 3 x colour + shape mismatch; missing objects count as wrong; a mismatch to the clip's end ends the hold)")
 EXTRACTOR = "none (background subtraction + palette colours + moment shape signatures)"
 
 # one object phrase: size, colour and shape words, then its motion phrase (any words but "and")
@@ -95,6 +98,10 @@ def parse_caption(caption: str) -> tuple[CaptionObject, ...]:
                          f"[, ... and ...] on a <colour> background\" with colours {', '.join(OBJECT_COLORS)} and "
                          f"shapes {', '.join(SHAPES)}); caption adherence needs one")
     found = tuple(CaptionObject(*match.groups()[:3]) for match in matches)
+    colours = [obj.colour for obj in found]
+    if len(set(colours)) != len(colours):
+        raise ValueError(f"prompt {caption!r} names the colour of more than one object ({', '.join(colours)}); caption "
+                         "adherence tells objects apart by colour, as the shapes world does, so each needs its own")
     return found
 
 
@@ -138,7 +145,7 @@ def check_frame(caption: tuple[CaptionObject, ...], found: list[Detection]) -> F
     colours = [colour_name(d.rgb) for d in found]
     in_colour, in_shape = [False] * len(caption), [False] * len(caption)
     if found:
-        cost = np.array([[float(colour != obj.colour) + float(d.shape != obj.shape)
+        cost = np.array([[COLOUR_WEIGHT * float(colour != obj.colour) + float(d.shape != obj.shape)
                           - _AREA_TIE_BREAK * d.area for d, colour in zip(found, colours)] for obj in caption])
         for i, j in zip(*linear_sum_assignment(cost)):
             in_colour[i] = colours[j] == caption[i].colour
@@ -148,7 +155,8 @@ def check_frame(caption: tuple[CaptionObject, ...], found: list[Detection]) -> F
 
 
 def first_mismatch(matches: list[bool], run: int) -> int | None:
-    """The first frame of the first run of at least ``run`` frames that do not match; None if there is none."""
+    """The first frame of the first run of frames that do not match and that is at least ``run`` long or
+    lasts to the end; None if there is none."""
     start = None
     for frame, ok in enumerate(matches):
         if ok:
@@ -157,7 +165,7 @@ def first_mismatch(matches: list[bool], run: int) -> int | None:
         start = frame if start is None else start
         if frame - start + 1 >= run:
             return start
-    return None
+    return start
 
 
 QUANTITIES = ("adherence", "colour_recall", "shape_accuracy", "count_accuracy", "permanence", "hold_seconds")
@@ -217,8 +225,12 @@ class CaptionCheck(StreamingMetric):
         self.checks += [check_frame(self.caption, frame_found) for frame_found in found]
 
     def merge(self, following: StreamingMetric) -> None:
-        if type(following) is not type(self) or following.caption != self.caption:
-            raise TypeError(f"{self.name}: cannot merge the state of another metric or caption")
+        if type(following) is not type(self) or (following.caption, following.quantity, following.min_mismatch_seconds) != (
+                self.caption, self.quantity, self.min_mismatch_seconds):
+            raise TypeError(f"{self.name}: cannot merge the state of another metric, caption or option")
+        if None not in (self.frame_shape, following.frame_shape) and following.frame_shape != self.frame_shape:
+            raise ValueError(f"{self.name}: merged frames are {following.frame_shape}, earlier frames {self.frame_shape}")
+        self.frame_shape = self.frame_shape or following.frame_shape
         self.checks += following.checks
 
     def compute(self) -> MetricResult:

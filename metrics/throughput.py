@@ -135,7 +135,7 @@ def stage_seconds(generation: Mapping[str, Any], *keys: str) -> float:
     for key in keys:
         if key in generation:
             return float(generation[key]) / int(generation.get("batch_size", 1))
-    raise KeyError(keys[0])
+    raise KeyError(" or ".join(keys))
 
 
 def evaluations_vs_sequential(generation: Mapping[str, Any]) -> float:

@@ -50,11 +50,30 @@ def test_captions_parse_back_to_their_scenes():
         assert parse_caption(scene.caption) == tuple(ca.CaptionObject(o.size, o.color, o.shape) for o in scene.objects)
 
 
-@pytest.mark.parametrize("text", ["a cat on a mat", "a large red circle bouncing", "", "a large red blob on a black background",
+@pytest.mark.parametrize("text", ["a large red circle bouncing and a small red star spinning in place on a black background",
+                                  "a cat on a mat", "a large red circle bouncing", "", "a large red blob on a black background",
                                   "a large red circle bouncing and a huge blue star on a black background"])
 def test_other_text_is_refused_with_the_grammar(text):
-    with pytest.raises(ValueError, match="not a shapes-world caption"):
+    with pytest.raises(ValueError, match="not a shapes-world caption|more than one object"):
         parse_caption(text)
+
+
+def test_colours_are_named_within_the_limit_only():
+    red = np.array(shapes.COLORS["red"], dtype=float)
+    away = np.array([0.0, 0.0, 1.0])  # toward (230, 30, 30 + d): nothing else of the palette is as near
+    assert ca.colour_name(red + 59 * away) == "red" and ca.colour_name(red + 61 * away) is None
+    # yellow and orange, the closest pair (81 apart): the midpoint's nearer side wins
+    yellow, orange = (np.array(shapes.COLORS[c], dtype=float) for c in ("yellow", "orange"))
+    assert ca.colour_name(0.45 * yellow + 0.55 * orange) == "orange"
+
+
+def test_matching_never_trades_a_colour_for_two_shapes():
+    """Caption: red circle, blue square. Shown: a red square and a green circle. Colour outweighs shape,
+    so the red object is the red circle shown in the wrong shape, and the blue square is missing."""
+    caption = parse_caption("a large red circle bouncing and a small blue square bouncing on a black background")
+    check = check_frame(caption, [Detection(0, 10, 10, 0.05, shapes.COLORS["red"], False, "square"),
+                                  Detection(0, 50, 50, 0.05, shapes.COLORS["green"], False, "circle")])
+    assert check.in_colour == (True, False) and check.in_shape == (False, False)
 
 
 # ------------------------------------------------------------ shape signatures: closed forms
@@ -91,6 +110,15 @@ def test_signature_ignores_rotation_scale_and_position():
             rows, cols = np.nonzero(canvas)
             signatures.append(shape_geometry.signature(rows, cols, np.ones(len(rows)), pixel_variance=0.0))
         np.testing.assert_allclose(signatures, [shape_geometry.reference_signatures()[shape]] * 3, atol=0.03)
+
+
+def test_a_signature_is_its_shape_up_to_the_distance_limit():
+    star = shape_geometry.reference_signatures()["star"]
+    limit = shape_geometry.MAX_SIGNATURE_DISTANCE
+    for offset, expected in ((limit - 0.01, "star"), (limit + 0.01, shape_geometry.IRREGULAR)):
+        moved = star.copy()
+        moved[4] += offset  # five-fold symmetry, away from every other reference
+        assert shape_geometry.classify_shape(moved) == expected
 
 
 def test_a_long_bar_is_irregular_and_a_disc_is_a_circle():
@@ -212,7 +240,8 @@ def test_a_clip_without_objects_shows_nothing_of_its_caption():
 def test_first_mismatch_runs_and_hold_definition():
     assert first_mismatch([True, False, False, True, False, False, False], 3) == 4
     assert first_mismatch([True, False, False, True], 3) is None
-    assert first_mismatch([False], 1) == 0
+    assert first_mismatch([True, False, False], 3) == 1  # a run that lasts to the end counts however short
+    assert first_mismatch([False], 1) == 0 and first_mismatch([True] * 4, 2) is None
     ok = FrameCheck((True,), (True,), (1,), 1)
     bad = FrameCheck((False,), (False,), (0,), 0)
     checks = [ok] * 5 + [bad] * 4 + [ok] * 3

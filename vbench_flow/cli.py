@@ -461,7 +461,7 @@ def train_diffusion_command(kind: str, out: Path | None, **options: Any) -> int:
 @train.command("distill")
 @click.option("--teacher", default="ar-diffusion-shapes64", show_default=True,
               help="Shipped name or .pt file of the causal (ar) diffusion teacher.")
-@click.option("--steps", default=600, show_default=True, type=click.IntRange(1))
+@click.option("--steps", default=500, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
 @click.option("--lr", default=1e-4, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--val-captions", default=32, show_default=True, type=click.IntRange(1),
@@ -478,14 +478,15 @@ def train_distill_command(teacher: str, steps: int, batch_size: int, lr: float, 
                           seed: int, out: Path, checkpoint: Path | None, resume: bool, threads: int | None) -> int:
     """Distil the autoregressive diffusion baseline into a 4-step student trained on its own rollouts.
 
-    Each step the student generates clips with its 4-step sampler, and its clean estimate at every
-    state it visited regresses the teacher's 50-step ODE solution from that state (see
-    generator/distill.py). Needs no clips, only captions.
+    Each step the student generates clips with its 4-step sampler, and its clean estimate at the
+    states it visited at one of the four steps (drawn each training step) regresses the teacher's
+    50-step ODE solution from those states (see generator/distill.py). Needs no clips, only
+    captions. Each validation also samples 8 validation captions and logs their caption adherence.
 
     \b
     Examples:
-      vbf train distill --steps 600 --threads 1
-      torchrun --nproc_per_node 2 -m vbench_flow train distill --steps 600 --threads 1 --resume
+      vbf train distill --steps 500 --threads 1
+      torchrun --nproc_per_node 2 -m vbench_flow train distill --steps 500 --threads 1 --resume
     """
     import torch
 

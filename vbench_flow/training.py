@@ -28,6 +28,7 @@ from generator.video_diffusion import DiffusionConfig, VideoDiffusion
 from generator.text import TextConfig, build_vocab
 from generator.train import TrainConfig, distributed_setup, export_weights, train_model
 from vbench_flow.data.shapes import ShapesWorld
+from vbench_flow.errors import ConfigError
 from vbench_flow.data.torch_data import ShapesClips, ShapesStream, collate_clips
 
 
@@ -120,9 +121,10 @@ CAPTION_TRACKING_CLIPS = 8
 
 
 def caption_tracker(autoencoder: VideoAutoencoder, recipe: ShapesRecipe, count: int = CAPTION_TRACKING_CLIPS,
-                    seed: int = 0) -> Any:
+                    seed: int = 0, **sample_options: Any) -> Any:
     """``on_validate`` for ``train_model``: the mean caption adherence and colour recall of the model's
-    samples (``recipe.frames`` frames, its default sampler) for the first ``count`` validation captions."""
+    samples (``recipe.frames`` frames; ``sample_options`` or the pipeline's default sampler) for the first
+    ``count`` validation captions."""
     from generator.pipeline import DiffusionPipeline, StarFlowPipeline
     from metrics.caption_adherence import CaptionCheck
 
@@ -130,8 +132,7 @@ def caption_tracker(autoencoder: VideoAutoencoder, recipe: ShapesRecipe, count: 
 
     def track(model: torch.nn.Module) -> dict[str, float]:
         pipeline = (StarFlowPipeline if model.kind == "starflow" else DiffusionPipeline)(model, autoencoder, name="training")
-        videos = pipeline.sample(captions, recipe.frames, seed=seed)
-        model.train()  # the pipeline set eval mode; training goes on
+        videos = pipeline.sample(captions, recipe.frames, seed=seed, **sample_options)
         values: dict[str, list[float]] = {"adherence": [], "colour_recall": []}
         for video, caption in zip(videos, captions):
             shared: dict = {}
@@ -224,16 +225,26 @@ def distill_on_shapes(teacher_name: str, train: TrainConfig, *, batch_size: int,
     from generator.train import load_model
 
     rank, world_size, _ = distributed_setup()
-    teacher_file = checkpoint_path(teacher_name)
-    teacher, teacher_info = load_model(teacher_file)
+    try:
+        teacher_file = checkpoint_path(teacher_name)
+        teacher, teacher_info = load_model(teacher_file)
+    except (FileNotFoundError, ValueError) as error:
+        raise ConfigError(str(error), where="--teacher", fix="name a shipped causal diffusion checkpoint "
+                          "(ar-diffusion-shapes64) or a .pt file `vbf train diffusion --kind ar` wrote") from None
+    if getattr(teacher, "kind", None) != "diffusion" or not teacher.config.causal:
+        raise ConfigError(f"{teacher_file} is not a causal (autoregressive) diffusion model", where="--teacher",
+                          fix="distil ar-diffusion-shapes64 or another `vbf train diffusion --kind ar` checkpoint")
     method = SelfRolloutDistillation(teacher)
+    autoencoder = VideoAutoencoder.load(checkpoint_path(teacher_info["autoencoder"]))
+    tracker = caption_tracker(autoencoder, ShapesRecipe(model="ar-diffusion"), sampler="few_step")
     frames, tokens = method.num_frames, teacher.config.tokens_per_frame
     val_world = ShapesWorld("val")
     val = [{"latents": torch.zeros(len(chunk), frames, tokens, 0), "caption": [val_world.caption(i) for i in chunk]}
            for chunk in np.array_split(np.arange(val_captions), max(1, val_captions // 16))]
     started = time.perf_counter()
     result = train_model(method, caption_batches("train", batch_size, frames, tokens, train.seed * 7919 + rank), val,
-                         train, checkpoint=checkpoint, resume=resume, progress=progress)
+                         train, checkpoint=checkpoint, resume=resume, progress=progress,
+                         on_validate=lambda method: tracker(method.student))
     info = {
         "autoencoder": teacher_info["autoencoder"], "autoencoder_sha256": teacher_info.get("autoencoder_sha256"),
         "distilled_from": shipped_name_or_path(teacher_file), "teacher_sha256": file_sha256(teacher_file),
