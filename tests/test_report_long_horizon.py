@@ -59,12 +59,12 @@ def long_horizon_shaped_run(root: Path) -> Path:
                            "higher_is_better": entry.higher_is_better, "kind": entry.kind}
         store.set_metric_info(RUN, spec.name, info[spec.name]["version"], "synthetic", entry.higher_is_better, entry.kind)
     models = [m.name for m in suite.models]
-    colours = [(230, 60, 60), (60, 200, 90), (70, 110, 240), (230, 200, 50)]
+    colours = [(230, 60, 60), (60, 200, 90), (70, 110, 240), (230, 200, 50), (200, 80, 220)]
     videos = {}
     for i, model in enumerate(models):
         for seconds in suite.clip_seconds:
             relative = f"videos/{model}-{seconds:g}s.mp4"
-            write_video(run_dir / relative, _clip(num_frames_for(seconds, suite.generation_fps), colours[i], i), suite.generation_fps)
+            write_video(run_dir / relative, _clip(num_frames_for(seconds, suite.generation_fps), colours[i % len(colours)], i), suite.generation_fps)
             videos[(model, seconds)] = relative
     records, fvd_rows = [], []
     for m, model in enumerate(models):
@@ -151,15 +151,15 @@ window.addEventListener('load', () => setTimeout(async () => {
   const column = box('column', '1');
   column.checked = false;
   column.dispatchEvent(new Event('change'));
-  const task = box('task', 'i2v');
-  task.checked = false;
-  task.dispatchEvent(new Event('change'));
+  const length = box('seconds', '30');
+  length.checked = false;
+  length.dispatchEvent(new Event('change'));
   const rows = [...document.querySelectorAll('tr.gallery-row')];
   out.filter = {hiddenCells: document.querySelectorAll('table.gallery [data-column="1"][hidden]').length,
                 columnCells: document.querySelectorAll('table.gallery [data-column="1"]').length,
                 hiddenRows: rows.filter((r) => r.hidden).length,
-                i2vRows: rows.filter((r) => r.dataset.task === 'i2v').length,
-                shownI2v: rows.filter((r) => r.dataset.task === 'i2v' && !r.hidden).length};
+                longRows: rows.filter((r) => r.dataset.seconds === '30').length,
+                shownLong: rows.filter((r) => r.dataset.seconds === '30' && !r.hidden).length};
   column.checked = true;  // shown again on a paused row: it joins at the slider's frame
   column.dispatchEvent(new Event('change'));
   out.reshown = row.querySelector('td[data-column="1"] video').currentTime;
@@ -197,7 +197,9 @@ def test_a_long_horizon_report_reads_and_plays_as_a_person_would_use_it(tmp_path
     assert vbf("report", RUN, "--runs-dir", str(runs), "-o", str(out)) == 0
     probed = out.with_name("probed.html")
     probed.write_text(out.read_text().replace("</body>", PROBE + "</body>"))
-    settings = 3 * 2
+    suite = load_suite(SUITE)[0].suite
+    settings = len(suite.tasks) * len(suite.clip_seconds)
+    generators = len(suite.models) - 1  # and the real clips
     for width in (1400, 900):
         seen, messages = _open(probed, width)
         assert messages == [], "\n".join(messages)
@@ -208,16 +210,16 @@ def test_a_long_horizon_report_reads_and_plays_as_a_person_would_use_it(tmp_path
         assert pareto["panels"] == settings and pareto["front"] > 1 and pareto["choices"] > 10
         for view in [pareto] + pareto["others"]:
             assert view["panels"] == settings and view["front"] > 1, view
-            assert all(labels == 3 and hits == 0 for labels, hits in view["labels"]), view  # 3 generators, no overlap
+            assert all(labels == generators and hits == 0 for labels, hits in view["labels"]), view  # no overlap
         assert seen["firstColumn"] == "real"
         play = seen["play"]
-        assert play["playing"] == play["videos"] == 4 and play["spread"] <= play["frame"], play
+        assert play["playing"] == play["videos"] == generators + 1 and play["spread"] <= play["frame"], play
         shown = int(play["shown"].split()[1])  # the slider follows the playing row (to the last half-frame tick)
         assert play["leader"] > 0.3 and abs(shown - play["leader"] / play["frame"]) < 1.5, play  # ticks every half frame
         seek = seen["seek"]
-        assert seek["paused"] == 4 and all(abs(t - seek["expected"]) < 1e-3 for t in seek["times"]), seek
+        assert seek["paused"] == generators + 1 and all(abs(t - seek["expected"]) < 1e-3 for t in seek["times"]), seek
         assert seek["label"].startswith("frame 5 / ")
         hidden = seen["filter"]
         assert hidden["hiddenCells"] == hidden["columnCells"] > 1
-        assert hidden["i2vRows"] > 0 and hidden["shownI2v"] == 0 and hidden["hiddenRows"] == hidden["i2vRows"]
+        assert hidden["longRows"] > 0 and hidden["shownLong"] == 0 and hidden["hiddenRows"] == hidden["longRows"]
         assert abs(seen["reshown"] - seek["expected"]) < 1e-3, seen["reshown"]
