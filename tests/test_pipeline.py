@@ -27,7 +27,8 @@ def exported(tmp_path_factory):
     recipe = ShapesRecipe(autoencoder=str(folder / "vae-tiny.pt"), frames=9, size=32, pool_clips=8, val_clips=4,
                             batch_size=4, **TINY_MODEL)
     info = train_on_shapes(recipe, TrainConfig(steps=3, val_every=3, log_every=1, warmup_steps=1),
-                                    out=folder / "flow.pt", checkpoint=folder / "flow.train.pt", progress=False)
+                                    out=folder / "flow.pt", checkpoint=folder / "flow.train.pt", progress=False,
+                                    caption_tracking_clips=2)
     return folder, info
 
 
@@ -231,7 +232,8 @@ def diffusion_exports(exported):
         recipe = ShapesRecipe(model=f"{kind}-diffusion", autoencoder=str(folder / "vae-tiny.pt"), frames=9, size=32,
                               pool_clips=8, val_clips=4, batch_size=4, **TINY_MODEL)
         infos[kind] = train_on_shapes(recipe, TrainConfig(steps=3, val_every=3, log_every=1, warmup_steps=1),
-                                      out=folder / f"{kind}.pt", checkpoint=folder / f"{kind}.train.pt", progress=False)
+                                      out=folder / f"{kind}.pt", checkpoint=folder / f"{kind}.train.pt", progress=False,
+                                      caption_tracking_clips=2)
     return folder, infos
 
 

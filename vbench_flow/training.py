@@ -143,7 +143,8 @@ def caption_tracker(autoencoder: VideoAutoencoder, recipe: ShapesRecipe, count: 
 
 
 def train_on_shapes(recipe: ShapesRecipe, train: TrainConfig, *, out: Path, checkpoint: Path,
-                    resume: bool = False, progress: bool = True, track_captions: bool = True) -> dict[str, Any]:
+                    resume: bool = False, progress: bool = True,
+                    caption_tracking_clips: int = CAPTION_TRACKING_CLIPS) -> dict[str, Any]:
     """Train ``recipe.model`` on the shapes world and export ``out``; returns the measurements."""
     from generator import checkpoint_path, shipped_name_or_path
 
@@ -164,7 +165,8 @@ def train_on_shapes(recipe: ShapesRecipe, train: TrainConfig, *, out: Path, chec
     encode_seconds = time.perf_counter() - started
     result = train_model(model, pool_batches(pool, captions, recipe.batch_size, recipe.seed * 7919 + rank), val,
                          train, checkpoint=checkpoint, resume=resume, progress=progress,
-                         on_validate=caption_tracker(autoencoder, recipe) if track_captions else None)
+                         on_validate=(caption_tracker(autoencoder, recipe, caption_tracking_clips)
+                                      if caption_tracking_clips else None))
     train_seconds = time.perf_counter() - started - encode_seconds
     history = result["history"]
     info = {
