@@ -54,7 +54,7 @@ import numpy as np
 from pydantic import Field
 from scipy.optimize import linear_sum_assignment
 
-from metrics.object_identity import FOREGROUND_DISTANCE, Detection, detections_per_frame, share_detections
+from metrics.object_identity import FOREGROUND_DISTANCE, DetectingState, Detection, share_detections
 from metrics.shape_geometry import SHAPES
 from metrics.streaming import ClipContext, Metric, MetricArgs, MetricResult, StreamingMetric
 from metrics.video import check_video
@@ -191,7 +191,7 @@ def summarise(checks: list[FrameCheck], fps: float, quantity: str,
     return MetricResult(float(np.mean(values)), list(zip(times, values)))
 
 
-class CaptionCheck(StreamingMetric):
+class CaptionCheck(DetectingState):
     """Each frame is checked against the caption as the clip streams (a few numbers per frame are
     kept); detections are shared with the object-identity metrics of the clip."""
 
@@ -209,6 +209,7 @@ class CaptionCheck(StreamingMetric):
         self.name = "caption_" + quantity if quantity != "permanence" else "object_permanence"
         self.caption = parse_caption(prompt)
         self.quantity, self.min_mismatch_seconds = quantity, min_mismatch_seconds
+        self.foreground_distance = FOREGROUND_DISTANCE
         self.cache, self.cache_key = share_detections(cache, FOREGROUND_DISTANCE, owner or self)
         super().__init__(fps)
 
@@ -217,12 +218,7 @@ class CaptionCheck(StreamingMetric):
         self.frame_shape: tuple[int, int] | None = None
 
     def update(self, chunk: np.ndarray) -> None:
-        chunk = check_video(chunk, name=f"{self.name} chunk")
-        if self.frame_shape is not None and chunk.shape[1:3] != self.frame_shape:
-            raise ValueError(f"{self.name}: chunk frames are {chunk.shape[1:3]}, earlier frames {self.frame_shape}")
-        self.frame_shape = chunk.shape[1:3]
-        found = detections_per_frame(self.cache, self.cache_key, chunk, FOREGROUND_DISTANCE)
-        self.checks += [check_frame(self.caption, frame_found) for frame_found in found]
+        self.checks += [check_frame(self.caption, frame_found) for frame_found in self.detect(chunk)]
 
     def merge(self, following: StreamingMetric) -> None:
         if type(following) is not type(self) or (following.caption, following.quantity, following.min_mismatch_seconds) != (

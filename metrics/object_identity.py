@@ -352,7 +352,23 @@ def detections_per_frame(cache: dict | None, key: str, chunk: np.ndarray,
                               lambda indices: [detect_objects(chunk[i], 0, foreground_distance) for i in indices])
 
 
-class ObjectIdentity(StreamingMetric):
+class DetectingState(StreamingMetric):
+    """A clip state that reads each frame's objects, shared by every such metric of the clip
+    (subclasses set ``foreground_distance``, ``cache`` and ``cache_key``, and ``frame_shape`` in reset)."""
+
+    foreground_distance: float
+    frame_shape: tuple[int, int] | None
+
+    def detect(self, chunk: np.ndarray) -> list[list[Detection]]:
+        """Each frame's detections of a checked chunk of the same frame size as the chunks before it."""
+        chunk = check_video(chunk, name=f"{self.name} chunk")
+        if self.frame_shape is not None and chunk.shape[1:3] != self.frame_shape:
+            raise ValueError(f"{self.name}: chunk frames are {chunk.shape[1:3]}, earlier frames {self.frame_shape}")
+        self.frame_shape = chunk.shape[1:3]
+        return detections_per_frame(self.cache, self.cache_key, chunk, self.foreground_distance)
+
+
+class ObjectIdentity(DetectingState):
     """Objects are detected frame by frame as the clip streams (a few numbers per object and frame
     are kept); tracking and the changes come at the end. ``quantity`` picks the value."""
 
@@ -380,12 +396,8 @@ class ObjectIdentity(StreamingMetric):
         self.frame_shape: tuple[int, int] | None = None
 
     def update(self, chunk: np.ndarray) -> None:
-        chunk = check_video(chunk, name=f"{self.name} chunk")
-        if self.frame_shape is not None and chunk.shape[1:3] != self.frame_shape:
-            raise ValueError(f"{self.name}: chunk frames are {chunk.shape[1:3]}, earlier frames {self.frame_shape}")
-        self.frame_shape = chunk.shape[1:3]
         start = len(self.found)
-        per_frame = detections_per_frame(self.cache, self.cache_key, chunk, self.foreground_distance)
+        per_frame = self.detect(chunk)
         self.found += [[replace(d, frame=start + i) for d in found] for i, found in enumerate(per_frame)]
 
     def change(self) -> IdentityChange:
