@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
-import open_clip
 import torch
 from torch import Tensor, nn
 
@@ -32,6 +31,8 @@ class TextConfig:
 
 def build_vocab(captions: Iterable[str], max_len: int = 40) -> list[int]:
     """The sorted open_clip token ids that occur in ``captions`` (start and end markers included)."""
+    import open_clip  # imported on use: importing the package costs seconds (torchvision, timm)
+
     ids = open_clip.tokenize(list(captions), context_length=max_len)
     return sorted(int(i) for i in torch.unique(ids) if int(i) != 0)
 
@@ -52,6 +53,8 @@ class TextEncoder(nn.Module):
 
     def tokenize(self, captions: list[str]) -> Tensor:
         """Captions -> compact token ids (B, max_len); unseen BPE tokens become <unk>."""
+        import open_clip
+
         ids = open_clip.tokenize(captions, context_length=self.config.max_len).to(self.lookup.device)
         known = ids < self.lookup.numel()
         return torch.where(known, self.lookup[ids.clamp(max=self.lookup.numel() - 1)], torch.full_like(ids, UNK))

@@ -36,11 +36,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import open_clip
 from pydantic import Field
 import torch
 import torch.nn.functional as F
-from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
 
 from metrics.domain_clip import DEFAULT_CHECKPOINT, load_domain_clip, tokenizer_for
@@ -61,6 +59,10 @@ HF_FILENAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 def _describe_preprocess(cfg: dict[str, Any]) -> str:
     """What open_clip's eval transform does with this PreprocessCfg, in words for the version string."""
+    # open_clip is imported where it is used: it costs seconds a run scoring no CLIP metric should not pay
+    import open_clip
+    from open_clip.transform import PreprocessCfg
+
     cfg = {**asdict(PreprocessCfg()), **cfg}
     size = cfg["size"] if isinstance(cfg["size"], int) else "x".join(str(s) for s in cfg["size"])
     mean, std = tuple(cfg["mean"]), tuple(cfg["std"])
@@ -72,16 +74,15 @@ def _describe_preprocess(cfg: dict[str, Any]) -> str:
     return f"open_clip eval transform: {geometry}, /255, {norm}"
 
 
-def metric_version(*, scale: float = 1.0, preprocess: str = _describe_preprocess({})) -> str:
-    """Version string of one CLIPSIM variant; values with different strings are not comparable."""
+def metric_version(*, scale: float = 1.0, preprocess: str | None = None) -> str:
+    """Version string of one CLIPSIM variant (``preprocess``: the transform in words, default
+    open_clip's standard one); values with different strings are not comparable."""
+    preprocess = preprocess if preprocess is not None else _describe_preprocess({})
     if scale not in SCALES:
         raise ValueError(f"scale must be 1 (raw cosine, the default) or 100, got {scale!r}")
     scaled = "raw cosine" if scale == 1.0 else "x100 cosine"
     return (f"{DEFINITION} (mean over frames of cos(L2-normalised image emb, L2-normalised text emb), "
             f"{scaled}, no clamp; {preprocess})")
-
-
-VERSION = metric_version()
 
 
 # ---------------------------------------------------------------- locating open_clip weights
@@ -154,6 +155,8 @@ def _needs_unsafe_load(path: Path, cfg: dict[str, Any]) -> bool:
 def resolve_open_clip_weights(name: str, pretrained: str | Path) -> tuple[Path, dict[str, Any]]:
     """The local weights file for ``pretrained`` (a tag of ``name`` or a file path) and the tag's
     config (empty for a path). Raises FileNotFoundError saying where to put the file."""
+    import open_clip
+
     if name not in open_clip.list_models():
         raise ValueError(f"unknown open_clip model {name!r}; open_clip.list_models() has e.g. ViT-B-32, ViT-L-14")
     cfg = dict(open_clip.get_pretrained_cfg(name, str(pretrained))) if isinstance(pretrained, str) else {}
@@ -191,6 +194,8 @@ class ClipScorer:
                  device: str | torch.device = "cpu", scale: float = 1.0) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        import open_clip
+
         self.preprocessing = _describe_preprocess(dict(open_clip.get_model_preprocess_cfg(model)))
         self.version = metric_version(scale=scale, preprocess=self.preprocessing)
         self.model = model.to(device).eval()
@@ -218,6 +223,8 @@ class ClipScorer:
         ``quick_gelu`` is given. The extractor is "open_clip NAME TAG", or for a file
         "open_clip NAME FILENAME sha256:PREFIX".
         """
+        import open_clip
+
         path, cfg = resolve_open_clip_weights(name, pretrained)
         if quick_gelu is None:
             quick_gelu = bool(cfg.get("quick_gelu", False))
@@ -245,6 +252,9 @@ class ClipScorer:
         outside the vocabulary still score: their unseen BPE tokens become UNK (compact id 1), so
         such a word contributes "some unknown word" to the text embedding, not an error.
         """
+        import open_clip
+        from open_clip.transform import PreprocessCfg, image_transform_v2
+
         model, meta = load_domain_clip(path, device=device)
         preprocess = image_transform_v2(PreprocessCfg(**open_clip.get_model_preprocess_cfg(model)), is_train=False)
         extractor = f"domain-clip {meta['name']} {meta['sha256'][:12]}"

@@ -39,17 +39,19 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import open_clip
 import torch
 import torch.nn.functional as F
-from open_clip.loss import ClipLoss
 from tqdm.auto import tqdm
 
 from metrics.files import file_sha256, read_checkpoint
 from metrics.schedules import warmup_cosine
+
+if TYPE_CHECKING:  # open_clip is imported where it is used: importing it costs seconds a run that scores no CLIP metric should not pay
+    import open_clip
+    from open_clip.loss import ClipLoss
 
 FORMAT = "vbench-flow/domain-clip/1"
 NAME = "shapes64"
@@ -66,12 +68,15 @@ DOMAIN_CLIP_CONFIG: dict[str, Any] = {
     "text_cfg": {"context_length": 40, "vocab_size": 49408, "width": 128, "heads": 4, "layers": 4},
 }
 
-# open_clip PreprocessCfg fields: standard CLIP preprocessing (shorter side to the model's size,
-# bicubic, centre crop, OpenAI mean/std); 64x64 shapes-world frames pass through unresized.
-PREPROCESS_CFG: dict[str, Any] = {
-    "size": 64, "mode": "RGB", "mean": open_clip.OPENAI_DATASET_MEAN, "std": open_clip.OPENAI_DATASET_STD,
-    "interpolation": "bicubic", "resize_mode": "shortest", "fill_color": 0,
-}
+
+
+def preprocess_cfg(size: int) -> dict[str, Any]:
+    """open_clip PreprocessCfg fields: standard CLIP preprocessing (shorter side to ``size``,
+    bicubic, centre crop, OpenAI mean/std); 64x64 shapes-world frames pass through unresized."""
+    import open_clip
+
+    return {"size": size, "mode": "RGB", "mean": open_clip.OPENAI_DATASET_MEAN, "std": open_clip.OPENAI_DATASET_STD,
+            "interpolation": "bicubic", "resize_mode": "shortest", "fill_color": 0}
 
 Batch = tuple[torch.Tensor | np.ndarray, Sequence[str]]
 
@@ -85,11 +90,15 @@ PAD, UNK = 0, 1
 @functools.lru_cache(maxsize=8)
 def _bpe_tokenizer(context_length: int) -> open_clip.SimpleTokenizer:
     """One open_clip BPE tokenizer per context length (building one reads the merges file)."""
+    import open_clip
+
     return open_clip.SimpleTokenizer(context_length=context_length)
 
 
 def _special_ids() -> tuple[int, int, int]:
     """open_clip's (start-of-text, end-of-text, vocabulary size): 49406, 49407, 49408."""
+    import open_clip
+
     bpe = _bpe_tokenizer(open_clip.tokenizer.DEFAULT_CONTEXT_LENGTH)
     return bpe.sot_token_id, bpe.eot_token_id, bpe.vocab_size
 
@@ -101,6 +110,8 @@ def build_vocab(texts: Iterable[str]) -> list[int]:
     tokens. Id 0 (the BPE token "!") is left out: open_clip pads with 0, so after tokenisation it
     means padding.
     """
+    import open_clip
+
     bpe = _bpe_tokenizer(open_clip.tokenizer.DEFAULT_CONTEXT_LENGTH)
     ids = {bpe.sot_token_id, bpe.eot_token_id}
     for text in texts:
@@ -178,6 +189,8 @@ def build_domain_clip(config: Mapping[str, Any] | None = None, *, vocab: Sequenc
     (``model.model_cfg``, ``model.vocab``, None without one) so :func:`save_domain_clip` can
     store them.
     """
+    import open_clip
+
     cfg = copy.deepcopy(dict(config if config is not None else DOMAIN_CLIP_CONFIG))
     missing = {"embed_dim", "vision_cfg", "text_cfg"} - set(cfg)
     if missing:
@@ -198,8 +211,7 @@ def build_domain_clip(config: Mapping[str, Any] | None = None, *, vocab: Sequenc
         if seed is not None:
             torch.manual_seed(seed)
         model = open_clip.CLIP(**copy.deepcopy(cfg))
-    size = cfg["vision_cfg"].get("image_size", 224)
-    open_clip.set_model_preprocess_cfg(model, {**PREPROCESS_CFG, "size": size})
+    open_clip.set_model_preprocess_cfg(model, preprocess_cfg(cfg["vision_cfg"].get("image_size", 224)))
     model.model_cfg = cfg
     model.vocab = vocab
     return model.eval()
@@ -255,6 +267,8 @@ def frames_to_input(frames: torch.Tensor | np.ndarray, model: torch.nn.Module) -
     (ToTensor's /255, then Normalize), used for training and zero-shot evaluation where
     per-image PIL round trips would cost more than the model; other sizes raise ValueError.
     """
+    import open_clip
+
     x = torch.as_tensor(frames)
     cfg = open_clip.get_model_preprocess_cfg(model)
     size = cfg["size"] if isinstance(cfg["size"], int) else tuple(cfg["size"])[0]
@@ -284,6 +298,8 @@ def contrastive_loss(model: open_clip.CLIP, frames: torch.Tensor | np.ndarray, c
                      tokenizer: Callable[[list[str]], torch.Tensor] | None = None) -> torch.Tensor:
     """open_clip's ClipLoss (mean of image->text and text->image cross-entropy) on one batch
     (captions tokenised by ``tokenizer``, default :func:`tokenizer_for` the model)."""
+    from open_clip.loss import ClipLoss
+
     if len(captions) != len(frames):
         raise ValueError(f"{len(frames)} frames but {len(captions)} captions")
     device = next(model.parameters()).device
@@ -317,6 +333,8 @@ def train_domain_clip(batches: Iterable[Batch], *, steps: int, lr: float = 1e-3,
     seconds_per_step, hyper-parameters, parameter count, text ``vocab_size``, losses logged every
     ``log_every`` steps as smoothed means).
     """
+    from open_clip.loss import ClipLoss
+
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if model is None:
@@ -421,6 +439,8 @@ def save_domain_clip(path: str | Path, model: open_clip.CLIP, info: Mapping[str,
     """Write model config, preprocessing config, tokenizer settings (with the compact vocabulary,
     if the model has one), float32 weights and ``info`` to one torch file (atomically: a partly
     written file never replaces a good one)."""
+    import open_clip
+
     path = Path(path)
     cfg = model_config(model)
     vocab = model_vocab(model)
@@ -451,6 +471,8 @@ def load_domain_clip(path: str | Path = DEFAULT_CHECKPOINT,
                      device: str = "cpu") -> tuple[open_clip.CLIP, dict[str, Any]]:
     """The model (eval mode) and the checkpoint's metadata (everything but the weights, plus
     ``sha256`` of the file). A missing file raises FileNotFoundError saying how to make it."""
+    import open_clip
+
     path = Path(path)
     checkpoint = read_checkpoint(path, name="domain-CLIP", expected_format=FORMAT,
                                  train_script="scripts/train_domain_clip.py", default_path=DEFAULT_CHECKPOINT,

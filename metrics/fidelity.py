@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from metrics.streaming import ClipContext, Metric, MetricResult, StreamingMetric
 from metrics.video import check_video
@@ -32,6 +31,9 @@ def _pair(video: np.ndarray, truth: np.ndarray, given: int) -> tuple[torch.Tenso
 
 def psnr_per_frame(video: np.ndarray, truth: np.ndarray, given: int = 0) -> np.ndarray:
     """PSNR in dB of each frame after the ``given`` ones (capped at MAX_PSNR for identical frames)."""
+    # torchmetrics' image package is imported on use: it pulls in torchvision, seconds a run without these metrics should not pay
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
     fake, real = _pair(video, truth, given)
     values = [peak_signal_noise_ratio(f[None], r[None], data_range=255.0).item() for f, r in zip(fake, real)]
     return np.minimum(np.array(values), MAX_PSNR)
@@ -39,6 +41,8 @@ def psnr_per_frame(video: np.ndarray, truth: np.ndarray, given: int = 0) -> np.n
 
 def ssim_per_frame(video: np.ndarray, truth: np.ndarray, given: int = 0) -> np.ndarray:
     """SSIM of each frame after the ``given`` ones."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
     fake, real = _pair(video, truth, given)
     values = structural_similarity_index_measure(fake / 255.0, real / 255.0, data_range=1.0, reduction="none")
     return values.numpy()

@@ -39,8 +39,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import functional as TF
 
 from metrics.streaming import (MetricResult, StreamingMetric, frame_digest, pair_digest, rows_once_per_clip,
                                share_with_others)
@@ -73,12 +71,19 @@ def as_float_frames(frames: np.ndarray) -> Tensor:
 
 def dino_input(frames: np.ndarray) -> Tensor:
     """Shorter side to 224 (bilinear, no antialias, no crop), /255, ImageNet mean/std."""
+    # torchvision is imported on use: it costs seconds a run scoring no VBench dimension should not pay
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
     x = TF.resize(as_float_frames(frames), INPUT_SIZE, interpolation=InterpolationMode.BILINEAR, antialias=False)
     return TF.normalize(x / 255.0, IMAGENET_MEAN, IMAGENET_STD)
 
 
 def clip_input(frames: np.ndarray) -> Tensor:
     """Shorter side to 224 (bicubic on floats, no antialias, no clamp), centre crop 224, /255, CLIP mean/std."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
     x = TF.resize(as_float_frames(frames), INPUT_SIZE, interpolation=InterpolationMode.BICUBIC, antialias=False)
     return TF.normalize(TF.center_crop(x, INPUT_SIZE) / 255.0, CLIP_MEAN, CLIP_STD)
 
@@ -88,6 +93,8 @@ def musiq_input(frames: np.ndarray, mode: str = "longer") -> Tensor:
     is brought to 512 when larger, in "shorter" / "shorter_centercrop" the shorter side, "None" keeps it."""
     if mode not in MUSIQ_MODES:
         raise ValueError(f"imaging quality mode must be one of {', '.join(MUSIQ_MODES)}, got {mode!r}")
+    from torchvision.transforms import functional as TF
+
     x = as_float_frames(frames)
     height, width = x.shape[-2:]
     side = max(height, width) if mode == "longer" else min(height, width)

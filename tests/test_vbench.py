@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
 
 from metrics import extractors, vbench
 from metrics.streaming import ClipContext, NotScored
@@ -137,8 +139,7 @@ def test_preprocessing_sizes_and_normalisation():
     # the crop is centred with Python's round: (275 - 224) / 2 = 25.5 -> 26 columns dropped on the left
     ramp = np.broadcast_to(np.arange(177, dtype=np.uint8)[None, None, :, None], (1, 144, 177, 3)).copy()
     left = vbench.clip_input(ramp)[0, 0, 50, 0] * vbench.CLIP_STD[0] * 255 + vbench.CLIP_MEAN[0] * 255
-    resized = vbench.TF.resize(vbench.as_float_frames(ramp), 224, interpolation=vbench.InterpolationMode.BICUBIC,
-                               antialias=False)
+    resized = TF.resize(vbench.as_float_frames(ramp), 224, interpolation=InterpolationMode.BICUBIC, antialias=False)
     assert float(left) == pytest.approx(float(resized[0, 0, 50, 26]), abs=1e-3)
     big = vbench.musiq_input(np.zeros((1, 720, 1280, 3), dtype=np.uint8))
     assert big.shape == (1, 3, 288, 512)  # longer side to 512: int(0.4 * 720) x int(0.4 * 1280)

@@ -22,8 +22,8 @@ from typing import Any, Callable
 import click
 
 from vbench_flow.errors import ConfigError, VbfError, disk_full
-from vbench_flow.runner import DEFAULT_RUNS_DIR, STORE_NAME, open_store
-from vbench_flow.suite import MAX_FRAME_SIZE, MIN_FRAME_SIZE
+from vbench_flow.data.shapes import MAX_FRAME_SIZE, MIN_FRAME_SIZE
+from vbench_flow.store import DEFAULT_RUNS_DIR, STORE_NAME, open_store
 
 INTERNAL_ERROR = 70
 RUNS_DIR_OPTION = click.option(

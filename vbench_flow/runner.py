@@ -45,12 +45,10 @@ from vbench_flow.registry import BuildContext, get_metric, get_model_type
 from vbench_flow.scoring import (ClipScores, MetricPlan, VideoFile, describe, peak_rss_mb, score_clip,
                                 stop_if_disk_full)
 from vbench_flow.set_metrics import aggregate_set_metric, reference_set
-from vbench_flow.store import SampleRecord, Store
+from vbench_flow.store import DEFAULT_RUNS_DIR, SampleRecord, Store, open_store
 from vbench_flow.suite import ResolvedSuite, Suite, open_data_source, task_condition_frames
 from vbench_flow.video_io import num_frames_for, write_video
 
-DEFAULT_RUNS_DIR = Path("runs")
-STORE_NAME = "vbf.sqlite"
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=,+-]*")
 
 
@@ -614,10 +612,6 @@ def _check_generated(video: Any, num_frames: int, seconds: float, fps: float) ->
 
 
 # ---------------------------------------------------------------- entry point
-
-def open_store(runs_dir: Path) -> Store:
-    return Store(runs_dir / STORE_NAME)
-
 
 def check_run_id(run_id: str) -> str:
     """A run id is a plain folder name: it can never step out of the runs folder."""

@@ -21,6 +21,8 @@ from pydantic import BaseModel, Field
 
 from vbench_flow.errors import ConfigError, disk_full
 
+DEFAULT_RUNS_DIR = Path("runs")
+STORE_NAME = "vbf.sqlite"
 SCHEMA_VERSION = 2
 # columns added since version 1: (table, column, type); a column added to version 2 (motion_counterpart)
 # leaves older readers working (they select the columns they know), so it keeps the version
@@ -354,3 +356,8 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         writers[fmt]()
         return path
+
+
+def open_store(runs_dir: Path) -> Store:
+    """The results store of a runs folder."""
+    return Store(runs_dir / STORE_NAME)

@@ -31,6 +31,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from vbench_flow.data.shapes import MAX_FRAME_SIZE, MIN_FRAME_SIZE
 from vbench_flow.motion_check import DEFAULT_STATIC_MARGIN
 from vbench_flow.errors import ConfigError, read_utf8
 from vbench_flow.prompts import load_prompts, plan_units, resolve_relative
@@ -41,7 +42,6 @@ from vbench_flow.registry import did_you_mean, get_metric, get_model_type, metri
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 MAX_SEED = 2**63 - 1  # seeds are stored as SQLite INTEGERs (signed 64-bit)
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
-MIN_FRAME_SIZE, MAX_FRAME_SIZE = 16, 1024  # the shapes world's range; real videos are resized into it
 Task = Literal["t2v", "i2v", "v2v"]
 
 

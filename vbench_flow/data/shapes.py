@@ -33,6 +33,8 @@ from PIL import Image, ImageDraw
 
 from vbench_flow.errors import ConfigError
 
+MIN_FRAME_SIZE, MAX_FRAME_SIZE = 16, 1024  # the world's frame sides; real videos are resized into this range
+
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "star", "hexagon")
 
 COLORS: dict[str, tuple[int, int, int]] = {
