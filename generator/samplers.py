@@ -4,7 +4,9 @@ The inverse ``x_t = mu(x_<t) + sigma(x_<t) z_t`` is a triangular fixed point. Ja
 solves a block of tokens at once: guess the block, compute every token's (mu, sigma) from the
 guess in one parallel pass (the finished prefix sits in the KV cache), update, repeat until the
 relative change ``||x_new - x||^2 / ||x_new||^2`` falls below ``tolerance`` or ``max_iters`` is
-reached, then commit the block to the cache (fused with the next block's first pass). After ``len(block)`` iterations the block is exact
+reached, then commit the block to the cache (fused with the next block's first pass). Tokens
+known to be exact leave the iteration: after k sweeps the block's first k tokens are, so each
+pass commits one more of them to the cache and feeds one token fewer. After ``len(block)`` iterations the block is exact
 whatever the guess (token i is right after i+1 sweeps), so the iteration count is bounded by the
 block size; a good guess stops far sooner. Video-aware warm start: a block's first guess is the
 converged tokens at the same positions of the previous latent frame.
@@ -102,17 +104,22 @@ def jacobi_inverse(block: AutoregressiveFlow, z: Tensor, prefix: Tensor, pos: Te
         z_block = z[:, start:end]
         x = _first_guess(known, end - start, tokens_per_frame, options.warm_start)
         active = torch.ones(b, dtype=torch.bool, device=z.device)
+        states = hidden    # the states that predict the block's tokens 0..done
+        done = 0           # leading tokens of the block already in the cache
         iterations = 0
         for iterations in range(1, options.max_iters + 1):
+            # token i is exact after i + 1 sweeps, so the first iterations - 1 tokens are exact now:
+            # fed once more, their keys and values are final and they stay in the cache
+            exact = iterations - 1
             kept = 0 if pending is None else pending.shape[1]
-            chunk = x[:, :-1] if pending is None else torch.cat([pending, x[:, :-1]], dim=1)
-            states = hidden
+            chunk = x[:, done:-1] if pending is None else torch.cat([pending, x[:, done:-1]], dim=1)
             if chunk.shape[1]:
-                first = g + start - kept
-                out = block.step(both(chunk), pos[first:first + chunk.shape[1]], cache, commit=kept)
+                first = g + start + done - kept
+                out = block.step(both(chunk), pos[first:first + chunk.shape[1]], cache, commit=kept + exact - done)
                 if kept:
-                    hidden, pending = out[:, kept - 1:kept], None
-                states = torch.cat([hidden, out[:, kept:]], dim=1)
+                    states, pending = out[:, kept - 1:kept], None
+                states = torch.cat([states[:, :done + 1], out[:, kept:]], dim=1)
+                done = exact
             mu, sigma = block.affine(states)
             if guided:
                 mu, sigma = guided_params(mu[:b], sigma[:b], mu[b:], sigma[b:], guidance)
@@ -123,7 +130,7 @@ def jacobi_inverse(block: AutoregressiveFlow, z: Tensor, prefix: Tensor, pos: Te
             if not active.any() or iterations >= end - start:
                 break  # converged, or exact: a block of L tokens is exact after L sweeps
         stats.iterations.append(iterations)
-        pending = x
+        pending = x[:, done:]   # the rest of the block enters the cache in the next block's first pass
         known = torch.cat([known, x], dim=1)
     return known[:, g:], stats
 

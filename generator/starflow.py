@@ -236,8 +236,14 @@ class StarFlowV(nn.Module):
 
         Clips longer than the deep block's ``max_frames`` are made by a sliding window: after
         each window the caches are dropped, the last ``context_frames`` generated frames
-        (default: half the window) are read forward afresh as given frames at positions 0..C-1,
-        and the window continues. Memory stays that of one window; time grows linearly.
+        (default: half the window) are read afresh as given frames at positions 0..C-1, and the
+        window continues. Memory stays that of one window; time grows linearly.
+
+        Windows only run the deep block: a generated frame's deep-level tokens (the shallow stack's
+        output) are kept, so the next window reads them as they are instead of running the shallow
+        blocks forward over frames they just inverted, and the shallow blocks, which see one frame
+        at a time, invert every generated frame in one batch at the end (token by token: see
+        :meth:`GlobalLocalFlow.shallow_inverse`).
         """
         f = self.config.flow
         k = 0 if condition is None else condition.shape[1]
@@ -252,16 +258,17 @@ class StarFlowV(nn.Module):
         noise = lambda *shape: torch.randn(shape, generator=generator).to(self.device)  # noqa: E731
         text = self.text_prefix(self.caption_tokens(captions))
         uncond = self.text_prefix(self.caption_tokens([""] * len(captions))) if guidance else None
-        noisy = None if condition is None else condition.to(self.device) + self.config.noise_sigma * noise(*condition.shape)
-        while (0 if noisy is None else noisy.shape[1]) < num_frames:
-            have = 0 if noisy is None else noisy.shape[1]
-            given = None if noisy is None else noisy[:, max(0, have - (context if have > k else k)):]
+        given_noisy = None if condition is None else condition.to(self.device) + self.config.noise_sigma * noise(*condition.shape)
+        deep = None if given_noisy is None else self.flow.shallow_forward(given_noisy)[0]
+        while (have := 0 if deep is None else deep.shape[1]) < num_frames:
+            given = None if deep is None else deep[:, max(0, have - (context if have > k else k)):]
             start = 0 if given is None else given.shape[1]
             new = min(window - start, num_frames - have)
             z = noise(len(captions), new, f.tokens_per_frame, f.token_dim) * temperature
-            generated = self.flow.inverse(z, text, given=given, uncond_text=uncond, guidance=guidance, invert=invert)
-            noisy = generated if noisy is None else torch.cat([noisy, generated], dim=1)
-        return noisy
+            generated = self.flow.deep_inverse(z, text, given=given, uncond_text=uncond, guidance=guidance, invert=invert)
+            deep = generated if deep is None else torch.cat([deep, generated], dim=1)
+        frames = self.flow.shallow_inverse(deep[:, k:])
+        return frames if given_noisy is None else torch.cat([given_noisy, frames], dim=1)
 
     @torch.no_grad()
     def finish(self, noisy: Tensor, condition: Tensor | None = None, *, denoise: bool = True) -> Tensor:

@@ -148,11 +148,17 @@ def test_training_is_deterministic_and_resumes(tmp_path):
     b, _ = _train(seed=3, steps=8)
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(pa, pb), name
-    _train(seed=3, steps=4, tmp_path=tmp_path, checkpoint_every=4)
+    _, first = _train(seed=3, steps=4, tmp_path=tmp_path, checkpoint_every=4)
     state = torch.load(tmp_path / "ckpt.pt", weights_only=True)
     assert state["step"] == 4
+    assert 0 < state["extra"]["train_seconds"] <= first["train_seconds"]
+    # the clock goes on across a resume: what the checkpoint says was spent is part of the total
+    state["extra"]["train_seconds"] = 1000.0
+    torch.save(state, tmp_path / "ckpt.pt")
     resumed, result = _train(seed=3, steps=8, tmp_path=tmp_path, resume=True, checkpoint_every=4)
     assert result["steps"] == 8 and torch.load(tmp_path / "ckpt.pt", weights_only=True)["step"] == 8
+    assert 1000.0 < result["train_seconds"] < 1000.0 + first["train_seconds"] * 20
+    assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["extra"]["train_seconds"] > 1000.0
     # 4 steps + resume for 4 is the straight 8-step run: same data, same noise, same EMA
     for (name, pa), pb in zip(a.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(pa, pb, atol=1e-6), name

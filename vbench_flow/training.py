@@ -167,12 +167,11 @@ def train_on_shapes(recipe: ShapesRecipe, train: TrainConfig, *, out: Path, chec
                          train, checkpoint=checkpoint, resume=resume, progress=progress,
                          on_validate=(caption_tracker(autoencoder, recipe, caption_tracking_clips)
                                       if caption_tracking_clips else None))
-    train_seconds = time.perf_counter() - started - encode_seconds
     history = result["history"]
     info = {
         "autoencoder": shipped_name_or_path(autoencoder_file), "autoencoder_sha256": file_sha256(autoencoder_file),
         "recipe": recipe.__dict__, "train_config": train.__dict__, "steps": result["steps"],
-        "world_size": world_size, "train_seconds": round(train_seconds, 1), "encode_seconds": round(encode_seconds, 1),
+        "world_size": world_size, "train_seconds": round(result["train_seconds"], 1), "encode_seconds": round(encode_seconds, 1),
         "tokens_per_second": next((h["tokens_per_second"] for h in reversed(history) if "tokens_per_second" in h), None),
         model.validation_name: result[model.validation_name], "parameters": model.num_parameters(),
         "bits_per_dim_space": f"latent (standardised, noise-augmented sigma={recipe.noise_sigma})",
@@ -243,7 +242,6 @@ def distill_on_shapes(teacher_name: str, train: TrainConfig, *, batch_size: int,
     val_world = ShapesWorld("val")
     val = [{"latents": torch.zeros(len(chunk), frames, tokens, 0), "caption": [val_world.caption(i) for i in chunk]}
            for chunk in np.array_split(np.arange(val_captions), max(1, val_captions // 16))]
-    started = time.perf_counter()
     result = train_model(method, caption_batches("train", batch_size, frames, tokens, train.seed * 7919 + rank), val,
                          train, checkpoint=checkpoint, resume=resume, progress=progress,
                          on_validate=lambda method: tracker(method.student))
@@ -253,10 +251,11 @@ def distill_on_shapes(teacher_name: str, train: TrainConfig, *, batch_size: int,
         "method": (f"self-rollout consistency distillation: student few-step states (shift {STUDENT_SHIFT:g}) regress "
                    f"the teacher's {TEACHER_STEPS}-step Euler ODE end point (shift {TEACHER_SHIFT:g})"),
         "sampler": "few_step", "train_config": train.__dict__, "batch_size": batch_size, "steps": result["steps"],
-        "world_size": world_size, "train_seconds": round(time.perf_counter() - started, 1),
+        "world_size": world_size, "train_seconds": round(result["train_seconds"], 1),
         method.validation_name: result[method.validation_name], "parameters": teacher.num_parameters(),
         "history": result["history"],
     }
     if rank == 0:
         export_weights(out, method.student, info)
+        write_sample_grid(out, ShapesRecipe(model="ar-diffusion"))
     return info
