@@ -4,11 +4,12 @@ The inverse ``x_t = mu(x_<t) + sigma(x_<t) z_t`` is a triangular fixed point. Ja
 solves a block of tokens at once: guess the block, compute every token's (mu, sigma) from the
 guess in one parallel pass (the finished prefix sits in the KV cache), update, repeat until the
 relative change ``||x_new - x||^2 / ||x_new||^2`` falls below ``tolerance`` or ``max_iters`` is
-reached, then commit the block to the cache (fused with the next block's first pass). Tokens
-known to be exact leave the iteration: after k sweeps the block's first k tokens are, so each
-pass commits one more of them to the cache and feeds one token fewer. After ``len(block)`` iterations the block is exact
-whatever the guess (token i is right after i+1 sweeps), so the iteration count is bounded by the
-block size; a good guess stops far sooner. Video-aware warm start: a block's first guess is the
+reached, then commit the rest of the block to the cache (fused with the next block's first pass).
+After ``len(block)`` iterations the block is exact whatever the guess (token i is right after i+1
+sweeps), so with ``max_iters`` at least the block's length the iteration count is bounded by the
+block size; a good guess stops far sooner. Tokens known to be exact leave the network pass:
+after k sweeps the block's first k tokens are, so each pass commits one more of them to the
+cache and feeds one token fewer (they still count in the convergence test, and no longer change). Video-aware warm start: a block's first guess is the
 converged tokens at the same positions of the previous latent frame.
 
 :meth:`generator.flow.AutoregressiveFlow.inverse` (one token at a time) is the reference these
@@ -87,8 +88,8 @@ def jacobi_inverse(block: AutoregressiveFlow, z: Tensor, prefix: Tensor, pos: Te
     """Block-Jacobi inverse of ``block``: the same tokens as ``block.inverse``, with far fewer passes.
 
     Arguments mean what they mean for :meth:`AutoregressiveFlow.inverse`; ``given`` tokens fill
-    the cache first and also serve as the warm start of the first generated frame. A finished
-    block is committed to the cache in the same pass as the next block's first iteration, and
+    the cache first and also serve as the warm start of the first generated frame. What is left of a
+    finished block enters the cache in the same pass as the next block's first iteration, and
     each clip stops updating once its own change is below the tolerance, so a clip's result never
     depends on what else is in the batch.
     """
@@ -108,8 +109,9 @@ def jacobi_inverse(block: AutoregressiveFlow, z: Tensor, prefix: Tensor, pos: Te
         done = 0           # leading tokens of the block already in the cache
         iterations = 0
         for iterations in range(1, options.max_iters + 1):
-            # token i is exact after i + 1 sweeps, so the first iterations - 1 tokens are exact now:
-            # fed once more, their keys and values are final and they stay in the cache
+            # token i is exact after i + 1 sweeps, so the first iterations - 1 tokens are exact now (or
+            # frozen at their final value, for a clip that has converged): fed once more, their keys
+            # and values are final and they stay in the cache
             exact = iterations - 1
             kept = 0 if pending is None else pending.shape[1]
             chunk = x[:, done:-1] if pending is None else torch.cat([pending, x[:, done:-1]], dim=1)

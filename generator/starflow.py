@@ -237,7 +237,8 @@ class StarFlowV(nn.Module):
         Clips longer than the deep block's ``max_frames`` are made by a sliding window: after
         each window the caches are dropped, the last ``context_frames`` generated frames
         (default: half the window) are read afresh as given frames at positions 0..C-1, and the
-        window continues. Memory stays that of one window; time grows linearly.
+        window continues. The deep block's memory stays that of one window; the kept tokens and
+        time grow linearly.
 
         Windows only run the deep block: a generated frame's deep-level tokens (the shallow stack's
         output) are kept, so the next window reads them as they are instead of running the shallow
@@ -255,7 +256,8 @@ class StarFlowV(nn.Module):
             raise ValueError(f"context_frames must be in 1..{window - 1}, got {context}")
         if k >= window:
             raise ValueError(f"{k} given latent frames fill the {window}-frame window; give at most {window - 1}")
-        noise = lambda *shape: torch.randn(shape, generator=generator).to(self.device)  # noqa: E731
+        dtype = self.flow.frame_pos.dtype
+        noise = lambda *shape: torch.randn(shape, generator=generator, dtype=dtype).to(self.device)  # noqa: E731
         text = self.text_prefix(self.caption_tokens(captions))
         uncond = self.text_prefix(self.caption_tokens([""] * len(captions))) if guidance else None
         given_noisy = None if condition is None else condition.to(self.device) + self.config.noise_sigma * noise(*condition.shape)

@@ -176,7 +176,8 @@ def train_model(model: nn.Module, train_batches: Iterator[dict[str, Any]], val_b
                 progress: bool = True, on_log: Callable[[dict[str, float]], None] | None = None,
                 on_validate: Callable[[nn.Module], dict[str, float]] | None = None) -> dict[str, Any]:
     """Train ``model`` in place; returns the history, the EMA model's final validation value and the
-    seconds spent training (summed over every resumed run).
+    seconds spent training (summed over every resumed run) with the number of steps they cover
+    (fewer than all when a resumed training state was saved without its seconds).
 
     The model names its trainable ``parts()`` (each gets its own AdamW, DDP wrapper and gradient
     clipping), computes and backpropagates its losses in ``training_step(latents, captions,
@@ -192,7 +193,7 @@ def train_model(model: nn.Module, train_batches: Iterator[dict[str, Any]], val_b
     optimizers = {name: torch.optim.AdamW(part.parameters(), lr=base_lr[name], betas=config.betas,
                                           weight_decay=config.weight_decay) for name, part in parts.items()}
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
-    step, history, seconds_before = 0, [], 0.0
+    step, history, seconds_before, timed_from = 0, [], 0.0, 0
     if resume and checkpoint is not None and checkpoint.exists():
         state = read_checkpoint(checkpoint, map_location=device)
         if not isinstance(state, dict) or "optimizers" not in state:
@@ -203,7 +204,10 @@ def train_model(model: nn.Module, train_batches: Iterator[dict[str, Any]], val_b
         for name, opt in optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
         step, history = state["step"], state["history"]
-        seconds_before = float(state.get("extra", {}).get("train_seconds", 0.0))  # a resumed run's clock goes on
+        # a resumed run's clock goes on; a training state saved without one is timed from its step on
+        extra = state.get("extra", {})
+        seconds_before = float(extra.get("train_seconds", 0.0))
+        timed_from = int(extra.get("timed_from_step", 0)) if "train_seconds" in extra else step
         for _ in range(step):  # the batches a straight run would already have used
             next(train_batches)
     modules = {name: wrap_ddp(part, device) for name, part in parts.items()}
@@ -245,11 +249,12 @@ def train_model(model: nn.Module, train_batches: Iterator[dict[str, Any]], val_b
                 on_log(record)
         if rank == 0 and checkpoint is not None and (step % config.checkpoint_every == 0 or step == config.steps):
             save_checkpoint(checkpoint, model, ema, optimizers, step, history,
-                            {"train_config": asdict(config), "train_seconds": seconds_before + time.perf_counter() - started})
+                            {"train_config": asdict(config), "train_seconds": seconds_before + time.perf_counter() - started,
+                             "timed_from_step": timed_from})
     bar.close()
     if world > 1:
         dist.barrier()
     model.load_state_dict(ema.module.state_dict())
     last = next((h[model.validation_name] for h in reversed(history) if model.validation_name in h), None)
     return {"history": history, "steps": step, "world_size": world, model.validation_name: last,
-            "train_seconds": seconds_before + time.perf_counter() - started}
+            "train_seconds": seconds_before + time.perf_counter() - started, "timed_steps": step - timed_from}

@@ -77,9 +77,9 @@ def _describe_preprocess(cfg: dict[str, Any]) -> str:
 def metric_version(*, scale: float = 1.0, preprocess: str | None = None) -> str:
     """Version string of one CLIPSIM variant (``preprocess``: the transform in words, default
     open_clip's standard one); values with different strings are not comparable."""
-    preprocess = preprocess if preprocess is not None else _describe_preprocess({})
     if scale not in SCALES:
         raise ValueError(f"scale must be 1 (raw cosine, the default) or 100, got {scale!r}")
+    preprocess = preprocess if preprocess is not None else _describe_preprocess({})
     scaled = "raw cosine" if scale == 1.0 else "x100 cosine"
     return (f"{DEFINITION} (mean over frames of cos(L2-normalised image emb, L2-normalised text emb), "
             f"{scaled}, no clamp; {preprocess})")

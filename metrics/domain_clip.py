@@ -69,7 +69,6 @@ DOMAIN_CLIP_CONFIG: dict[str, Any] = {
 }
 
 
-
 def preprocess_cfg(size: int) -> dict[str, Any]:
     """open_clip PreprocessCfg fields: standard CLIP preprocessing (shorter side to ``size``,
     bicubic, centre crop, OpenAI mean/std); 64x64 shapes-world frames pass through unresized."""

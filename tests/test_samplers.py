@@ -92,3 +92,48 @@ def test_convergence_is_judged_per_sample(flow):
     z_mixed = torch.cat([z[:1], 30 * z[1:]])
     together = flow.inverse(z_mixed, text, invert=JacobiInverter(options))
     assert torch.allclose(together[:1], alone, atol=1e-12)
+
+
+def test_each_pass_commits_the_exact_prefix_and_feeds_one_token_fewer(flow):
+    """Token i of a block is exact after i + 1 sweeps: each pass keeps one more of the block's
+    tokens in the cache and stops feeding it, and the cache always ends where the chunk starts."""
+    x, text = inputs(frames=2)
+    z = torch.randn(2, 2 * TINY.tokens_per_frame, TINY.token_dim, dtype=torch.float64)
+    pos = flow.deep_positions(2)
+    fed, starts = [], []
+
+    def record(module, args, kwargs):
+        fed.append(args[0].shape[1])
+        starts.append(kwargs["cache"].length)
+
+    handle = flow.deep.transformer.register_forward_pre_hook(record, with_kwargs=True)
+    options = JacobiOptions(block_size=3, later_block_factor=2, tolerance=0.0, warm_start=False)
+    try:
+        out, stats = jacobi_inverse(flow.deep, z, text, pos, tokens_per_frame=TINY.tokens_per_frame, options=options)
+    finally:
+        handle.remove()
+    p = text.shape[1]
+    assert stats.iterations == [3, 3, 6]  # blocks (0, 3), (3, 6), (6, 12)
+    # the prefix; block 1: x0-x1 twice, then x1; block 2: x2 (left of block 1) with x3-x4, then one fewer
+    # a pass; block 3: x5 with x6-x10, then one fewer a pass
+    assert fed == [p, 2, 2, 1, 3, 2, 1, 6, 5, 4, 3, 2, 1]
+    # where each pass starts: after the prefix and every token committed so far (x0, x1, x2, ...)
+    assert starts == [0, p, p, p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7, p + 8, p + 9, p + 10]
+    assert torch.allclose(out, flow.deep.inverse(z, text, pos), atol=1e-9)
+
+
+def test_only_the_deep_block_is_inverted_by_the_sampler_the_shallow_blocks_token_by_token(flow):
+    x, text = inputs(frames=2)
+    z = torch.randn_like(x)
+    blocks = []
+    inverter = JacobiInverter(JacobiOptions(block_size=3, tolerance=1e-12))
+
+    def recording(block, *args, **kwargs):
+        blocks.append(block)
+        return inverter(block, *args, **kwargs)
+
+    out = flow.inverse(z, text, invert=recording)
+    assert blocks == [flow.deep]
+    assert len(inverter.stats.iterations) == len(block_spans(2 * TINY.tokens_per_frame, TINY.tokens_per_frame,
+                                                             inverter.options))
+    assert torch.allclose(out, flow.inverse(z, text), atol=1e-6)

@@ -159,6 +159,12 @@ def test_training_is_deterministic_and_resumes(tmp_path):
     assert result["steps"] == 8 and torch.load(tmp_path / "ckpt.pt", weights_only=True)["step"] == 8
     assert 1000.0 < result["train_seconds"] < 1000.0 + first["train_seconds"] * 20
     assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["extra"]["train_seconds"] > 1000.0
+    assert first["timed_steps"] == 4 and result["timed_steps"] == 8
+    # a training state saved without its seconds: the total covers only the steps timed after it
+    del state["extra"]["train_seconds"]
+    torch.save(state, tmp_path / "ckpt.pt")
+    _, partial = _train(seed=3, steps=8, tmp_path=tmp_path, resume=True, checkpoint_every=4)
+    assert partial["timed_steps"] == 4 and partial["train_seconds"] < 1000.0
     # 4 steps + resume for 4 is the straight 8-step run: same data, same noise, same EMA
     for (name, pa), pb in zip(a.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(pa, pb, atol=1e-6), name
@@ -222,12 +228,39 @@ def test_sliding_window_extends_past_the_training_length():
     # after the first window, each window restarts with the last 2 frames re-read as context:
     # replay the noise draws (4 frames, then 2 new per window, then the last 1)
     gen = g()
-    draws = [torch.randn((1, n, 4, 2), generator=gen) for n in (4, 2, 2, 2, 1)]
+    draws = [torch.randn((1, n, 4, 2), generator=gen, dtype=torch.float64) for n in (4, 2, 2, 2, 1)]
     text = model.text_prefix(model.caption_tokens(CAPTIONS[:1]))
     frames = model.flow.inverse(draws[0], text)
     for z in draws[1:]:
         frames = torch.cat([frames, model.flow.inverse(z, text, given=frames[:, -2:])], dim=1)
     assert torch.allclose(long, frames, atol=1e-9)
+
+
+@pytest.mark.parametrize("given, context, jacobi", [(1, None, False), (3, 1, False), (1, 3, True)])
+def test_sliding_window_from_given_frames_equals_reading_each_window_afresh(given, context, jacobi):
+    """Windows keep the deep-level tokens of their context and invert the shallow blocks once at
+    the end: the same clip as re-reading each window's context frames forward through the flow."""
+    from generator.samplers import JacobiInverter, JacobiOptions
+
+    torch.manual_seed(0)
+    model = StarFlowV(tiny_config()).double().eval()  # max_frames = 4
+    for p in model.flow.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    condition = torch.randn(1, given, 4, 2, dtype=torch.float64)
+    invert = JacobiInverter(JacobiOptions(block_size=2, later_block_factor=1, tolerance=1e-14)) if jacobi else None
+    clip = model.sample_noisy(CAPTIONS[:1], 10, generator=torch.Generator().manual_seed(7), condition=condition,
+                              context_frames=context, invert=invert)
+    gen = torch.Generator().manual_seed(7)
+    frames = condition + model.config.noise_sigma * torch.randn((1, given, 4, 2), generator=gen, dtype=torch.float64)
+    text = model.text_prefix(model.caption_tokens(CAPTIONS[:1]))
+    keep = context or 2
+    while frames.shape[1] < 10:
+        read = frames[:, -(keep if frames.shape[1] > given else given):]
+        z = torch.randn((1, min(4 - read.shape[1], 10 - frames.shape[1]), 4, 2), generator=gen, dtype=torch.float64)
+        frames = torch.cat([frames, model.flow.inverse(z, text, given=read)], dim=1)
+    assert clip.shape == frames.shape == (1, 10, 4, 2)
+    assert torch.equal(clip[:, :given], frames[:, :given])  # the given frames come back as they went in
+    assert torch.allclose(clip, frames, atol=1e-8)
 
 
 def test_chunked_denoising_equals_one_pass_where_windows_agree():

@@ -461,7 +461,7 @@ def train_diffusion_command(kind: str, out: Path | None, **options: Any) -> int:
 @train.command("distill")
 @click.option("--teacher", default="ar-diffusion-shapes64", show_default=True,
               help="Shipped name or .pt file of the causal (ar) diffusion teacher.")
-@click.option("--steps", default=500, show_default=True, type=click.IntRange(1))
+@click.option("--steps", default=1500, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
 @click.option("--lr", default=1e-4, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--val-captions", default=32, show_default=True, type=click.IntRange(1),
@@ -485,8 +485,8 @@ def train_distill_command(teacher: str, steps: int, batch_size: int, lr: float, 
 
     \b
     Examples:
-      vbf train distill --steps 500 --threads 1
-      torchrun --nproc_per_node 2 -m vbench_flow train distill --steps 500 --threads 1 --resume
+      vbf train distill --steps 1500 --threads 1
+      torchrun --nproc_per_node 2 -m vbench_flow train distill --steps 1500 --threads 1 --resume
     """
     import torch
 

@@ -171,7 +171,8 @@ def train_on_shapes(recipe: ShapesRecipe, train: TrainConfig, *, out: Path, chec
     info = {
         "autoencoder": shipped_name_or_path(autoencoder_file), "autoencoder_sha256": file_sha256(autoencoder_file),
         "recipe": recipe.__dict__, "train_config": train.__dict__, "steps": result["steps"],
-        "world_size": world_size, "train_seconds": round(result["train_seconds"], 1), "encode_seconds": round(encode_seconds, 1),
+        "world_size": world_size, "train_seconds": round(result["train_seconds"], 1), "timed_steps": result["timed_steps"],
+        "encode_seconds": round(encode_seconds, 1),
         "tokens_per_second": next((h["tokens_per_second"] for h in reversed(history) if "tokens_per_second" in h), None),
         model.validation_name: result[model.validation_name], "parameters": model.num_parameters(),
         "bits_per_dim_space": f"latent (standardised, noise-augmented sigma={recipe.noise_sigma})",
@@ -251,7 +252,7 @@ def distill_on_shapes(teacher_name: str, train: TrainConfig, *, batch_size: int,
         "method": (f"self-rollout consistency distillation: student few-step states (shift {STUDENT_SHIFT:g}) regress "
                    f"the teacher's {TEACHER_STEPS}-step Euler ODE end point (shift {TEACHER_SHIFT:g})"),
         "sampler": "few_step", "train_config": train.__dict__, "batch_size": batch_size, "steps": result["steps"],
-        "world_size": world_size, "train_seconds": round(result["train_seconds"], 1),
+        "world_size": world_size, "train_seconds": round(result["train_seconds"], 1), "timed_steps": result["timed_steps"],
         method.validation_name: result[method.validation_name], "parameters": teacher.num_parameters(),
         "history": result["history"],
     }
