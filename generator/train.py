@@ -49,6 +49,10 @@ class TrainConfig:
 
 # ---------------------------------------------------------------- distributed helpers
 
+class ResumeError(ValueError):
+    """A training state that cannot be resumed here: not a training state, or made from other inputs."""
+
+
 def distributed_setup() -> tuple[int, int, torch.device]:
     """(rank, world size, device); initialises the process group when launched by torchrun."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
@@ -174,7 +178,8 @@ def validate(model: nn.Module, batches: list[dict[str, Any]], seed: int = 1234) 
 def train_model(model: nn.Module, train_batches: Iterator[dict[str, Any]], val_batches: list[dict[str, Any]],
                 config: TrainConfig, *, checkpoint: Path | None = None, resume: bool = False,
                 progress: bool = True, on_log: Callable[[dict[str, float]], None] | None = None,
-                on_validate: Callable[[nn.Module], dict[str, float]] | None = None) -> dict[str, Any]:
+                on_validate: Callable[[nn.Module], dict[str, float]] | None = None,
+                identity: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train ``model`` in place; returns the history, the EMA model's final validation value and the
     seconds spent training (summed over every resumed run) with the number of steps they cover
     (fewer than all when a resumed training state was saved without its seconds).
@@ -183,7 +188,9 @@ def train_model(model: nn.Module, train_batches: Iterator[dict[str, Any]], val_b
     clipping), computes and backpropagates its losses in ``training_step(latents, captions,
     generator, modules)`` and scores held-out clips with ``validation_values`` (logged under
     ``validation_name``). ``on_validate(ema_model)`` adds its values to each validation record
-    (e.g. what the model's samples show of their captions).
+    (e.g. what the model's samples show of their captions). ``identity`` names the inputs the run
+    depends on beyond the model (e.g. a teacher's file hash); it is saved with the training state,
+    and resuming a state saved with a different one raises :class:`ResumeError`.
     """
     rank, world, device = distributed_setup()
     torch.manual_seed(config.seed)
@@ -197,8 +204,12 @@ def train_model(model: nn.Module, train_batches: Iterator[dict[str, Any]], val_b
     if resume and checkpoint is not None and checkpoint.exists():
         state = read_checkpoint(checkpoint, map_location=device)
         if not isinstance(state, dict) or "optimizers" not in state:
-            raise ValueError(f"{checkpoint} is not a training checkpoint (no optimiser state); nothing to resume "
-                             "(train into a new checkpoint, or start over without resume)")
+            raise ResumeError(f"{checkpoint} is not a training checkpoint (no optimiser state); nothing to resume "
+                              "(train into a new checkpoint, or start over without resume)")
+        saved_identity = state.get("extra", {}).get("identity")
+        if identity is not None and saved_identity is not None and saved_identity != identity:
+            raise ResumeError(f"{checkpoint} was trained from {saved_identity}, not {identity}; resuming would mix "
+                              "two runs (train into a new checkpoint, or start over without resume)")
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema_state"])
         for name, opt in optimizers.items():
@@ -250,7 +261,7 @@ def train_model(model: nn.Module, train_batches: Iterator[dict[str, Any]], val_b
         if rank == 0 and checkpoint is not None and (step % config.checkpoint_every == 0 or step == config.steps):
             save_checkpoint(checkpoint, model, ema, optimizers, step, history,
                             {"train_config": asdict(config), "train_seconds": seconds_before + time.perf_counter() - started,
-                             "timed_from_step": timed_from})
+                             "timed_from_step": timed_from, "identity": identity})
     bar.close()
     if world > 1:
         dist.barrier()

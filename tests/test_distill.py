@@ -107,3 +107,16 @@ def test_a_teacher_that_cannot_be_distilled_is_a_clear_error(tmp_path, capsys):
         assert exit_info.value.code == 4
         err = capsys.readouterr().err
         assert message in err and "--teacher" in err and "Traceback" not in err
+
+
+def test_resuming_from_a_file_that_is_not_this_runs_training_state_is_a_clear_error(tmp_path, capsys):
+    from generator import checkpoint_path
+    from vbench_flow.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:  # the shipped student is exported weights, not a training state
+        main(["train", "distill", "--steps", "1", "--resume", "--checkpoint",
+              str(checkpoint_path("ar-diffusion-4step-shapes64")), "-o", str(tmp_path / "s.pt")])
+    assert exit_info.value.code == 4
+    err = capsys.readouterr().err
+    assert "not a training checkpoint" in err and "--checkpoint" in err and "Traceback" not in err
+    assert not (tmp_path / "s.pt").exists()

@@ -26,7 +26,7 @@ from generator.pipeline import file_sha256
 from generator.starflow import StarFlowConfig, StarFlowV, latents_to_tokens
 from generator.video_diffusion import DiffusionConfig, VideoDiffusion
 from generator.text import TextConfig, build_vocab
-from generator.train import TrainConfig, distributed_setup, export_weights, train_model
+from generator.train import ResumeError, TrainConfig, distributed_setup, export_weights, train_model
 from vbench_flow.data.shapes import ShapesWorld
 from vbench_flow.errors import ConfigError
 from vbench_flow.data.torch_data import ShapesClips, ShapesStream, collate_clips
@@ -142,6 +142,17 @@ def caption_tracker(autoencoder: VideoAutoencoder, recipe: ShapesRecipe, count: 
     return track
 
 
+def train_resumable(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """``generator.train.train_model``, with a training state that cannot be resumed reported as
+    the user's --checkpoint / --resume mistake it is."""
+    try:
+        return train_model(*args, **kwargs)
+    except ResumeError as error:
+        raise ConfigError(str(error), where="--checkpoint",
+                          fix="leave out --resume to start over, or give --checkpoint the OUT.train.pt of this "
+                              "same run") from None
+
+
 def train_on_shapes(recipe: ShapesRecipe, train: TrainConfig, *, out: Path, checkpoint: Path,
                     resume: bool = False, progress: bool = True,
                     caption_tracking_clips: int = CAPTION_TRACKING_CLIPS) -> dict[str, Any]:
@@ -163,10 +174,11 @@ def train_on_shapes(recipe: ShapesRecipe, train: TrainConfig, *, out: Path, chec
                                             recipe.val_clips, "encode validation clips", recipe.patch_size)
     val = [{"latents": val_tokens[i:i + 32], "caption": val_captions[i:i + 32]} for i in range(0, len(val_captions), 32)]
     encode_seconds = time.perf_counter() - started
-    result = train_model(model, pool_batches(pool, captions, recipe.batch_size, recipe.seed * 7919 + rank), val,
-                         train, checkpoint=checkpoint, resume=resume, progress=progress,
-                         on_validate=(caption_tracker(autoencoder, recipe, caption_tracking_clips)
-                                      if caption_tracking_clips else None))
+    result = train_resumable(model, pool_batches(pool, captions, recipe.batch_size, recipe.seed * 7919 + rank), val,
+                             train, checkpoint=checkpoint, resume=resume, progress=progress,
+                             on_validate=(caption_tracker(autoencoder, recipe, caption_tracking_clips)
+                                          if caption_tracking_clips else None),
+                             identity={"model": recipe.model, "autoencoder_sha256": file_sha256(autoencoder_file)})
     history = result["history"]
     info = {
         "autoencoder": shipped_name_or_path(autoencoder_file), "autoencoder_sha256": file_sha256(autoencoder_file),
@@ -243,9 +255,10 @@ def distill_on_shapes(teacher_name: str, train: TrainConfig, *, batch_size: int,
     val_world = ShapesWorld("val")
     val = [{"latents": torch.zeros(len(chunk), frames, tokens, 0), "caption": [val_world.caption(i) for i in chunk]}
            for chunk in np.array_split(np.arange(val_captions), max(1, val_captions // 16))]
-    result = train_model(method, caption_batches("train", batch_size, frames, tokens, train.seed * 7919 + rank), val,
-                         train, checkpoint=checkpoint, resume=resume, progress=progress,
-                         on_validate=lambda method: tracker(method.student))
+    result = train_resumable(method, caption_batches("train", batch_size, frames, tokens, train.seed * 7919 + rank),
+                             val, train, checkpoint=checkpoint, resume=resume, progress=progress,
+                             on_validate=lambda method: tracker(method.student),
+                             identity={"teacher_sha256": file_sha256(teacher_file)})
     info = {
         "autoencoder": teacher_info["autoencoder"], "autoencoder_sha256": teacher_info.get("autoencoder_sha256"),
         "distilled_from": shipped_name_or_path(teacher_file), "teacher_sha256": file_sha256(teacher_file),
