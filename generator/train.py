@@ -12,6 +12,7 @@ the caller decides where they come from.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -51,6 +52,11 @@ class TrainConfig:
 
 class ResumeError(ValueError):
     """A training state that cannot be resumed here: not a training state, or made from other inputs."""
+
+
+def _plain(value: Any) -> str:
+    """A configuration as comparable text (tuples and lists alike, as a saved state returns them)."""
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def distributed_setup() -> tuple[int, int, torch.device]:
@@ -202,14 +208,21 @@ def train_model(model: nn.Module, train_batches: Iterator[dict[str, Any]], val_b
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
     step, history, seconds_before, timed_from = 0, [], 0.0, 0
     if resume and checkpoint is not None and checkpoint.exists():
-        state = read_checkpoint(checkpoint, map_location=device)
+        try:
+            state = read_checkpoint(checkpoint, map_location=device)
+        except ValueError as error:
+            raise ResumeError(str(error)) from None
         if not isinstance(state, dict) or "optimizers" not in state:
             raise ResumeError(f"{checkpoint} is not a training checkpoint (no optimiser state); nothing to resume "
                               "(train into a new checkpoint, or start over without resume)")
+        if state.get("kind") != model.kind or _plain(state.get("config")) != _plain(model.config.to_dict()):
+            raise ResumeError(f"{checkpoint} is the training state of another model (kind {state.get('kind')!r}, "
+                              "or another configuration); resuming would mix two runs")
         saved_identity = state.get("extra", {}).get("identity")
         if identity is not None and saved_identity is not None and saved_identity != identity:
-            raise ResumeError(f"{checkpoint} was trained from {saved_identity}, not {identity}; resuming would mix "
-                              "two runs (train into a new checkpoint, or start over without resume)")
+            differs = ", ".join(f"{key} {saved_identity.get(key)!r} (now {value!r})" for key, value in identity.items()
+                                if saved_identity.get(key) != value)
+            raise ResumeError(f"{checkpoint} was trained from other inputs: {differs}; resuming would mix two runs")
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema_state"])
         for name, opt in optimizers.items():

@@ -176,17 +176,25 @@ def test_training_is_deterministic_and_resumes(tmp_path):
 def test_resuming_a_state_made_from_other_inputs_is_refused(tmp_path):
     from generator.train import ResumeError
 
-    def run(identity, steps, resume):
+    def run(identity, steps, resume, model_config=None):
         torch.manual_seed(0)
         config = TrainConfig(steps=steps, lr=3e-3, denoiser_lr=3e-3, warmup_steps=1, val_every=100, checkpoint_every=2,
                              log_every=10, seed=0)
-        return train_model(StarFlowV(tiny_config()), structured_batches(0), [], config, checkpoint=tmp_path / "c.pt",
+        model = StarFlowV(model_config or tiny_config())
+        return train_model(model, structured_batches(0), [], config, checkpoint=tmp_path / "c.pt",
                            resume=resume, progress=False, identity=identity)
 
     run({"teacher_sha256": "aaa"}, 2, resume=False)
     with pytest.raises(ResumeError, match="aaa"):
         run({"teacher_sha256": "bbb"}, 4, resume=True)
+    other = tiny_config()
+    other.noise_sigma = 0.25
+    with pytest.raises(ResumeError, match="another model"):
+        run({"teacher_sha256": "aaa"}, 4, resume=True, model_config=other)
     assert run({"teacher_sha256": "aaa"}, 4, resume=True)["steps"] == 4
+    (tmp_path / "c.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ResumeError):
+        run({"teacher_sha256": "aaa"}, 4, resume=True)
     torch.save({"weights": {}}, tmp_path / "c.pt")  # an exported model, not a training state
     with pytest.raises(ResumeError, match="not a training checkpoint"):
         run({"teacher_sha256": "aaa"}, 4, resume=True)

@@ -149,8 +149,8 @@ def train_resumable(*args: Any, **kwargs: Any) -> dict[str, Any]:
         return train_model(*args, **kwargs)
     except ResumeError as error:
         raise ConfigError(str(error), where="--checkpoint",
-                          fix="leave out --resume to start over, or give --checkpoint the OUT.train.pt of this "
-                              "same run") from None
+                          fix="to start over, give --checkpoint a new path (or leave it out: OUT.train.pt) and "
+                              "drop --resume; to continue, give it the training state of this same run") from None
 
 
 def train_on_shapes(recipe: ShapesRecipe, train: TrainConfig, *, out: Path, checkpoint: Path,
