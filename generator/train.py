@@ -196,7 +196,8 @@ def train_model(model: nn.Module, train_batches: Iterator[dict[str, Any]], val_b
     ``validation_name``). ``on_validate(ema_model)`` adds its values to each validation record
     (e.g. what the model's samples show of their captions). ``identity`` names the inputs the run
     depends on beyond the model (e.g. a teacher's file hash); it is saved with the training state,
-    and resuming a state saved with a different one raises :class:`ResumeError`.
+    and resuming a state saved with a different one raises :class:`ResumeError`. A state saved
+    without one is resumed and keeps none: its inputs were never recorded, so it never looks checked.
     """
     rank, world, device = distributed_setup()
     torch.manual_seed(config.seed)
@@ -213,13 +214,16 @@ def train_model(model: nn.Module, train_batches: Iterator[dict[str, Any]], val_b
         except ValueError as error:
             raise ResumeError(str(error)) from None
         if not isinstance(state, dict) or "optimizers" not in state:
-            raise ResumeError(f"{checkpoint} is not a training checkpoint (no optimiser state); nothing to resume "
-                              "(train into a new checkpoint, or start over without resume)")
+            raise ResumeError(f"{checkpoint} is not a training checkpoint (no optimiser state); nothing to resume")
         if state.get("kind") != model.kind or _plain(state.get("config")) != _plain(model.config.to_dict()):
             raise ResumeError(f"{checkpoint} is the training state of another model (kind {state.get('kind')!r}, "
                               "or another configuration); resuming would mix two runs")
-        saved_identity = state.get("extra", {}).get("identity")
-        if identity is not None and saved_identity is not None and saved_identity != identity:
+        extra = state.get("extra", {})
+        saved_identity = extra.get("identity")
+        if saved_identity is None:
+            # a state saved before identities were recorded: its inputs stay unknown, not checked
+            identity = None
+        elif identity is not None and saved_identity != identity:
             differs = ", ".join(f"{key} {saved_identity.get(key)!r} (now {value!r})" for key, value in identity.items()
                                 if saved_identity.get(key) != value)
             raise ResumeError(f"{checkpoint} was trained from other inputs: {differs}; resuming would mix two runs")
@@ -229,7 +233,6 @@ def train_model(model: nn.Module, train_batches: Iterator[dict[str, Any]], val_b
             opt.load_state_dict(state["optimizers"][name])
         step, history = state["step"], state["history"]
         # a resumed run's clock goes on; a training state saved without one is timed from its step on
-        extra = state.get("extra", {})
         seconds_before = float(extra.get("train_seconds", 0.0))
         timed_from = int(extra.get("timed_from_step", 0)) if "train_seconds" in extra else step
         for _ in range(step):  # the batches a straight run would already have used

@@ -195,6 +195,13 @@ def test_resuming_a_state_made_from_other_inputs_is_refused(tmp_path):
     (tmp_path / "c.pt").write_bytes(b"not a torch file")
     with pytest.raises(ResumeError):
         run({"teacher_sha256": "aaa"}, 4, resume=True)
+    # a state saved before identities were recorded is resumed, and keeps no identity after it
+    run({"teacher_sha256": "aaa"}, 2, resume=False)
+    state = torch.load(tmp_path / "c.pt", weights_only=True)
+    del state["extra"]["identity"]
+    torch.save(state, tmp_path / "c.pt")
+    assert run({"teacher_sha256": "bbb"}, 4, resume=True)["steps"] == 4
+    assert torch.load(tmp_path / "c.pt", weights_only=True)["extra"]["identity"] is None
     torch.save({"weights": {}}, tmp_path / "c.pt")  # an exported model, not a training state
     with pytest.raises(ResumeError, match="not a training checkpoint"):
         run({"teacher_sha256": "aaa"}, 4, resume=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -142,11 +142,15 @@ def caption_tracker(autoencoder: VideoAutoencoder, recipe: ShapesRecipe, count: 
     return track
 
 
-def train_resumable(*args: Any, **kwargs: Any) -> dict[str, Any]:
+def train_resumable(model: torch.nn.Module, train_batches: Iterator[dict[str, Any]], val_batches: list[dict[str, Any]],
+                    config: TrainConfig, *, checkpoint: Path, resume: bool, progress: bool,
+                    on_validate: Callable[[torch.nn.Module], dict[str, float]] | None,
+                    identity: dict[str, Any]) -> dict[str, Any]:
     """``generator.train.train_model``, with a training state that cannot be resumed reported as
     the user's --checkpoint / --resume mistake it is."""
     try:
-        return train_model(*args, **kwargs)
+        return train_model(model, train_batches, val_batches, config, checkpoint=checkpoint, resume=resume,
+                           progress=progress, on_validate=on_validate, identity=identity)
     except ResumeError as error:
         raise ConfigError(str(error), where="--checkpoint",
                           fix="to start over, give --checkpoint a new path (or leave it out: OUT.train.pt) and "
