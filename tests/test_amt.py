@@ -132,7 +132,9 @@ def test_matches_reference_fingerprint(model: amt.AmtS) -> None:
         out = model(img0, img1, torch.full((1, 1, 1, 1), 0.5))
     assert out.shape == (2, 3, 128, 144) and out.dtype == torch.float32
     got = [out[b, c, y, x].item() for b, c, y, x, _ in REFERENCE_PIXELS]
-    np.testing.assert_allclose(got, [v for *_, v in REFERENCE_PIXELS], rtol=0, atol=1e-5)
+    # float32 through AMT's iterative refinement differs by up to 1.04e-5 between CPU instruction sets
+    # (AVX-512 against the reference's host); an interpolation time off by 1e-3 moves these pixels by 1.1e-2
+    np.testing.assert_allclose(got, [v for *_, v in REFERENCE_PIXELS], rtol=0, atol=5e-5)
     assert out.double().mean().item() == pytest.approx(REFERENCE_MEAN, abs=1e-5)
     assert out.double().std().item() == pytest.approx(REFERENCE_STD, abs=1e-5)
 

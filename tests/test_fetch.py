@@ -8,14 +8,10 @@ from pathlib import Path
 import pytest
 
 from vbench_flow import fetch as fetching
-from vbench_flow.cli import main
 from vbench_flow.fetch import FetchError, WeightsFile, clip_entry, fetch, raft_entry
+from tests.test_runner import vbf
 
 
-def vbf(*args: str) -> int:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    return info.value.code
 
 
 def _file(tmp_path: Path, content: bytes = b"weights" * 100) -> tuple[Path, str]:

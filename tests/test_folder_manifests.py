@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from vbench_flow.builtin_models import FolderGenerator
-from vbench_flow.cli import main
 from vbench_flow.data.folder import VideoFolder
 from vbench_flow.errors import ConfigError
 from vbench_flow.protocol import Prompt
 from vbench_flow.video_io import write_video
+from tests.test_runner import vbf
 
 FPS, SECONDS = 4, 1  # 5-frame clips keep every read fast
 
@@ -182,10 +182,6 @@ def test_paths_that_stay_inside_the_root_are_accepted_when_strict(tmp_path, kind
 
 # ---------------------------------------------------------------- through `vbf validate`
 
-def vbf(*args: str) -> int:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    return info.value.code
 
 
 def write_suite(folder: Path, body: str) -> Path:

@@ -15,16 +15,12 @@ from torch import nn
 from metrics.fvd import FeatureStats, UnitFeatures, clip_windows, fvd_from_features, set_distances
 from metrics.i3d import NUM_CLASSES, TorchScriptI3d, load_i3d_torchscript
 from metrics.shapes_detector import load_shapes_detector
-from vbench_flow.cli import main
 from vbench_flow.data.source import ShapesSource
 from vbench_flow.stats import set_interval
 from vbench_flow.store import Store
+from tests.test_runner import vbf
 
 
-def vbf(*args: str) -> int:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    return info.value.code
 
 
 SUITE = """\

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from vbench_flow import gate, stats
-from vbench_flow.cli import main
 from vbench_flow.store import Store
+from tests.test_runner import vbf
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -36,10 +36,6 @@ metrics:
 """
 
 
-def vbf(*args: str) -> int:
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
-    return info.value.code
 
 
 def write(folder: Path, *, noise: float = 4, seeds: str = "[0]", segment: float = 1) -> Path:

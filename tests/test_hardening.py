@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vbench_flow.cli import main
 from vbench_flow.locking import RunLock, lock_holder
 from vbench_flow.store import Store
+from tests.test_runner import vbf
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -56,10 +56,6 @@ def held_suite(tmp_path: Path) -> tuple[Path, Path]:
     return write(tmp_path, HELD.replace("KWARGS", f'hold: "{release}"')), release
 
 
-def vbf(*args) -> int:
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
-    return info.value.code
 
 
 def write(folder: Path, text: str, name: str = "suite.yaml") -> Path:

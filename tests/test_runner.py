@@ -23,9 +23,10 @@ FIXTURES = Path(__file__).parent / "fixtures"
 SMOKE = str(Path(__file__).resolve().parents[1] / "suites" / "smoke.yaml")
 
 
-def vbf(*args: str) -> int:
+def vbf(*args: str | Path) -> int:
+    """``vbf ARGS`` in this process; its exit code."""
     with pytest.raises(SystemExit) as info:
-        main(list(args))
+        main([str(a) for a in args])
     return info.value.code
 
 
