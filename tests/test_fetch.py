@@ -12,8 +12,6 @@ from vbench_flow.fetch import FetchError, WeightsFile, clip_entry, fetch, raft_e
 from tests.test_runner import vbf
 
 
-
-
 def _file(tmp_path: Path, content: bytes = b"weights" * 100) -> tuple[Path, str]:
     path = tmp_path / "upstream.bin"
     path.write_bytes(content)

@@ -183,7 +183,6 @@ def test_paths_that_stay_inside_the_root_are_accepted_when_strict(tmp_path, kind
 # ---------------------------------------------------------------- through `vbf validate`
 
 
-
 def write_suite(folder: Path, body: str) -> Path:
     return write_text(folder / "suite.yaml", textwrap.dedent(body))
 

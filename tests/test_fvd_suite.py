@@ -21,8 +21,6 @@ from vbench_flow.store import Store
 from tests.test_runner import vbf
 
 
-
-
 SUITE = """\
 name: fvd-suite
 seed: 3

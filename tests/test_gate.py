@@ -36,8 +36,6 @@ metrics:
 """
 
 
-
-
 def write(folder: Path, *, noise: float = 4, seeds: str = "[0]", segment: float = 1) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "suite.yaml"

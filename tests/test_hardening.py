@@ -56,8 +56,6 @@ def held_suite(tmp_path: Path) -> tuple[Path, Path]:
     return write(tmp_path, HELD.replace("KWARGS", f'hold: "{release}"')), release
 
 
-
-
 def write(folder: Path, text: str, name: str = "suite.yaml") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
