@@ -16,6 +16,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -222,10 +223,13 @@ def train_model(model: nn.Module, train_batches: Iterator[dict[str, Any]], val_b
         saved_identity = extra.get("identity")
         if saved_identity is None:
             # a state saved before identities were recorded: its inputs stay unknown, not checked
+            if identity is not None:
+                warnings.warn(f"{checkpoint} records no inputs (saved before they were recorded): resuming it "
+                              f"without checking that it was trained from {identity}", stacklevel=2)
             identity = None
         elif identity is not None and saved_identity != identity:
-            differs = ", ".join(f"{key} {saved_identity.get(key)!r} (now {value!r})" for key, value in identity.items()
-                                if saved_identity.get(key) != value)
+            differs = ", ".join(f"{key} {saved_identity.get(key)!r} (now {identity.get(key)!r})"
+                                for key in sorted({*saved_identity, *identity}) if saved_identity.get(key) != identity.get(key))
             raise ResumeError(f"{checkpoint} was trained from other inputs: {differs}; resuming would mix two runs")
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema_state"])

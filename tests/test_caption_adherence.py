@@ -301,3 +301,26 @@ def test_hold_option_changes_the_version_and_bad_prompts_say_why():
     assert build("caption_hold_seconds", {"min_mismatch_seconds": 2}).version.endswith("mismatch runs >= 2 s")
     with pytest.raises(ValueError, match="not a shapes-world caption"):
         build("caption_adherence").streaming(ClipContext(fps=FPS, prompt="a cat on a mat"))
+
+
+def test_the_shipped_autoencoder_keeps_colours_and_loses_shapes_and_counts():
+    """The README's ceiling for every shipped generator (scripts/autoencoder_caption_ceiling.py): real
+    test clips encoded and decoded by vae-shapes64 keep their colours but not their shapes or counts."""
+    import torch
+
+    from generator import checkpoint_path
+    from generator.autoencoder import VideoAutoencoder
+
+    autoencoder = VideoAutoencoder.load(checkpoint_path("vae-shapes64"))
+    world = ShapesWorld("test", size=64, fps=8.0)
+    scores = {"real": [], "decoded": []}
+    for index in range(6):
+        clip = world.clip(index, 9)
+        decoded = autoencoder.decode_to_frames(autoencoder.encode_frames(torch.from_numpy(clip.frames)[None]))[0]
+        for row, video in (("real", clip.frames), ("decoded", decoded.numpy())):
+            shared: dict = {}
+            scores[row].append([CaptionCheck(8.0, clip.caption, q, cache=shared).score(video).value
+                                for q in ("colour_recall", "shape_accuracy", "count_accuracy")])
+    real, decoded = np.mean(scores["real"], axis=0), np.mean(scores["decoded"], axis=0)
+    assert real.min() > 0.85 and decoded[0] > 0.85  # colours survive
+    assert decoded[1] < real[1] - 0.3 and decoded[2] < real[2] - 0.3, (real, decoded)

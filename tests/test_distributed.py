@@ -8,10 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
-
-from vbench_flow.runner import RunFolder
 from tests.test_runner import vbf
+from vbench_flow.runner import RunFolder
 from vbench_flow.store import SampleRecord, Store
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -43,12 +41,8 @@ def _records(run_dir: Path) -> dict[str, dict]:
 def test_two_processes_equal_one(tmp_path):
     suite = tmp_path / "suite.yaml"
     suite.write_text(SUITE)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each torchrun rank runs (OMP_NUM_THREADS=1): the same float sums
-    try:
-        assert vbf("run", suite, "--runs-dir", tmp_path / "one", "--run-id", "r", "--quiet") == 0
-    finally:
-        torch.set_num_threads(threads)
+    # in this process: one thread (conftest), as each torchrun rank (OMP_NUM_THREADS=1), so the same float sums
+    assert vbf("run", suite, "--runs-dir", tmp_path / "one", "--run-id", "r", "--quiet") == 0
     two = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "vbench_flow",
                 "run", str(suite), "--runs-dir", "two", "--run-id", "r", "--quiet"], tmp_path)
     assert two.returncode == 0, two.stderr

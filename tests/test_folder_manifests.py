@@ -4,7 +4,6 @@ root, match fields apply per row with the most specific row winning, unknown col
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ from vbench_flow.data.folder import VideoFolder
 from vbench_flow.errors import ConfigError
 from vbench_flow.protocol import Prompt
 from vbench_flow.video_io import write_video
-from tests.test_runner import vbf
+from tests.test_runner import vbf, write_suite
 
 FPS, SECONDS = 4, 1  # 5-frame clips keep every read fast
 
@@ -181,10 +180,6 @@ def test_paths_that_stay_inside_the_root_are_accepted_when_strict(tmp_path, kind
 
 
 # ---------------------------------------------------------------- through `vbf validate`
-
-
-def write_suite(folder: Path, body: str) -> Path:
-    return write_text(folder / "suite.yaml", textwrap.dedent(body))
 
 
 FOLDER_MODEL_SUITE = """\

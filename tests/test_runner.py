@@ -30,8 +30,10 @@ def vbf(*args: str | Path) -> int:
     return info.value.code
 
 
-def write_suite(tmp_path: Path, body: str) -> Path:
-    path = tmp_path / "suite.yaml"
+def write_suite(folder: Path, body: str) -> Path:
+    """``body`` (dedented) as FOLDER/suite.yaml, the folder made if missing."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "suite.yaml"
     path.write_text(textwrap.dedent(body))
     return path
 

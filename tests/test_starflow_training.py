@@ -187,6 +187,8 @@ def test_resuming_a_state_made_from_other_inputs_is_refused(tmp_path):
     run({"teacher_sha256": "aaa"}, 2, resume=False)
     with pytest.raises(ResumeError, match="aaa"):
         run({"teacher_sha256": "bbb"}, 4, resume=True)
+    with pytest.raises(ResumeError, match=r"autoencoder_sha256 None \(now 'ccc'\)"):  # a key the saved state lacks
+        run({"teacher_sha256": "aaa", "autoencoder_sha256": "ccc"}, 4, resume=True)
     other = tiny_config()
     other.noise_sigma = 0.25
     with pytest.raises(ResumeError, match="another model"):
@@ -200,7 +202,8 @@ def test_resuming_a_state_made_from_other_inputs_is_refused(tmp_path):
     state = torch.load(tmp_path / "c.pt", weights_only=True)
     del state["extra"]["identity"]
     torch.save(state, tmp_path / "c.pt")
-    assert run({"teacher_sha256": "bbb"}, 4, resume=True)["steps"] == 4
+    with pytest.warns(UserWarning, match="records no inputs"):
+        assert run({"teacher_sha256": "bbb"}, 4, resume=True)["steps"] == 4
     assert torch.load(tmp_path / "c.pt", weights_only=True)["extra"]["identity"] is None
     torch.save({"weights": {}}, tmp_path / "c.pt")  # an exported model, not a training state
     with pytest.raises(ResumeError, match="not a training checkpoint"):
@@ -322,6 +325,8 @@ def test_16k_checkpoints_are_the_shipped_recipes_trained_twice_as_long(name, val
     shipped, longer = (read_model_state(checkpoint_path(n))["info"] for n in (name, f"{name}-16k"))
     # the 8,000-step flow's recipe predates the model and diffusion fields (starflow, {} then and now)
     assert {k: longer["recipe"][k] for k in shipped["recipe"]} == shipped["recipe"]
+    assert longer["recipe"]["model"] == shipped["recipe"].get("model", "starflow") and longer["recipe"]["diffusion"] == {}
+    assert longer["world_size"] == shipped["world_size"] == 1
     assert longer["autoencoder_sha256"] == shipped["autoencoder_sha256"]
     assert {k: v for k, v in longer["train_config"].items() if k != "steps"} == \
            {k: v for k, v in shipped["train_config"].items() if k != "steps"}
