@@ -84,3 +84,16 @@ def test_the_newest_record_of_a_unit_wins(tmp_path):
     folder.append(SampleRecord(status="failed", finished="2026-01-01T00:00:00+00:00", **base),
                   tmp_path / "samples.rank1.jsonl")  # the first attempt, left in a killed run's rank log
     assert folder.read_records()["a"].status == "ok"
+
+
+def test_the_cli_leaves_the_process_group_before_exiting(tmp_path):
+    """A gloo group left to interpreter shutdown can abort a torchrun rank after its work is done."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        assert vbf("validate", Path(__file__).resolve().parents[1] / "suites" / "smoke.yaml") == 0
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -769,7 +769,22 @@ def fetch(what: str, torchscript: bool, clip_model: str, pretrained: str, source
     return 0
 
 
+def _leave_process_group() -> None:
+    """Leave torchrun's process group before exiting: a gloo group left to interpreter shutdown can
+    abort its process (SIGABRT) after the work is done, and torchrun then stops the other ranks."""
+    dist = sys.modules.get("torch.distributed")  # never imports torch for a command that did not
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def main(argv: list[str] | None = None) -> None:
+    try:
+        _run_cli(argv)
+    finally:
+        _leave_process_group()
+
+
+def _run_cli(argv: list[str] | None) -> None:
     try:
         code = cli.main(args=argv, prog_name="vbf", standalone_mode=False)
     except click.exceptions.Abort:
