@@ -340,6 +340,11 @@ class VideoAutoencoder(nn.Module):
         return self.normalize(self.encode(video).mode())
 
     @torch.no_grad()
+    def reconstruct_frames(self, frames: Tensor) -> Tensor:
+        """uint8 frames (B, T, H, W, 3) -> the uint8 frames they come back as through the latents."""
+        return self.decode_to_frames(self.encode_frames(frames))
+
+    @torch.no_grad()
     def decode_to_frames(self, latents: Tensor, chunk_frames: int | None = 12) -> Tensor:
         """standardised latents (B, C, 1 + k, h, w) -> uint8 frames (B, 1 + 4k, 8h, 8w, 3).
 

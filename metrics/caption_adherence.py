@@ -237,7 +237,13 @@ class CaptionCheck(DetectingState):
 
 def caption_adherence(frames: np.ndarray, caption: str, fps: float = 8.0, quantity: str = "adherence") -> float:
     """One quantity (see :data:`QUANTITIES`) of one uint8 (T, H, W, 3) video against its shapes-world caption."""
-    return CaptionCheck(fps, caption, quantity).score(check_video(frames)).value
+    return caption_scores(frames, caption, fps, (quantity,))[quantity]
+
+
+def caption_scores(frames: np.ndarray, caption: str, fps: float, quantities: tuple[str, ...]) -> dict[str, float]:
+    """Several quantities of one video against its caption, from one detection pass."""
+    video, shared = check_video(frames), {}
+    return {q: CaptionCheck(fps, caption, q, cache=shared).score(video).value for q in quantities}
 
 
 class HoldArgs(MetricArgs):

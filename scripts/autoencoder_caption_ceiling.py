@@ -16,16 +16,11 @@ import torch
 
 from generator import checkpoint_path
 from generator.autoencoder import VideoAutoencoder
-from metrics.caption_adherence import CaptionCheck
+from metrics.caption_adherence import caption_scores
 from vbench_flow.data.shapes import ShapesWorld
 from vbench_flow.video_io import num_frames_for
 
 QUANTITIES = ("adherence", "colour_recall", "shape_accuracy", "count_accuracy")
-
-
-def caption_scores(video: np.ndarray, caption: str, fps: float) -> dict[str, float]:
-    shared: dict = {}  # one detection pass serves every quantity
-    return {q: CaptionCheck(fps, caption, q, cache=shared).score(video).value for q in QUANTITIES}
 
 
 def main() -> None:
@@ -41,9 +36,9 @@ def main() -> None:
     scores: dict[str, list[dict[str, float]]] = {"real clips": [], f"through {args.autoencoder}": []}
     for index in range(args.clips):
         clip = world.clip(index, frames)
-        decoded = autoencoder.decode_to_frames(autoencoder.encode_frames(torch.from_numpy(clip.frames)[None]))[0]
+        decoded = autoencoder.reconstruct_frames(torch.from_numpy(clip.frames)[None])[0]
         for row, video in zip(scores, (clip.frames, decoded.numpy())):
-            scores[row].append(caption_scores(video, clip.caption, world.fps))
+            scores[row].append(caption_scores(video, clip.caption, world.fps, QUANTITIES))
     print(f"{args.clips} {args.split} clips of {args.seconds:g} s ({frames} frames), mean per clip")
     print("| clips | " + " | ".join(QUANTITIES) + " |\n|---|" + "---|" * len(QUANTITIES))
     for row, values in scores.items():

@@ -75,7 +75,7 @@ def recon_strip(model: VideoAutoencoder, batch: dict[str, Any], path: Path, clip
                 frames: tuple[int, ...] = (0, 1, 4, 8, 12, 16), scale: int = 2) -> None:
     """Rows: clip 1 original, clip 1 reconstruction, clip 2 original, ...; columns: frames."""
     original = batch["video"][:clips]
-    recon = model.decode_to_frames(model.encode_frames(original))
+    recon = model.reconstruct_frames(original)
     rows = []
     for o, r in zip(original, recon):
         for video in (o, r):

@@ -316,11 +316,10 @@ def test_the_shipped_autoencoder_keeps_colours_and_loses_shapes_and_counts():
     scores = {"real": [], "decoded": []}
     for index in range(6):
         clip = world.clip(index, 9)
-        decoded = autoencoder.decode_to_frames(autoencoder.encode_frames(torch.from_numpy(clip.frames)[None]))[0]
+        decoded = autoencoder.reconstruct_frames(torch.from_numpy(clip.frames)[None])[0]
         for row, video in (("real", clip.frames), ("decoded", decoded.numpy())):
-            shared: dict = {}
-            scores[row].append([CaptionCheck(8.0, clip.caption, q, cache=shared).score(video).value
-                                for q in ("colour_recall", "shape_accuracy", "count_accuracy")])
+            quantities = ("colour_recall", "shape_accuracy", "count_accuracy")
+            scores[row].append(list(ca.caption_scores(video, clip.caption, 8.0, quantities).values()))
     real, decoded = np.mean(scores["real"], axis=0), np.mean(scores["decoded"], axis=0)
     assert real.min() > 0.85 and decoded[0] > 0.85  # colours survive
     assert decoded[1] < real[1] - 0.3 and decoded[2] < real[2] - 0.3, (real, decoded)

@@ -126,19 +126,16 @@ def caption_tracker(autoencoder: VideoAutoencoder, recipe: ShapesRecipe, count: 
     samples (``recipe.frames`` frames; ``sample_options`` or the pipeline's default sampler) for the first
     ``count`` validation captions."""
     from generator.pipeline import DiffusionPipeline, StarFlowPipeline
-    from metrics.caption_adherence import CaptionCheck
+    from metrics.caption_adherence import caption_scores
 
     captions = [ShapesWorld("val", size=recipe.size, fps=recipe.fps).caption(i) for i in range(count)]
 
     def track(model: torch.nn.Module) -> dict[str, float]:
         pipeline = (StarFlowPipeline if model.kind == "starflow" else DiffusionPipeline)(model, autoencoder, name="training")
         videos = pipeline.sample(captions, recipe.frames, seed=seed, **sample_options)
-        values: dict[str, list[float]] = {"adherence": [], "colour_recall": []}
-        for video, caption in zip(videos, captions):
-            shared: dict = {}
-            for quantity, kept in values.items():
-                kept.append(CaptionCheck(recipe.fps, caption, quantity, cache=shared).score(video).value)
-        return {f"val_caption_{quantity}": float(np.mean(kept)) for quantity, kept in values.items()}
+        quantities = ("adherence", "colour_recall")
+        scores = [caption_scores(video, caption, recipe.fps, quantities) for video, caption in zip(videos, captions)]
+        return {f"val_caption_{q}": float(np.mean([s[q] for s in scores])) for q in quantities}
     return track
 
 
@@ -165,6 +162,7 @@ def train_on_shapes(recipe: ShapesRecipe, train: TrainConfig, *, out: Path, chec
 
     rank, world_size, _ = distributed_setup()
     autoencoder_file = checkpoint_path(recipe.autoencoder)
+    autoencoder_sha256 = file_sha256(autoencoder_file)
     autoencoder = VideoAutoencoder.load(autoencoder_file)
     torch.manual_seed(recipe.seed)
     model = build_model(recipe, autoencoder)
@@ -182,10 +180,10 @@ def train_on_shapes(recipe: ShapesRecipe, train: TrainConfig, *, out: Path, chec
                              train, checkpoint=checkpoint, resume=resume, progress=progress,
                              on_validate=(caption_tracker(autoencoder, recipe, caption_tracking_clips)
                                           if caption_tracking_clips else None),
-                             identity={"model": recipe.model, "autoencoder_sha256": file_sha256(autoencoder_file)})
+                             identity={"model": recipe.model, "autoencoder_sha256": autoencoder_sha256})
     history = result["history"]
     info = {
-        "autoencoder": shipped_name_or_path(autoencoder_file), "autoencoder_sha256": file_sha256(autoencoder_file),
+        "autoencoder": shipped_name_or_path(autoencoder_file), "autoencoder_sha256": autoencoder_sha256,
         "recipe": recipe.__dict__, "train_config": train.__dict__, "steps": result["steps"],
         "world_size": world_size, "train_seconds": round(result["train_seconds"], 1), "timed_steps": result["timed_steps"],
         "encode_seconds": round(encode_seconds, 1),
@@ -252,7 +250,7 @@ def distill_on_shapes(teacher_name: str, train: TrainConfig, *, batch_size: int,
     if getattr(teacher, "kind", None) != "diffusion" or not teacher.config.causal:
         raise ConfigError(f"{teacher_file} is not a causal (autoregressive) diffusion model", where="--teacher",
                           fix="distil ar-diffusion-shapes64 or another `vbf train diffusion --kind ar` checkpoint")
-    method = SelfRolloutDistillation(teacher)
+    method, teacher_sha256 = SelfRolloutDistillation(teacher), file_sha256(teacher_file)
     autoencoder = VideoAutoencoder.load(checkpoint_path(teacher_info["autoencoder"]))
     tracker = caption_tracker(autoencoder, ShapesRecipe(model="ar-diffusion"), sampler="few_step")
     frames, tokens = method.num_frames, teacher.config.tokens_per_frame
@@ -262,10 +260,10 @@ def distill_on_shapes(teacher_name: str, train: TrainConfig, *, batch_size: int,
     result = train_resumable(method, caption_batches("train", batch_size, frames, tokens, train.seed * 7919 + rank),
                              val, train, checkpoint=checkpoint, resume=resume, progress=progress,
                              on_validate=lambda method: tracker(method.student),
-                             identity={"teacher_sha256": file_sha256(teacher_file)})
+                             identity={"teacher_sha256": teacher_sha256})
     info = {
         "autoencoder": teacher_info["autoencoder"], "autoencoder_sha256": teacher_info.get("autoencoder_sha256"),
-        "distilled_from": shipped_name_or_path(teacher_file), "teacher_sha256": file_sha256(teacher_file),
+        "distilled_from": shipped_name_or_path(teacher_file), "teacher_sha256": teacher_sha256,
         "method": (f"self-rollout consistency distillation: student few-step states (shift {STUDENT_SHIFT:g}) regress "
                    f"the teacher's {TEACHER_STEPS}-step Euler ODE end point (shift {TEACHER_SHIFT:g})"),
         "sampler": "few_step", "train_config": train.__dict__, "batch_size": batch_size, "steps": result["steps"],
